@@ -1,0 +1,68 @@
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::status::wire_enum;
+use crate::{CheckpointId, ProjectId, ProjectPhase, timestamp};
+
+/// What made a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointTrigger {
+    /// Asked for by a person.
+    Manual,
+    /// Made on a schedule.
+    Auto,
+    /// Made when the phase changed.
+    PhaseTransition,
+    /// Made by a pause.
+    Pause,
+}
+
+wire_enum!(CheckpointTrigger, "checkpoint trigger", {
+    Manual => "manual", Auto => "auto", PhaseTransition => "phase_transition", Pause => "pause",
+});
+
+/// Summary of the project stored with a checkpoint (the reference's fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMetadata {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Phase at the time.
+    pub phase: ProjectPhase,
+    /// Completed tasks.
+    pub tasks_completed: i64,
+    /// All tasks.
+    pub tasks_total: i64,
+    /// Agents with an active assignment, sorted.
+    pub agents_active: Vec<String>,
+    /// Title of the most recently completed task.
+    pub last_task_completed: Option<String>,
+    /// Context items of the project, active and archived.
+    pub context_items_count: i64,
+    /// Sum of estimated cost of the project's token usage.
+    pub total_cost_usd: f64,
+}
+
+/// A checkpoint, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Row id.
+    pub id: CheckpointId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Name (≤ 100 characters).
+    pub name: String,
+    /// Description (≤ 500 characters).
+    pub description: String,
+    /// What made it.
+    pub trigger: CheckpointTrigger,
+    /// Id of the snapshot commit in the private store (hex); `None` until written.
+    pub commit_id: Option<String>,
+    /// Reason of the pause, for pause checkpoints.
+    pub pause_reason: Option<String>,
+    /// Summary of the project.
+    pub metadata: CheckpointMetadata,
+    /// When it was made.
+    #[serde(with = "timestamp::rfc3339")]
+    pub created_at: OffsetDateTime,
+}

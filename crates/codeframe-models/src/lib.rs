@@ -1,0 +1,44 @@
+//! Plain domain types of codeframe.
+//!
+//! Everything above this crate speaks in these types: projects and their lifecycle
+//! ([`ProjectStatus`]), agents' context ([`ContextItem`], [`Tier`], the importance
+//! [`scoring`] functions), checkpoints ([`Checkpoint`]), the pause result
+//! ([`PauseOutcome`]) and the events published to clients ([`ProjectEvent`]).
+//!
+//! This crate does no I/O. Wire names follow the Python CodeFRAME reference: lowercase
+//! statuses and tiers, upper-case item types (`TASK`, `CODE`, …), RFC 3339 UTC timestamps.
+
+mod checkpoint;
+mod context;
+mod error;
+mod event;
+mod pause;
+mod project;
+pub mod scoring;
+mod status;
+pub mod timestamp;
+pub mod validate;
+
+pub use checkpoint::{Checkpoint, CheckpointMetadata, CheckpointTrigger};
+pub use context::{
+    ContextItem, FlashSave, FlashSaveReport, ItemType, NewContextItem, Tier, TierTotals, reduction_percentage,
+};
+pub use error::ModelError;
+pub use event::{EventKind, ProjectEvent};
+pub use pause::{AgentFlashSaveEntry, PauseOutcome, PauseRequest, ResumeOptions};
+pub use project::{
+    Agent, AgentAssignment, CallType, NewProject, NewTask, NewTokenUsage, Project, Task, TokenUsage,
+};
+pub use status::{AgentStatus, ProjectPhase, ProjectStatus, TaskStatus};
+pub use timestamp::{Clock, ManualClock, SystemClock};
+
+/// Identifier of a project (a database row id).
+pub type ProjectId = i64;
+/// Identifier of a checkpoint (a database row id).
+pub type CheckpointId = i64;
+/// Identifier of a flash-save record (a database row id).
+pub type FlashSaveId = i64;
+/// Identifier of an agent, chosen by whoever registers it (e.g. `backend-worker-001`).
+pub type AgentId = String;
+/// Identifier of a context item (a UUID string, as in the reference).
+pub type ContextItemId = String;

@@ -1,0 +1,58 @@
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{AgentId, CheckpointId, FlashSaveReport, timestamp};
+
+/// A request to pause a project.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRequest {
+    /// Why (≤ 500 characters), e.g. `user_request`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// How to resume a project.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeOptions {
+    /// Checkpoint to restore from; defaults to the pause checkpoint.
+    #[serde(default)]
+    pub checkpoint_id: Option<CheckpointId>,
+    /// Restore files too (otherwise files edited during the pause are kept and listed).
+    #[serde(default)]
+    pub restore_files: bool,
+}
+
+/// One agent's part of a pause: its flash-save report, or the error that stopped it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentFlashSaveEntry {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The flash save, when it succeeded.
+    pub report: Option<FlashSaveReport>,
+    /// Why it failed, when it did (the pause goes on without it).
+    pub error: Option<String>,
+}
+
+/// The result of a pause: the reference's seven fields, plus per-agent detail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseOutcome {
+    /// Always true for a returned outcome (a failed pause is an error).
+    pub success: bool,
+    /// The pause checkpoint.
+    pub checkpoint_id: CheckpointId,
+    /// Active tokens before, summed over agents whose flash save succeeded.
+    pub tokens_before: i64,
+    /// Active tokens after, summed the same way.
+    pub tokens_after: i64,
+    /// (before − after) / before × 100, 2 decimals.
+    pub reduction_percentage: f64,
+    /// Items archived over all agents.
+    pub items_archived: i64,
+    /// When the project was paused (the same instant as stored).
+    #[serde(with = "timestamp::rfc3339")]
+    pub paused_at: OffsetDateTime,
+    /// Per-agent flash-save entries.
+    pub agents: Vec<AgentFlashSaveEntry>,
+    /// Agents still working when the drain deadline passed.
+    pub interrupted_agents: Vec<AgentId>,
+}

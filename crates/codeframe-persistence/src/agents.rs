@@ -1,0 +1,248 @@
+//! The `agents` table and `project_agents` assignments (soft-deleted: history is kept).
+
+use codeframe_models::{Agent, AgentAssignment, AgentStatus, ProjectId};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use crate::rows::{fmt, opt_ts, parse, ts};
+use crate::{DbError, Executor, Result};
+
+#[derive(FromRow)]
+struct AgentRow {
+    id: String,
+    agent_type: String,
+    provider: Option<String>,
+    status: String,
+    created_at: String,
+}
+
+impl TryFrom<AgentRow> for Agent {
+    type Error = DbError;
+
+    fn try_from(r: AgentRow) -> Result<Self> {
+        Ok(Agent {
+            status: parse::<AgentStatus>("agents", "status", &r.status)?,
+            created_at: ts("agents", "created_at", &r.created_at)?,
+            id: r.id,
+            agent_type: r.agent_type,
+            provider: r.provider,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct AssignmentRow {
+    id: i64,
+    project_id: i64,
+    agent_id: String,
+    role: String,
+    assigned_at: String,
+    unassigned_at: Option<String>,
+    is_active: bool,
+}
+
+impl TryFrom<AssignmentRow> for AgentAssignment {
+    type Error = DbError;
+
+    fn try_from(r: AssignmentRow) -> Result<Self> {
+        const E: &str = "project_agents";
+        Ok(AgentAssignment {
+            assigned_at: ts(E, "assigned_at", &r.assigned_at)?,
+            unassigned_at: opt_ts(E, "unassigned_at", r.unassigned_at.as_deref())?,
+            id: r.id,
+            project_id: r.project_id,
+            agent_id: r.agent_id,
+            role: r.role,
+            is_active: r.is_active,
+        })
+    }
+}
+
+const AGENT_COLUMNS: &str = "id, agent_type, provider, status, created_at";
+const ASSIGNMENT_COLUMNS: &str = "id, project_id, agent_id, role, assigned_at, unassigned_at, is_active";
+
+/// Registers an agent (status `idle`). An existing id is a unique-constraint error.
+pub async fn insert(
+    ex: &mut impl Executor,
+    id: &str,
+    agent_type: &str,
+    provider: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Agent> {
+    let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agents (id, agent_type, provider, created_at) VALUES (?, ?, ?, ?) RETURNING {AGENT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(agent_type)
+    .bind(provider)
+    .bind(fmt(now))
+    .fetch_one(ex.connection())
+    .await?;
+    row.try_into()
+}
+
+/// Writes an agent row as given (insert or replace its fields); used when restoring state.
+pub async fn upsert(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT(id) DO UPDATE SET agent_type = excluded.agent_type, provider = excluded.provider, \
+         status = excluded.status, created_at = excluded.created_at",
+    )
+    .bind(&agent.id)
+    .bind(&agent.agent_type)
+    .bind(&agent.provider)
+    .bind(agent.status.as_str())
+    .bind(fmt(agent.created_at))
+    .execute(ex.connection())
+    .await?;
+    Ok(())
+}
+
+/// The agent with this id.
+pub async fn get(ex: &mut impl Executor, id: &str) -> Result<Agent> {
+    let row: Option<AgentRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(ex.connection())
+            .await?;
+    row.ok_or_else(|| DbError::not_found("agent", id))?.try_into()
+}
+
+/// Every agent, by id.
+pub async fn list(ex: &mut impl Executor) -> Result<Vec<Agent>> {
+    let rows: Vec<AgentRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")))
+            .fetch_all(ex.connection())
+            .await?;
+    rows.into_iter().map(Agent::try_from).collect()
+}
+
+/// Agents with any assignment (active or not) to a project, by id.
+pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<Agent>> {
+    let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {AGENT_COLUMNS} FROM agents WHERE id IN \
+         (SELECT agent_id FROM project_agents WHERE project_id = ?) ORDER BY id"
+    )))
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter().map(Agent::try_from).collect()
+}
+
+/// Sets an agent's reported status.
+pub async fn set_status(ex: &mut impl Executor, id: &str, status: AgentStatus) -> Result<()> {
+    let done = sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
+        .bind(status.as_str())
+        .bind(id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("agent", id));
+    }
+    Ok(())
+}
+
+/// Assigns an agent to a project. A second active assignment of the same pair violates
+/// `uq_project_agents_active`.
+pub async fn assign(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+    role: &str,
+    now: OffsetDateTime,
+) -> Result<AgentAssignment> {
+    let row: AssignmentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO project_agents (project_id, agent_id, role, assigned_at) VALUES (?, ?, ?, ?) \
+         RETURNING {ASSIGNMENT_COLUMNS}"
+    )))
+    .bind(project_id)
+    .bind(agent_id)
+    .bind(role)
+    .bind(fmt(now))
+    .fetch_one(ex.connection())
+    .await?;
+    row.try_into()
+}
+
+/// Ends an agent's active assignment to a project (the row is kept as history).
+pub async fn unassign(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE project_agents SET is_active = 0, unassigned_at = ? \
+         WHERE project_id = ? AND agent_id = ? AND is_active = 1",
+    )
+    .bind(fmt(now))
+    .bind(project_id)
+    .bind(agent_id)
+    .execute(ex.connection())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("active assignment", format!("{agent_id} in project {project_id}")));
+    }
+    Ok(())
+}
+
+/// Ids of the agents actively assigned to a project, sorted.
+pub async fn active_agent_ids(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT agent_id FROM project_agents WHERE project_id = ? AND is_active = 1 ORDER BY agent_id",
+    )
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?)
+}
+
+/// Whether the agent is actively assigned to the project.
+pub async fn is_active(ex: &mut impl Executor, project_id: ProjectId, agent_id: &str) -> Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM project_agents WHERE project_id = ? AND agent_id = ? AND is_active = 1",
+    )
+    .bind(project_id)
+    .bind(agent_id)
+    .fetch_one(ex.connection())
+    .await?;
+    Ok(n > 0)
+}
+
+/// Every assignment of a project (active and ended), by id.
+pub async fn assignments(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<AgentAssignment>> {
+    let rows: Vec<AssignmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM project_agents WHERE project_id = ? ORDER BY id"
+    )))
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter().map(AgentAssignment::try_from).collect()
+}
+
+/// Replaces a project's assignments with `rows` (ids kept); used when restoring state.
+pub async fn replace_assignments(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    rows: &[AgentAssignment],
+) -> Result<()> {
+    sqlx::query("DELETE FROM project_agents WHERE project_id = ?")
+        .bind(project_id)
+        .execute(ex.connection())
+        .await?;
+    for a in rows {
+        sqlx::query(
+            "INSERT INTO project_agents (id, project_id, agent_id, role, assigned_at, unassigned_at, is_active) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.id)
+        .bind(project_id)
+        .bind(&a.agent_id)
+        .bind(&a.role)
+        .bind(fmt(a.assigned_at))
+        .bind(a.unassigned_at.map(fmt))
+        .bind(a.is_active)
+        .execute(ex.connection())
+        .await?;
+    }
+    Ok(())
+}

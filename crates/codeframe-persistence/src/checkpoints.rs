@@ -1,0 +1,147 @@
+//! The `checkpoints` table (rows only; the snapshot itself lives in the project's store).
+
+use codeframe_models::{Checkpoint, CheckpointId, CheckpointMetadata, CheckpointTrigger, ProjectId};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use crate::rows::{fmt, parse, ts};
+use crate::{DbError, Executor, Result};
+
+const COLUMNS: &str =
+    "id, project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at";
+
+#[derive(FromRow)]
+struct Row {
+    id: i64,
+    project_id: i64,
+    name: String,
+    description: String,
+    trigger: String,
+    commit_id: Option<String>,
+    pause_reason: Option<String>,
+    metadata: String,
+    created_at: String,
+}
+
+impl TryFrom<Row> for Checkpoint {
+    type Error = DbError;
+
+    fn try_from(r: Row) -> Result<Self> {
+        const E: &str = "checkpoints";
+        let metadata: CheckpointMetadata =
+            serde_json::from_str(&r.metadata).map_err(|e| DbError::Corrupt {
+                entity: E,
+                field: "metadata",
+                value: r.metadata.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Checkpoint {
+            trigger: parse::<CheckpointTrigger>(E, "trigger", &r.trigger)?,
+            created_at: ts(E, "created_at", &r.created_at)?,
+            id: r.id,
+            project_id: r.project_id,
+            name: r.name,
+            description: r.description,
+            commit_id: r.commit_id,
+            pause_reason: r.pause_reason,
+            metadata,
+        })
+    }
+}
+
+/// What is needed to record a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCheckpoint {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Name (≤ 100 characters).
+    pub name: String,
+    /// Description (≤ 500 characters).
+    pub description: String,
+    /// What made it.
+    pub trigger: CheckpointTrigger,
+    /// Snapshot commit, if already known.
+    pub commit_id: Option<String>,
+    /// Pause reason, for pause checkpoints.
+    pub pause_reason: Option<String>,
+    /// Summary of the project.
+    pub metadata: CheckpointMetadata,
+    /// When it was made.
+    pub created_at: OffsetDateTime,
+}
+
+fn metadata_json(m: &CheckpointMetadata) -> Result<String> {
+    serde_json::to_string(m).map_err(|e| DbError::Corrupt {
+        entity: "checkpoints",
+        field: "metadata",
+        value: format!("{m:?}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Inserts a checkpoint row.
+pub async fn insert(ex: &mut impl Executor, new: &NewCheckpoint) -> Result<Checkpoint> {
+    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO checkpoints (project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+    )))
+    .bind(new.project_id)
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(new.trigger.as_str())
+    .bind(&new.commit_id)
+    .bind(&new.pause_reason)
+    .bind(metadata_json(&new.metadata)?)
+    .bind(fmt(new.created_at))
+    .fetch_one(ex.connection())
+    .await?;
+    row.try_into()
+}
+
+/// Records the snapshot commit of a checkpoint.
+pub async fn set_commit(ex: &mut impl Executor, id: CheckpointId, commit_id: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE checkpoints SET commit_id = ? WHERE id = ?")
+        .bind(commit_id)
+        .bind(id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
+    Ok(())
+}
+
+/// The checkpoint with this id.
+pub async fn get(ex: &mut impl Executor, id: CheckpointId) -> Result<Checkpoint> {
+    find(ex, id).await?.ok_or_else(|| DbError::not_found("checkpoint", id))
+}
+
+/// The checkpoint with this id, if any.
+pub async fn find(ex: &mut impl Executor, id: CheckpointId) -> Result<Option<Checkpoint>> {
+    let row: Option<Row> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM checkpoints WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(ex.connection())
+            .await?;
+    row.map(Checkpoint::try_from).transpose()
+}
+
+/// A project's checkpoints, newest first.
+pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<Checkpoint>> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM checkpoints WHERE project_id = ? ORDER BY created_at DESC, id DESC"
+    )))
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter().map(Checkpoint::try_from).collect()
+}
+
+/// Deletes a checkpoint row.
+pub async fn delete(ex: &mut impl Executor, id: CheckpointId) -> Result<()> {
+    let done = sqlx::query("DELETE FROM checkpoints WHERE id = ?").bind(id).execute(ex.connection()).await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! The `context_items` table. Everything a pause needs is one set-based statement:
+//! token totals, archiving an agent's COLD items, bringing archived items back.
+
+use codeframe_models::{ContextItem, FlashSaveId, ItemType, ProjectId, Tier, TierTotals};
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+use time::OffsetDateTime;
+
+use crate::rows::{fmt, opt_ts, parse, ts};
+use crate::{DbError, Executor, Result};
+
+const COLUMNS: &str = "id, project_id, agent_id, item_type, content, token_count, importance_score, tier, \
+    access_count, created_at, last_accessed, archived_at, archived_by_flash_save";
+
+/// Rows per multi-row INSERT: 13 parameters each stays well under SQLite's 32,766 limit.
+const INSERT_CHUNK: usize = 1_000;
+/// Rows per batched score UPDATE (3 parameters each).
+const UPDATE_CHUNK: usize = 5_000;
+
+#[derive(FromRow)]
+struct Row {
+    id: String,
+    project_id: i64,
+    agent_id: String,
+    item_type: String,
+    content: String,
+    token_count: i64,
+    importance_score: f64,
+    tier: String,
+    access_count: i64,
+    created_at: String,
+    last_accessed: String,
+    archived_at: Option<String>,
+    archived_by_flash_save: Option<i64>,
+}
+
+impl TryFrom<Row> for ContextItem {
+    type Error = DbError;
+
+    fn try_from(r: Row) -> Result<Self> {
+        const E: &str = "context_items";
+        Ok(ContextItem {
+            item_type: parse::<ItemType>(E, "item_type", &r.item_type)?,
+            tier: parse::<Tier>(E, "tier", &r.tier)?,
+            created_at: ts(E, "created_at", &r.created_at)?,
+            last_accessed: ts(E, "last_accessed", &r.last_accessed)?,
+            archived_at: opt_ts(E, "archived_at", r.archived_at.as_deref())?,
+            id: r.id,
+            project_id: r.project_id,
+            agent_id: r.agent_id,
+            content: r.content,
+            token_count: r.token_count,
+            importance_score: r.importance_score,
+            access_count: r.access_count,
+            archived_by_flash_save: r.archived_by_flash_save,
+        })
+    }
+}
+
+/// Which items a listing covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchiveState {
+    /// Items in the active set.
+    #[default]
+    Active,
+    /// Archived items.
+    Archived,
+    /// Both.
+    All,
+}
+
+/// A filtered, paginated listing of a project's items. Ordered by importance (highest
+/// first), then last access (most recent first), then id, so pages are stable.
+#[derive(Debug, Clone, Default)]
+pub struct ItemQuery<'a> {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Only this agent's items.
+    pub agent_id: Option<&'a str>,
+    /// Only this tier.
+    pub tier: Option<Tier>,
+    /// Active, archived or both.
+    pub state: ArchiveState,
+    /// Page size; `None` for every matching item.
+    pub limit: Option<i64>,
+    /// Items to skip.
+    pub offset: i64,
+}
+
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {
+    qb.push(" WHERE project_id = ").push_bind(q.project_id);
+    if let Some(agent) = q.agent_id {
+        qb.push(" AND agent_id = ").push_bind(agent.to_owned());
+    }
+    if let Some(tier) = q.tier {
+        qb.push(" AND tier = ").push_bind(tier.as_str());
+    }
+    match q.state {
+        ArchiveState::Active => qb.push(" AND archived_at IS NULL"),
+        ArchiveState::Archived => qb.push(" AND archived_at IS NOT NULL"),
+        ArchiveState::All => qb.push(""),
+    };
+}
+
+/// Inserts items as given (ids, counts, scores and timestamps included), in multi-row
+/// statements. Run it in a [`crate::Tx`] so a bulk insert is one commit.
+pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
+    let mut inserted = 0;
+    for chunk in items.chunks(INSERT_CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({COLUMNS}) "));
+        qb.push_values(chunk, |mut b, item| {
+            b.push_bind(item.id.clone())
+                .push_bind(item.project_id)
+                .push_bind(item.agent_id.clone())
+                .push_bind(item.item_type.as_str())
+                .push_bind(item.content.clone())
+                .push_bind(item.token_count)
+                .push_bind(item.importance_score)
+                .push_bind(item.tier.as_str())
+                .push_bind(item.access_count)
+                .push_bind(fmt(item.created_at))
+                .push_bind(fmt(item.last_accessed))
+                .push_bind(item.archived_at.map(fmt))
+                .push_bind(item.archived_by_flash_save);
+        });
+        inserted += qb.build().execute(ex.connection()).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// The item with this id.
+pub async fn get(ex: &mut impl Executor, id: &str) -> Result<ContextItem> {
+    let row: Option<Row> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM context_items WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(ex.connection())
+            .await?;
+    row.ok_or_else(|| DbError::not_found("context item", id))?.try_into()
+}
+
+/// A page of items (see [`ItemQuery`]).
+pub async fn list(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<Vec<ContextItem>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM context_items"));
+    push_filter(&mut qb, q);
+    qb.push(" ORDER BY importance_score DESC, last_accessed DESC, id");
+    if let Some(limit) = q.limit {
+        qb.push(" LIMIT ").push_bind(limit.max(0)).push(" OFFSET ").push_bind(q.offset.max(0));
+    }
+    let rows: Vec<Row> = qb.build_query_as().fetch_all(ex.connection()).await?;
+    rows.into_iter().map(ContextItem::try_from).collect()
+}
+
+/// How many items match the query's filters (ignoring its page).
+pub async fn count(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<i64> {
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM context_items");
+    push_filter(&mut qb, q);
+    Ok(qb.build_query_scalar().fetch_one(ex.connection()).await?)
+}
+
+/// Every item of a project, active and archived, ordered by id (a stable order for snapshots).
+pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<ContextItem>> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM context_items WHERE project_id = ? ORDER BY id"
+    )))
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter().map(ContextItem::try_from).collect()
+}
+
+/// Records an access: `access_count + 1`, `last_accessed = now`. Returns the updated item.
+pub async fn touch(ex: &mut impl Executor, id: &str, now: OffsetDateTime) -> Result<ContextItem> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ? WHERE id = ? RETURNING {COLUMNS}"
+    )))
+    .bind(fmt(now))
+    .bind(id)
+    .fetch_optional(ex.connection())
+    .await?;
+    row.ok_or_else(|| DbError::not_found("context item", id))?.try_into()
+}
+
+/// The inputs of the importance score of one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreInput {
+    /// Item id.
+    pub id: String,
+    /// Its type.
+    pub item_type: ItemType,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Its access count.
+    pub access_count: i64,
+}
+
+/// A page (by id, after `after_id`) of the score inputs of a project's active items,
+/// optionally for one agent. Keyset pagination keeps every page one index range scan.
+pub async fn score_inputs(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: Option<&str>,
+    after_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ScoreInput>> {
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, item_type, created_at, access_count FROM context_items \
+         WHERE project_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND archived_at IS NULL AND id > ?3 \
+         ORDER BY id LIMIT ?4",
+    )
+    .bind(project_id)
+    .bind(agent_id)
+    .bind(after_id.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter()
+        .map(|(id, item_type, created_at, access_count)| {
+            Ok(ScoreInput {
+                item_type: parse("context_items", "item_type", &item_type)?,
+                created_at: ts("context_items", "created_at", &created_at)?,
+                id,
+                access_count,
+            })
+        })
+        .collect()
+}
+
+/// Writes new scores (and tiers, when given) in batched statements. Returns rows updated.
+pub async fn update_scores(ex: &mut impl Executor, scores: &[(String, f64, Option<Tier>)]) -> Result<u64> {
+    let mut updated = 0;
+    for chunk in scores.chunks(UPDATE_CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, score, tier) AS (");
+        qb.push_values(chunk, |mut b, (id, score, tier)| {
+            b.push_bind(id.clone()).push_bind(*score).push_bind(tier.map(Tier::as_str));
+        });
+        qb.push(
+            ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier) \
+             FROM v WHERE context_items.id = v.id",
+        );
+        updated += qb.build().execute(ex.connection()).await?.rows_affected();
+    }
+    Ok(updated)
+}
+
+/// Item counts and token sums per tier of one agent's active items (one statement).
+pub async fn tier_totals(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+) -> Result<TierTotals> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
+         WHERE project_id = ? AND agent_id = ? AND archived_at IS NULL GROUP BY tier",
+    )
+    .bind(project_id)
+    .bind(agent_id)
+    .fetch_all(ex.connection())
+    .await?;
+    fold_totals(rows.into_iter().map(|(t, n, s)| (String::new(), t, n, s)))
+        .map(|mut v| v.pop().unwrap_or_default().1)
+}
+
+/// [`tier_totals`] for every agent with active items in the project, by agent id.
+pub async fn tier_totals_by_agent(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+) -> Result<Vec<(String, TierTotals)>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT agent_id, tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
+         WHERE project_id = ? AND archived_at IS NULL GROUP BY agent_id, tier ORDER BY agent_id",
+    )
+    .bind(project_id)
+    .fetch_all(ex.connection())
+    .await?;
+    fold_totals(rows.into_iter())
+}
+
+fn fold_totals(rows: impl Iterator<Item = (String, String, i64, i64)>) -> Result<Vec<(String, TierTotals)>> {
+    let mut out: Vec<(String, TierTotals)> = Vec::new();
+    for (agent, tier, n, tokens) in rows {
+        if out.last().is_none_or(|(a, _)| *a != agent) {
+            out.push((agent, TierTotals::default()));
+        }
+        let Some((_, t)) = out.last_mut() else { continue };
+        match parse::<Tier>("context_items", "tier", &tier)? {
+            Tier::Hot => (t.hot_items, t.hot_tokens) = (n, tokens),
+            Tier::Warm => (t.warm_items, t.warm_tokens) = (n, tokens),
+            Tier::Cold => (t.cold_items, t.cold_tokens) = (n, tokens),
+        }
+    }
+    Ok(out)
+}
+
+/// Archives every active COLD item of an agent in one statement: the rows are kept, with
+/// `archived_at = now` and the flash save's id. Returns how many were archived.
+pub async fn archive_cold(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+    flash_save_id: FlashSaveId,
+    now: OffsetDateTime,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE context_items SET archived_at = ?, archived_by_flash_save = ? \
+         WHERE project_id = ? AND agent_id = ? AND tier = 'cold' AND archived_at IS NULL",
+    )
+    .bind(fmt(now))
+    .bind(flash_save_id)
+    .bind(project_id)
+    .bind(agent_id)
+    .execute(ex.connection())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Brings an agent's archived items back into the active set (all of them, or those of one
+/// flash save), in one statement. Content, scores and tiers are untouched. Returns the count.
+pub async fn restore_archived(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+    flash_save_id: Option<FlashSaveId>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE context_items SET archived_at = NULL, archived_by_flash_save = NULL \
+         WHERE project_id = ?1 AND agent_id = ?2 AND archived_at IS NOT NULL \
+         AND (?3 IS NULL OR archived_by_flash_save = ?3)",
+    )
+    .bind(project_id)
+    .bind(agent_id)
+    .bind(flash_save_id)
+    .execute(ex.connection())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Replaces every item of a project with `items` (used when restoring a checkpoint's
+/// state, an explicit request). Other projects' items are untouched.
+pub async fn replace_for_project(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    items: &[ContextItem],
+) -> Result<u64> {
+    if let Some(stray) = items.iter().find(|i| i.project_id != project_id) {
+        return Err(DbError::Corrupt {
+            entity: "context_items",
+            field: "project_id",
+            value: stray.project_id.to_string(),
+            reason: format!("item {} does not belong to project {project_id}", stray.id),
+        });
+    }
+    sqlx::query("DELETE FROM context_items WHERE project_id = ?")
+        .bind(project_id)
+        .execute(ex.connection())
+        .await?;
+    insert_many(ex, items).await
+}

@@ -1,0 +1,41 @@
+//! SQLite persistence for codeframe.
+//!
+//! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
+//! `migrations/` folder when it opens. Work happens through repository modules
+//! ([`projects`], [`agents`], [`context`], [`checkpoints`], [`flash_saves`], [`tasks`],
+//! [`token_usage`]) whose functions take any [`Executor`]: a pooled [`Conn`] for a single
+//! statement, or a [`Tx`] (opened by [`Db::begin`]) so several calls commit or roll back
+//! together. No sqlx type appears in this crate's public signatures, so a PostgreSQL backend
+//! can be added behind the same API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), codeframe_persistence::DbError> {
+//! use codeframe_models::NewProject;
+//! use codeframe_persistence::{Db, projects};
+//!
+//! let db = Db::open("state.db").await?;
+//! let mut tx = db.begin().await?;
+//! let p = projects::insert(&mut tx, &NewProject {
+//!     name: "demo".into(), description: String::new(), root_path: "/tmp/demo".into(), owner_id: None,
+//! }, codeframe_models::timestamp::now_utc()).await?;
+//! tx.commit().await?;
+//! # let _ = p; Ok(()) }
+//! ```
+
+mod db;
+mod error;
+mod rows;
+
+pub mod agents;
+pub mod checkpoints;
+pub mod context;
+pub mod flash_saves;
+pub mod projects;
+pub mod tasks;
+pub mod token_usage;
+
+pub use db::{Conn, Db, DbOptions, Executor, Tx};
+pub use error::{BackendError, ConstraintKind, DbError};
+
+/// Result of a persistence operation.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;

@@ -1,0 +1,158 @@
+//! The `projects` table. Updates are optimistic: they name the version they expect.
+
+use codeframe_models::{NewProject, Project, ProjectId, ProjectPhase, ProjectStatus};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use crate::rows::{fmt, opt_fmt, opt_ts, parse, ts};
+use crate::{DbError, Executor, Result};
+
+const COLUMNS: &str = "id, name, description, root_path, status, phase, owner_id, created_at, updated_at, \
+    paused_at, pause_reason, pause_checkpoint_id, status_before_pause, version";
+
+#[derive(FromRow)]
+struct Row {
+    id: i64,
+    name: String,
+    description: String,
+    root_path: String,
+    status: String,
+    phase: String,
+    owner_id: Option<i64>,
+    created_at: String,
+    updated_at: String,
+    paused_at: Option<String>,
+    pause_reason: Option<String>,
+    pause_checkpoint_id: Option<i64>,
+    status_before_pause: Option<String>,
+    version: i64,
+}
+
+impl TryFrom<Row> for Project {
+    type Error = DbError;
+
+    fn try_from(r: Row) -> Result<Self> {
+        const E: &str = "projects";
+        Ok(Project {
+            id: r.id,
+            status: parse::<ProjectStatus>(E, "status", &r.status)?,
+            phase: parse::<ProjectPhase>(E, "phase", &r.phase)?,
+            created_at: ts(E, "created_at", &r.created_at)?,
+            updated_at: ts(E, "updated_at", &r.updated_at)?,
+            paused_at: opt_ts(E, "paused_at", r.paused_at.as_deref())?,
+            status_before_pause: r
+                .status_before_pause
+                .as_deref()
+                .map(|s| parse::<ProjectStatus>(E, "status_before_pause", s))
+                .transpose()?,
+            name: r.name,
+            description: r.description,
+            root_path: r.root_path,
+            owner_id: r.owner_id,
+            pause_reason: r.pause_reason,
+            pause_checkpoint_id: r.pause_checkpoint_id,
+            version: r.version,
+        })
+    }
+}
+
+fn select(filter: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects {filter}"))
+}
+
+/// Inserts a project with status `init`, phase `discovery` and version 1.
+pub async fn insert(ex: &mut impl Executor, new: &NewProject, now: OffsetDateTime) -> Result<Project> {
+    let now = fmt(now);
+    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO projects (name, description, root_path, owner_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+    )))
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(&new.root_path)
+    .bind(new.owner_id)
+    .bind(&now)
+    .bind(&now)
+    .fetch_one(ex.connection())
+    .await?;
+    row.try_into()
+}
+
+/// The project with this id.
+pub async fn get(ex: &mut impl Executor, id: ProjectId) -> Result<Project> {
+    find(ex, id).await?.ok_or_else(|| DbError::not_found("project", id))
+}
+
+/// The project with this id, if any.
+pub async fn find(ex: &mut impl Executor, id: ProjectId) -> Result<Option<Project>> {
+    let row: Option<Row> =
+        sqlx::query_as(select("WHERE id = ?")).bind(id).fetch_optional(ex.connection()).await?;
+    row.map(Project::try_from).transpose()
+}
+
+/// The project with this name, if any.
+pub async fn find_by_name(ex: &mut impl Executor, name: &str) -> Result<Option<Project>> {
+    let row: Option<Row> =
+        sqlx::query_as(select("WHERE name = ?")).bind(name).fetch_optional(ex.connection()).await?;
+    row.map(Project::try_from).transpose()
+}
+
+/// Every project, by id.
+pub async fn list(ex: &mut impl Executor) -> Result<Vec<Project>> {
+    let rows: Vec<Row> = sqlx::query_as(select("ORDER BY id")).fetch_all(ex.connection()).await?;
+    rows.into_iter().map(Project::try_from).collect()
+}
+
+/// The projects of one owner, by id.
+pub async fn list_by_owner(ex: &mut impl Executor, owner_id: i64) -> Result<Vec<Project>> {
+    let rows: Vec<Row> = sqlx::query_as(select("WHERE owner_id = ? ORDER BY id"))
+        .bind(owner_id)
+        .fetch_all(ex.connection())
+        .await?;
+    rows.into_iter().map(Project::try_from).collect()
+}
+
+/// Writes every mutable field of `project` (all but id, name, owner and created_at), if the
+/// stored version still equals `project.version`; the stored version then increments and
+/// the new row is returned. A stale version is a [`DbError::Conflict`] and changes nothing.
+pub async fn update(ex: &mut impl Executor, project: &Project, now: OffsetDateTime) -> Result<Project> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET description = ?, root_path = ?, status = ?, phase = ?, updated_at = ?, \
+         paused_at = ?, pause_reason = ?, pause_checkpoint_id = ?, status_before_pause = ?, version = version + 1 \
+         WHERE id = ? AND version = ? RETURNING {COLUMNS}"
+    )))
+    .bind(&project.description)
+    .bind(&project.root_path)
+    .bind(project.status.as_str())
+    .bind(project.phase.as_str())
+    .bind(fmt(now))
+    .bind(opt_fmt(project.paused_at))
+    .bind(&project.pause_reason)
+    .bind(project.pause_checkpoint_id)
+    .bind(project.status_before_pause.map(|s| s.as_str()))
+    .bind(project.id)
+    .bind(project.version)
+    .fetch_optional(ex.connection())
+    .await?;
+    match row {
+        Some(row) => row.try_into(),
+        None => {
+            let actual = get(ex, project.id).await?.version;
+            Err(DbError::Conflict {
+                entity: "project",
+                id: project.id.to_string(),
+                expected: project.version,
+                actual,
+            })
+        }
+    }
+}
+
+/// Deletes a project and (by cascade) everything that belongs to it. Only on explicit request.
+pub async fn delete(ex: &mut impl Executor, id: ProjectId) -> Result<()> {
+    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(ex.connection()).await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("project", id));
+    }
+    Ok(())
+}
