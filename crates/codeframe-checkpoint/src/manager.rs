@@ -1,0 +1,739 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use codeframe_models::{
+    Checkpoint, CheckpointId, CheckpointMetadata, CheckpointTrigger, Clock, ContextItem, ProjectId,
+    ProjectStatus, SystemClock, validate,
+};
+use codeframe_persistence::checkpoints::NewCheckpoint;
+use codeframe_persistence::{Db, Executor, Tx, agents, checkpoints, context, projects, tasks, token_usage};
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, instrument, warn};
+
+use crate::restore::{self, Delta};
+use crate::state::{self, CONTEXT_CHUNK, ProjectState};
+use crate::store::{FileEntry, Store};
+use crate::{CheckpointError, Result, paths, worktree};
+
+/// What to make a checkpoint of, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSpec {
+    /// Name (1–100 characters).
+    pub name: String,
+    /// Description (≤ 500 characters).
+    #[serde(default)]
+    pub description: String,
+    /// What made it.
+    pub trigger: CheckpointTrigger,
+    /// Reason of the pause, for pause checkpoints (≤ 500 characters).
+    #[serde(default)]
+    pub pause_reason: Option<String>,
+}
+
+/// How a file differs between a checkpoint and the working tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileChange {
+    /// Present now, absent from the checkpoint.
+    Added,
+    /// Present in both with different content or kind.
+    Modified,
+    /// In the checkpoint, absent now.
+    Deleted,
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDiffEntry {
+    /// Path relative to the project root (non-UTF-8 bytes replaced).
+    pub path: String,
+    /// How it changed.
+    pub change: FileChange,
+    /// Unified text diff (checkpoint → now), when asked for and both sides are text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unified: Option<String>,
+}
+
+/// Differences between a checkpoint's files and the working tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDiff {
+    /// Changed files, by path.
+    pub files: Vec<FileDiffEntry>,
+}
+
+impl FileDiff {
+    /// Paths of the changed files.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+}
+
+/// Parts of a checkpoint to restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreWhat {
+    /// The working tree's files.
+    pub files: bool,
+    /// The project's rows: project, agents and assignments, tasks, token usage.
+    pub state: bool,
+    /// The project's context items.
+    pub context: bool,
+}
+
+/// Preview (diff only, nothing changes) or apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Report what would change; change nothing.
+    Preview,
+    /// Restore.
+    Apply,
+}
+
+/// What a restore did (or, previewed, would do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The checkpoint.
+    pub checkpoint_id: CheckpointId,
+    /// Whether anything was changed.
+    pub applied: bool,
+    /// File differences before the restore.
+    pub diff: FileDiff,
+    /// Files written.
+    pub files_written: usize,
+    /// Files removed.
+    pub files_removed: usize,
+    /// Context items now in the database from the checkpoint.
+    pub items_restored: usize,
+    /// Whether the project's rows were restored.
+    pub state_restored: bool,
+}
+
+/// The result of checking a checkpoint's objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// The checkpoint.
+    pub checkpoint_id: CheckpointId,
+    /// Its commit.
+    pub commit: Option<String>,
+    /// Objects looked at.
+    pub objects_checked: usize,
+    /// What is missing or unreadable (empty: the checkpoint is complete).
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether the checkpoint is complete and readable.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What reconciliation found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Refs without a checkpoint row (left by a transaction that never committed), removed.
+    pub removed_refs: Vec<CheckpointId>,
+    /// Checkpoint rows whose commit is missing from the store (reported, kept).
+    pub missing_commits: Vec<CheckpointId>,
+}
+
+/// Checkpoints of projects. Object safe: use it as `Arc<dyn CheckpointManager>`.
+#[async_trait]
+pub trait CheckpointManager: Send + Sync {
+    /// Makes a checkpoint. The row is written through `tx`, so it belongs to the caller's
+    /// transaction, and the project's state is read through it too (a consistent snapshot).
+    /// The snapshot's objects and ref are written before this returns; if the transaction does
+    /// not commit, call [`CheckpointManager::discard`].
+    async fn create(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        spec: CheckpointSpec,
+    ) -> Result<Checkpoint>;
+
+    /// Removes the ref of a checkpoint whose transaction did not commit. Absent is fine.
+    async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()>;
+
+    /// The project's checkpoints, newest first.
+    async fn list(&self, project_id: ProjectId) -> Result<Vec<Checkpoint>>;
+
+    /// One checkpoint of the project.
+    async fn get(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<Checkpoint>;
+
+    /// Deletes a checkpoint (row and ref). The checkpoint of a current pause cannot be deleted.
+    async fn delete(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()>;
+
+    /// Files added, modified and deleted in the working tree since the checkpoint, with
+    /// unified text diffs when `unified` is set.
+    async fn diff(
+        &self,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        unified: bool,
+    ) -> Result<FileDiff>;
+
+    /// Checks that the commit and every object it needs are present.
+    async fn verify(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<VerifyReport>;
+
+    /// Restores parts of a checkpoint in its own transaction (see [`RestoreMode`]).
+    async fn restore(
+        &self,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport>;
+
+    /// Restores state and/or context (not files) inside the caller's transaction.
+    async fn restore_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+    ) -> Result<usize>;
+
+    /// Removes refs that have no checkpoint row; reports rows whose commit is missing.
+    async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport>;
+}
+
+/// [`CheckpointManager`] over a private gix store per project root and the SQLite database.
+#[derive(Debug, Clone)]
+pub struct GitCheckpointManager {
+    db: Db,
+    clock: Arc<dyn Clock>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| CheckpointError::Worker(e.to_string()))?
+}
+
+fn oid_hex(oid: &ObjectId) -> String {
+    oid.to_hex().to_string()
+}
+
+fn parse_oid(id: CheckpointId, hex: Option<&str>) -> Result<ObjectId> {
+    let hex =
+        hex.ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot commit recorded".into() })?;
+    ObjectId::from_hex(hex.as_bytes())
+        .map_err(|e| CheckpointError::Unreadable { id, reason: format!("bad commit id {hex:?}: {e}") })
+}
+
+/// Writes the snapshot of a checkpoint: files, state, meta; commit; ref.
+fn write_snapshot(
+    root: PathBuf,
+    id: CheckpointId,
+    state: ProjectState,
+    metadata: CheckpointMetadata,
+    message: String,
+    unix_seconds: i64,
+) -> Result<(ObjectId, worktree::WalkStats)> {
+    let store = Store::open_or_init(&root)?;
+    let (files, stats) = worktree::snapshot(&store, &root, true)?;
+    let blob: gix::objs::tree::EntryMode = EntryKind::Blob.into();
+    let mut entries: Vec<(Vec<u8>, gix::objs::tree::EntryMode, ObjectId)> =
+        files.into_iter().map(|f| ([b"files/".as_slice(), &f.path].concat(), f.kind.mode(), f.oid)).collect();
+    let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {
+        let oid = store.write_blob(&bytes)?;
+        entries.push((name.as_bytes().to_vec(), blob, oid));
+        Ok(())
+    };
+    put("meta.json", state::canonical_json("meta.json", &metadata)?)?;
+    put("state/project.json", state::canonical_json("state/project.json", &state.project)?)?;
+    put("state/agents.json", state::canonical_json("state/agents.json", &state.agents)?)?;
+    put("state/assignments.json", state::canonical_json("state/assignments.json", &state.assignments)?)?;
+    put("state/tasks.json", state::canonical_json("state/tasks.json", &state.tasks)?)?;
+    put("state/token_usage.json", state::canonical_json("state/token_usage.json", &state.token_usage)?)?;
+    for (n, chunk) in state.context_items.chunks(CONTEXT_CHUNK).enumerate() {
+        let name = format!("state/context/{n:06}.jsonl");
+        let bytes = state::jsonl(&name, chunk)?;
+        put(&name, bytes)?;
+    }
+    let tree = store.write_tree(entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
+    let commit = store.commit(tree, &message, unix_seconds)?;
+    store.set_ref(id, commit)?;
+    Ok((commit, stats))
+}
+
+/// Reads the state stored in a checkpoint commit.
+fn read_state(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
+    let unreadable = |reason: String| CheckpointError::Unreadable { id, reason };
+    let tree = store.commit_tree(commit)?;
+    let state_tree =
+        store.child(tree, "state")?.ok_or_else(|| unreadable("no state/ in the snapshot".into()))?;
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let e = store.child(state_tree.oid, name)?.ok_or_else(|| unreadable(format!("no state/{name}")))?;
+        store.read_blob(e.oid)
+    };
+    let mut context_items: Vec<ContextItem> = Vec::new();
+    if let Some(ctx) = store.child(state_tree.oid, "context")? {
+        let mut chunks = store.tree_entries(ctx.oid)?;
+        chunks.sort_by(|a, b| a.path.cmp(&b.path));
+        for c in chunks {
+            let name = format!("state/context/{}", String::from_utf8_lossy(&c.path));
+            context_items.extend(state::parse_jsonl::<ContextItem>(&name, &store.read_blob(c.oid)?)?);
+        }
+    }
+    Ok(ProjectState {
+        project: state::parse("state/project.json", &read("project.json")?)?,
+        agents: state::parse("state/agents.json", &read("agents.json")?)?,
+        assignments: state::parse("state/assignments.json", &read("assignments.json")?)?,
+        tasks: state::parse("state/tasks.json", &read("tasks.json")?)?,
+        token_usage: state::parse("state/token_usage.json", &read("token_usage.json")?)?,
+        context_items,
+    })
+}
+
+/// The validated files of a checkpoint commit.
+fn checkpoint_files(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<Vec<FileEntry>> {
+    let tree = store.commit_tree(commit)?;
+    let files = store
+        .child(tree, "files")?
+        .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no files/ in the snapshot".into() })?;
+    paths::files_of(store, files.oid)
+}
+
+fn diff_of(store: &Store, root: &std::path::Path, d: &Delta<'_>, unified: bool) -> Result<crate::FileDiff> {
+    let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let now_bytes = |e: &FileEntry| -> Result<Vec<u8>> {
+        let abs = root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.path));
+        match e.kind {
+            crate::store::FileKind::Symlink => std::fs::read_link(&abs)
+                .map(|t| std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()).to_vec())
+                .map_err(|err| CheckpointError::io(&abs, err)),
+            _ => std::fs::read(&abs).map_err(|err| CheckpointError::io(&abs, err)),
+        }
+    };
+    let mut files = Vec::new();
+    for e in &d.added {
+        let u = if unified { restore::unified(&show(&e.path), b"", &now_bytes(e)?) } else { None };
+        files.push(FileDiffEntry { path: show(&e.path), change: FileChange::Added, unified: u });
+    }
+    for (old, new) in &d.modified {
+        let u = if unified {
+            restore::unified(&show(&new.path), &store.read_blob(old.oid)?, &now_bytes(new)?)
+        } else {
+            None
+        };
+        files.push(FileDiffEntry { path: show(&new.path), change: FileChange::Modified, unified: u });
+    }
+    for e in &d.deleted {
+        let u = if unified { restore::unified(&show(&e.path), &store.read_blob(e.oid)?, b"") } else { None };
+        files.push(FileDiffEntry { path: show(&e.path), change: FileChange::Deleted, unified: u });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(FileDiff { files })
+}
+
+impl GitCheckpointManager {
+    /// A manager over `db` with the system clock.
+    pub fn new(db: Db) -> Self {
+        Self::with_clock(db, Arc::new(SystemClock))
+    }
+
+    /// A manager with an explicit clock.
+    pub fn with_clock(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    async fn project_root(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<PathBuf> {
+        let p = projects::find(ex, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
+        Ok(PathBuf::from(p.root_path))
+    }
+
+    async fn row(
+        &self,
+        ex: &mut impl Executor,
+        project_id: ProjectId,
+        id: CheckpointId,
+    ) -> Result<Checkpoint> {
+        match checkpoints::find(ex, id).await? {
+            Some(c) if c.project_id == project_id => Ok(c),
+            _ => Err(CheckpointError::NotFound(id)),
+        }
+    }
+
+    async fn metadata(ex: &mut impl Executor, state: &ProjectState) -> Result<CheckpointMetadata> {
+        let id = state.project.id;
+        let (tasks_completed, tasks_total, last_task_completed) = tasks::progress(ex, id).await?;
+        Ok(CheckpointMetadata {
+            project_id: id,
+            phase: state.project.phase,
+            tasks_completed,
+            tasks_total,
+            agents_active: agents::active_agent_ids(ex, id).await?,
+            last_task_completed,
+            context_items_count: i64::try_from(state.context_items.len()).unwrap_or(i64::MAX),
+            total_cost_usd: token_usage::total_cost(ex, id).await?,
+        })
+    }
+
+    /// Applies rows of a stored state through `ex`; returns the context items written.
+    async fn apply_rows(
+        ex: &mut impl Executor,
+        project_id: ProjectId,
+        snapshot: ProjectState,
+        what: RestoreWhat,
+        now: time::OffsetDateTime,
+    ) -> Result<usize> {
+        if snapshot.project.id != project_id {
+            return Err(CheckpointError::State {
+                file: "state/project.json".into(),
+                message: format!("belongs to project {}, not {project_id}", snapshot.project.id),
+            });
+        }
+        if what.state {
+            let current = projects::get(ex, project_id).await?;
+            let restored = codeframe_models::Project {
+                id: current.id,
+                name: current.name.clone(),
+                owner_id: current.owner_id,
+                root_path: current.root_path.clone(),
+                created_at: current.created_at,
+                version: current.version,
+                ..snapshot.project
+            };
+            projects::update(ex, &restored, now).await?;
+            for a in &snapshot.agents {
+                agents::upsert(ex, a).await?;
+            }
+            agents::replace_assignments(ex, project_id, &snapshot.assignments).await?;
+            tasks::replace_for_project(ex, project_id, &snapshot.tasks).await?;
+            token_usage::replace_for_project(ex, project_id, &snapshot.token_usage).await?;
+        }
+        let mut items = 0;
+        if what.context {
+            for a in &snapshot.agents {
+                agents::upsert(ex, a).await?;
+            }
+            items = snapshot.context_items.len();
+            context::replace_for_project(ex, project_id, &snapshot.context_items).await?;
+        }
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl CheckpointManager for GitCheckpointManager {
+    #[instrument(skip(self, tx, spec), fields(name = %spec.name, trigger = %spec.trigger))]
+    async fn create(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        spec: CheckpointSpec,
+    ) -> Result<Checkpoint> {
+        let started = Instant::now();
+        validate::checkpoint_name(&spec.name)?;
+        validate::checkpoint_description(&spec.description)?;
+        if let Some(r) = &spec.pause_reason {
+            validate::pause_reason(r)?;
+        }
+        let state = ProjectState::read(tx, project_id).await?;
+        let root = PathBuf::from(&state.project.root_path);
+        if !root.is_dir() {
+            return Err(CheckpointError::BadRoot(root));
+        }
+        let metadata = Self::metadata(tx, &state).await?;
+        let now = self.clock.now();
+        let row = checkpoints::insert(
+            tx,
+            &NewCheckpoint {
+                project_id,
+                name: spec.name.clone(),
+                description: spec.description.clone(),
+                trigger: spec.trigger,
+                commit_id: None,
+                pause_reason: spec.pause_reason.clone(),
+                metadata: metadata.clone(),
+                created_at: now,
+            },
+        )
+        .await?;
+        debug!(checkpoint_id = row.id, elapsed_ms = started.elapsed().as_millis(), "checkpoint row written");
+        let message = format!("Checkpoint {}: {}\n\ntrigger: {}\n", row.id, spec.name, spec.trigger);
+        let id = row.id;
+        let (commit, stats) =
+            blocking(move || write_snapshot(root, id, state, metadata, message, now.unix_timestamp()))
+                .await?;
+        let hex = oid_hex(&commit);
+        checkpoints::set_commit(tx, id, &hex).await?;
+        info!(
+            project_id,
+            checkpoint_id = id,
+            commit = %hex,
+            files = stats.files,
+            hashed = stats.hashed,
+            reused = stats.reused,
+            elapsed_ms = started.elapsed().as_millis(),
+            "checkpoint created"
+        );
+        Ok(Checkpoint { commit_id: Some(hex), ..row })
+    }
+
+    async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
+        let root = self.project_root(&mut self.db.conn().await?, project_id).await?;
+        let removed = blocking(move || match Store::open_existing(&root)? {
+            Some(store) => store.delete_ref(checkpoint_id),
+            None => Ok(false),
+        })
+        .await?;
+        info!(project_id, checkpoint_id, removed, "checkpoint ref discarded");
+        Ok(())
+    }
+
+    async fn list(&self, project_id: ProjectId) -> Result<Vec<Checkpoint>> {
+        let mut conn = self.db.conn().await?;
+        self.project_root(&mut conn, project_id).await?;
+        Ok(checkpoints::list(&mut conn, project_id).await?)
+    }
+
+    async fn get(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<Checkpoint> {
+        self.row(&mut self.db.conn().await?, project_id, checkpoint_id).await
+    }
+
+    async fn delete(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let project =
+            projects::find(&mut tx, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
+        self.row(&mut tx, project_id, checkpoint_id).await?;
+        if project.status == ProjectStatus::Paused && project.pause_checkpoint_id == Some(checkpoint_id) {
+            return Err(CheckpointError::InUse(checkpoint_id));
+        }
+        checkpoints::delete(&mut tx, checkpoint_id).await?;
+        let root = PathBuf::from(project.root_path);
+        blocking(move || match Store::open_existing(&root)? {
+            Some(store) => store.delete_ref(checkpoint_id).map(|_| ()),
+            None => Ok(()),
+        })
+        .await?;
+        tx.commit().await?;
+        info!(project_id, checkpoint_id, "checkpoint deleted");
+        Ok(())
+    }
+
+    async fn diff(
+        &self,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        unified: bool,
+    ) -> Result<FileDiff> {
+        let mut conn = self.db.conn().await?;
+        let root = self.project_root(&mut conn, project_id).await?;
+        let cp = self.row(&mut conn, project_id, checkpoint_id).await?;
+        drop(conn);
+        let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
+        blocking(move || {
+            let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
+                id: checkpoint_id,
+                reason: "no snapshot store".into(),
+            })?;
+            let files = checkpoint_files(&store, checkpoint_id, commit)?;
+            let (current, _) = worktree::snapshot(&store, &root, false)?;
+            diff_of(&store, &root, &restore::delta(&files, &current), unified)
+        })
+        .await
+    }
+
+    async fn verify(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<VerifyReport> {
+        let mut conn = self.db.conn().await?;
+        let root = self.project_root(&mut conn, project_id).await?;
+        let cp = self.row(&mut conn, project_id, checkpoint_id).await?;
+        drop(conn);
+        let commit_hex = cp.commit_id.clone();
+        blocking(move || {
+            let mut report = VerifyReport {
+                checkpoint_id,
+                commit: commit_hex.clone(),
+                objects_checked: 0,
+                problems: Vec::new(),
+            };
+            let commit = match parse_oid(checkpoint_id, commit_hex.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    return Ok(report);
+                }
+            };
+            let Some(store) = Store::open_existing(&root)? else {
+                report.problems.push("no snapshot store".into());
+                return Ok(report);
+            };
+            let (checked, missing) = store.missing_objects(commit)?;
+            report.objects_checked = checked;
+            report.problems.extend(missing);
+            if report.problems.is_empty() {
+                if store.ref_target(checkpoint_id)? != Some(commit) {
+                    report.problems.push(format!(
+                        "ref {} does not point at {commit}",
+                        crate::checkpoint_ref(checkpoint_id)
+                    ));
+                }
+                if let Err(e) = read_state(&store, checkpoint_id, commit) {
+                    report.problems.push(e.to_string());
+                }
+                if let Err(e) = checkpoint_files(&store, checkpoint_id, commit) {
+                    report.problems.push(e.to_string());
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    #[instrument(skip(self))]
+    async fn restore(
+        &self,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport> {
+        let started = Instant::now();
+        let mut tx = self.db.begin().await?;
+        let root = self.project_root(&mut tx, project_id).await?;
+        let cp = self.row(&mut tx, project_id, checkpoint_id).await?;
+        let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
+        // Read and validate everything before changing anything.
+        let root2 = root.clone();
+        let (diff, snapshot) = blocking(move || {
+            let store = Store::open_existing(&root2)?.ok_or_else(|| CheckpointError::Unreadable {
+                id: checkpoint_id,
+                reason: "no snapshot store".into(),
+            })?;
+            let files = checkpoint_files(&store, checkpoint_id, commit)?;
+            let (current, _) = worktree::snapshot(&store, &root2, false)?;
+            let diff = diff_of(&store, &root2, &restore::delta(&files, &current), false)?;
+            let snapshot = read_state(&store, checkpoint_id, commit)?;
+            Ok((diff, snapshot))
+        })
+        .await?;
+        let mut report = RestoreReport {
+            checkpoint_id,
+            applied: false,
+            diff,
+            files_written: 0,
+            files_removed: 0,
+            items_restored: 0,
+            state_restored: false,
+        };
+        if mode == RestoreMode::Preview {
+            tx.rollback().await?;
+            return Ok(report);
+        }
+        report.items_restored =
+            Self::apply_rows(&mut tx, project_id, snapshot, what, self.clock.now()).await?;
+        report.state_restored = what.state;
+        if what.files {
+            let applied = blocking(move || {
+                let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
+                    id: checkpoint_id,
+                    reason: "no snapshot store".into(),
+                })?;
+                let files = checkpoint_files(&store, checkpoint_id, commit)?;
+                let (current, _) = worktree::snapshot(&store, &root, false)?;
+                restore::apply(&store, &root, &restore::delta(&files, &current))
+            })
+            .await;
+            match applied {
+                Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
+                Err(e) => {
+                    warn!(project_id, checkpoint_id, error = %e, "file restore failed; rows rolled back");
+                    tx.rollback().await?;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        report.applied = true;
+        info!(
+            project_id,
+            checkpoint_id,
+            files_written = report.files_written,
+            files_removed = report.files_removed,
+            items_restored = report.items_restored,
+            elapsed_ms = started.elapsed().as_millis(),
+            "checkpoint restored"
+        );
+        Ok(report)
+    }
+
+    async fn restore_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+    ) -> Result<usize> {
+        let root = self.project_root(tx, project_id).await?;
+        let cp = self.row(tx, project_id, checkpoint_id).await?;
+        let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
+        let snapshot = blocking(move || {
+            let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
+                id: checkpoint_id,
+                reason: "no snapshot store".into(),
+            })?;
+            read_state(&store, checkpoint_id, commit)
+        })
+        .await?;
+        Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await
+    }
+
+    #[instrument(skip(self))]
+    async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport> {
+        // A write transaction waits for any checkpoint being created (which holds the write
+        // lock until it commits), so an in-flight checkpoint's ref is never taken for an orphan.
+        let mut tx = self.db.begin().await?;
+        let root = self.project_root(&mut tx, project_id).await?;
+        let rows = checkpoints::list(&mut tx, project_id).await?;
+        let refs = {
+            let root = root.clone();
+            blocking(move || match Store::open_existing(&root)? {
+                Some(store) => store.list_refs(),
+                None => Ok(Vec::new()),
+            })
+            .await?
+        };
+        let mut report = ReconcileReport::default();
+        let known: std::collections::HashMap<CheckpointId, Option<String>> =
+            rows.iter().map(|c| (c.id, c.commit_id.clone())).collect();
+        for (id, _) in &refs {
+            if !known.contains_key(id) {
+                report.removed_refs.push(*id);
+            }
+        }
+        let removed = report.removed_refs.clone();
+        let rows_to_check: Vec<(CheckpointId, Option<String>)> =
+            rows.iter().map(|c| (c.id, c.commit_id.clone())).collect();
+        report.missing_commits = blocking(move || {
+            let store = Store::open_existing(&root)?;
+            let mut missing = Vec::new();
+            for (id, hex) in rows_to_check {
+                let present = match (&store, hex.as_deref().map(|h| ObjectId::from_hex(h.as_bytes()))) {
+                    (Some(s), Some(Ok(oid))) => s.has_object(&oid),
+                    _ => false,
+                };
+                if !present {
+                    missing.push(id);
+                }
+            }
+            if let Some(s) = &store {
+                for id in &removed {
+                    s.delete_ref(*id)?;
+                }
+            }
+            Ok(missing)
+        })
+        .await?;
+        tx.commit().await?;
+        if !report.removed_refs.is_empty() || !report.missing_commits.is_empty() {
+            warn!(project_id, removed_refs = ?report.removed_refs, missing_commits = ?report.missing_commits, "checkpoint store reconciled");
+        } else {
+            debug!(project_id, "checkpoint store consistent");
+        }
+        Ok(report)
+    }
+}

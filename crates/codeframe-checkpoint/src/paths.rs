@@ -1,0 +1,82 @@
+//! Validation of paths read from a checkpoint tree, before anything is written.
+
+use gix::ObjectId;
+
+use crate::store::{FileEntry, FileKind, Store};
+use crate::{CheckpointError, Result};
+
+/// Whether a single tree entry name is safe to create inside a directory.
+fn check_name(parent: &[u8], name: &[u8]) -> Result<()> {
+    let shown = || {
+        let mut p = parent.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(name);
+        p
+    };
+    let reason = if name.is_empty() {
+        Some("empty name")
+    } else if name == b"." || name == b".." {
+        Some("a `.` or `..` component")
+    } else if name.contains(&b'/') {
+        Some("a `/` inside a name (an absolute or nested path)")
+    } else if name.contains(&0) {
+        Some("a NUL byte")
+    } else if name.eq_ignore_ascii_case(b".git") {
+        Some("a `.git` entry")
+    } else if name.eq_ignore_ascii_case(b".codeframe") {
+        Some("a `.codeframe` entry")
+    } else {
+        None
+    };
+    match reason {
+        Some(r) => Err(CheckpointError::unsafe_path(&shown(), r)),
+        None => Ok(()),
+    }
+}
+
+/// Every file under the `files/` tree, each name validated, duplicates refused.
+/// Submodule entries (commits) are skipped, as git does without the submodule.
+pub(crate) fn files_of(store: &Store, files_tree: ObjectId) -> Result<Vec<FileEntry>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(Vec::<u8>::new(), files_tree)];
+    while let Some((prefix, tree)) = stack.pop() {
+        let entries = store.tree_entries(tree)?;
+        let mut names: Vec<&[u8]> = entries.iter().map(|e| e.path.as_slice()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(CheckpointError::unsafe_path(w[0], "the same name twice in one directory"));
+        }
+        for e in entries {
+            check_name(&prefix, &e.path)?;
+            let mut path = prefix.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&e.path);
+            if e.mode.is_tree() {
+                stack.push((path, e.oid));
+            } else if let Some(kind) = FileKind::from_mode(e.mode) {
+                out.push(FileEntry { path, kind, oid: e.oid });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/etc", b"x\0y", b".git", b".GIT", b".codeframe"] {
+            assert!(check_name(b"dir", bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        for good in [&b"a"[..], b"..a", b".gitignore", b"\xff\xfe", b"with space"] {
+            assert!(check_name(b"", good).is_ok());
+        }
+    }
+}

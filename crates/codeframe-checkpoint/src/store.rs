@@ -1,0 +1,302 @@
+//! The private snapshot store: a bare git repository written with gix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use codeframe_models::CheckpointId;
+use gix::ObjectId;
+use gix::objs::tree::{Entry, EntryKind, EntryMode};
+use gix::refs::Target;
+use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
+use tracing::debug;
+
+use crate::{CheckpointError, Result};
+
+/// Where the store lives, relative to the project root.
+pub const STORE_DIR: &str = ".codeframe/snapshots.git";
+const REF_PREFIX: &str = "refs/codeframe/checkpoints/";
+
+/// The ref naming a checkpoint's commit.
+pub fn checkpoint_ref(id: CheckpointId) -> String {
+    format!("{REF_PREFIX}{id}")
+}
+
+/// Kind of a file in a snapshot, as git records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum FileKind {
+    Regular,
+    Executable,
+    Symlink,
+}
+
+impl FileKind {
+    pub(crate) fn mode(self) -> EntryMode {
+        match self {
+            Self::Regular => EntryKind::Blob.into(),
+            Self::Executable => EntryKind::BlobExecutable.into(),
+            Self::Symlink => EntryKind::Link.into(),
+        }
+    }
+
+    pub(crate) fn from_mode(mode: EntryMode) -> Option<Self> {
+        match mode.kind() {
+            EntryKind::Blob => Some(Self::Regular),
+            EntryKind::BlobExecutable => Some(Self::Executable),
+            EntryKind::Link => Some(Self::Symlink),
+            EntryKind::Tree | EntryKind::Commit => None,
+        }
+    }
+}
+
+/// One file of a snapshot: its path relative to the root (bytes, `/`-separated), kind and blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileEntry {
+    pub path: Vec<u8>,
+    pub kind: FileKind,
+    pub oid: ObjectId,
+}
+
+/// A raw tree entry read back from the store, before any validation.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEntry {
+    pub path: Vec<u8>,
+    pub mode: EntryMode,
+    pub oid: ObjectId,
+}
+
+pub(crate) struct Store {
+    repo: gix::Repository,
+    path: PathBuf,
+}
+
+#[derive(Default)]
+struct Dir {
+    entries: BTreeMap<Vec<u8>, Node>,
+}
+
+enum Node {
+    Leaf(EntryMode, ObjectId),
+    Dir(Dir),
+}
+
+impl Dir {
+    fn insert(&mut self, path: &[u8], mode: EntryMode, oid: ObjectId) {
+        match path.iter().position(|b| *b == b'/') {
+            None => {
+                self.entries.insert(path.to_vec(), Node::Leaf(mode, oid));
+            }
+            Some(i) => {
+                let node =
+                    self.entries.entry(path[..i].to_vec()).or_insert_with(|| Node::Dir(Dir::default()));
+                if let Node::Leaf(..) = node {
+                    *node = Node::Dir(Dir::default());
+                }
+                if let Node::Dir(d) = node {
+                    d.insert(&path[i + 1..], mode, oid);
+                }
+            }
+        }
+    }
+
+    fn write(self, store: &Store) -> Result<ObjectId> {
+        let mut entries = Vec::with_capacity(self.entries.len());
+        for (name, node) in self.entries {
+            let (mode, oid) = match node {
+                Node::Leaf(mode, oid) => (mode, oid),
+                Node::Dir(d) => (EntryKind::Tree.into(), d.write(store)?),
+            };
+            entries.push(Entry { mode, filename: name.into(), oid });
+        }
+        entries.sort();
+        let tree = gix::objs::Tree { entries };
+        store.repo.write_object(&tree).map(|id| id.detach()).map_err(|e| store.err(e))
+    }
+}
+
+impl Store {
+    /// Opens the project's store, creating it on first use.
+    pub(crate) fn open_or_init(root: &Path) -> Result<Self> {
+        let path = root.join(STORE_DIR);
+        let repo = if path.join("HEAD").is_file() {
+            gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?
+        } else {
+            std::fs::create_dir_all(&path).map_err(|e| CheckpointError::io(&path, e))?;
+            debug!(store = %path.display(), "initialising snapshot store");
+            gix::init_bare(&path).map_err(|e| CheckpointError::store(&path, e))?
+        };
+        Ok(Self { repo, path })
+    }
+
+    /// Opens the project's store if it exists.
+    pub(crate) fn open_existing(root: &Path) -> Result<Option<Self>> {
+        let path = root.join(STORE_DIR);
+        if !path.join("HEAD").is_file() {
+            return Ok(None);
+        }
+        let repo = gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?;
+        Ok(Some(Self { repo, path }))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> CheckpointError {
+        CheckpointError::store(&self.path, e)
+    }
+
+    pub(crate) fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId> {
+        self.repo.write_blob(bytes).map(|id| id.detach()).map_err(|e| self.err(e))
+    }
+
+    pub(crate) fn has_object(&self, oid: &ObjectId) -> bool {
+        self.repo.has_object(oid)
+    }
+
+    /// Writes nested trees for `entries` (paths `/`-separated) and returns the root tree.
+    pub(crate) fn write_tree<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a [u8], EntryMode, ObjectId)>,
+    ) -> Result<ObjectId> {
+        let mut root = Dir::default();
+        for (path, mode, oid) in entries {
+            root.insert(path, mode, oid);
+        }
+        root.write(self)
+    }
+
+    /// Writes a commit of `tree` (no parents) with a fixed identity: a bare store has no user.
+    pub(crate) fn commit(&self, tree: ObjectId, message: &str, unix_seconds: i64) -> Result<ObjectId> {
+        let sig = gix::actor::Signature {
+            name: "codeframe".into(),
+            email: "codeframe@localhost".into(),
+            time: gix::date::Time::new(unix_seconds, 0),
+        };
+        let mut buf = gix::date::parse::TimeBuf::default();
+        let sig_ref = sig.to_ref(&mut buf);
+        let no_parents: [ObjectId; 0] = [];
+        let commit =
+            self.repo.new_commit_as(sig_ref, sig_ref, message, tree, no_parents).map_err(|e| self.err(e))?;
+        Ok(commit.id)
+    }
+
+    /// Points the checkpoint's ref at `commit`, replacing any leftover of a crashed attempt.
+    pub(crate) fn set_ref(&self, id: CheckpointId, commit: ObjectId) -> Result<()> {
+        let name = checkpoint_ref(id);
+        let edit = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: "checkpoint".into(),
+                },
+                expected: PreviousValue::Any,
+                new: Target::Object(commit),
+            },
+            name: name.as_str().try_into().map_err(|e| self.err(e))?,
+            deref: false,
+        };
+        self.repo.edit_reference(edit).map_err(|e| self.err(format!("{name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Removes a checkpoint's ref; absent is fine.
+    pub(crate) fn delete_ref(&self, id: CheckpointId) -> Result<bool> {
+        let name = checkpoint_ref(id);
+        if self.repo.try_find_reference(name.as_str()).map_err(|e| self.err(e))?.is_none() {
+            return Ok(false);
+        }
+        let edit = RefEdit {
+            change: Change::Delete { expected: PreviousValue::Any, log: RefLog::AndReference },
+            name: name.as_str().try_into().map_err(|e| self.err(e))?,
+            deref: false,
+        };
+        self.repo.edit_reference(edit).map_err(|e| self.err(format!("{name}: {e}")))?;
+        Ok(true)
+    }
+
+    /// The commit a checkpoint's ref points at, if the ref exists.
+    pub(crate) fn ref_target(&self, id: CheckpointId) -> Result<Option<ObjectId>> {
+        let found = self.repo.try_find_reference(checkpoint_ref(id).as_str()).map_err(|e| self.err(e))?;
+        Ok(found.and_then(|r| r.target().try_id().map(ToOwned::to_owned)))
+    }
+
+    /// Every checkpoint ref: (checkpoint id, commit). Refs with a non-numeric name are skipped.
+    pub(crate) fn list_refs(&self) -> Result<Vec<(CheckpointId, ObjectId)>> {
+        let platform = self.repo.references().map_err(|e| self.err(e))?;
+        let iter = platform.prefixed(REF_PREFIX).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in iter {
+            let r = r.map_err(|e| self.err(e))?;
+            let name = r.name().as_bstr().to_string();
+            let Some(id) = name.strip_prefix(REF_PREFIX).and_then(|s| s.parse::<CheckpointId>().ok()) else {
+                continue;
+            };
+            if let Some(oid) = r.target().try_id() {
+                out.push((id, oid.to_owned()));
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
+    /// The root tree of a commit.
+    pub(crate) fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {
+        let c = self.repo.find_commit(commit).map_err(|e| self.err(format!("commit {commit}: {e}")))?;
+        c.tree_id().map(|id| id.detach()).map_err(|e| self.err(format!("commit {commit}: {e}")))
+    }
+
+    /// The direct entries of a tree (not recursive).
+    pub(crate) fn tree_entries(&self, tree: ObjectId) -> Result<Vec<RawEntry>> {
+        let t = self.repo.find_tree(tree).map_err(|e| self.err(format!("tree {tree}: {e}")))?;
+        let decoded = t.decode().map_err(|e| self.err(format!("tree {tree}: {e}")))?;
+        Ok(decoded
+            .entries
+            .iter()
+            .map(|e| RawEntry { path: e.filename.to_vec(), mode: e.mode, oid: e.oid.to_owned() })
+            .collect())
+    }
+
+    /// The entry named `name` directly inside `tree`.
+    pub(crate) fn child(&self, tree: ObjectId, name: &str) -> Result<Option<RawEntry>> {
+        Ok(self.tree_entries(tree)?.into_iter().find(|e| e.path == name.as_bytes()))
+    }
+
+    pub(crate) fn read_blob(&self, oid: ObjectId) -> Result<Vec<u8>> {
+        let blob = self.repo.find_blob(oid).map_err(|e| self.err(format!("blob {oid}: {e}")))?;
+        Ok(blob.data.clone())
+    }
+
+    /// Ids of every object reachable from `commit` that the store lacks (empty: complete).
+    pub(crate) fn missing_objects(&self, commit: ObjectId) -> Result<(usize, Vec<String>)> {
+        if !self.has_object(&commit) {
+            return Ok((1, vec![format!("commit {commit}")]));
+        }
+        let mut checked = 1;
+        let mut missing = Vec::new();
+        let tree = self.commit_tree(commit)?;
+        let mut stack = vec![(String::new(), tree)];
+        while let Some((prefix, tree)) = stack.pop() {
+            checked += 1;
+            if !self.has_object(&tree) {
+                missing.push(format!("tree {tree} ({prefix})"));
+                continue;
+            }
+            for e in self.tree_entries(tree)? {
+                let path = format!("{prefix}/{}", String::from_utf8_lossy(&e.path));
+                if e.mode.is_tree() {
+                    stack.push((path, e.oid));
+                } else {
+                    checked += 1;
+                    if e.mode.is_commit() {
+                        continue; // a submodule commit lives elsewhere, as in git
+                    }
+                    if !self.has_object(&e.oid) {
+                        missing.push(format!("blob {} ({path})", e.oid));
+                    }
+                }
+            }
+        }
+        Ok((checked, missing))
+    }
+}
