@@ -9,7 +9,8 @@
 use std::process::{Command, ExitCode};
 
 /// Benchmarks: (name given to `xtask bench`, package, bench target).
-const BENCHES: &[(&str, &str, &str)] = &[("context", "codeframe-context", "context")];
+const BENCHES: &[(&str, &str, &str)] =
+    &[("context", "codeframe-context", "context"), ("checkpoint", "codeframe-checkpoint", "checkpoint")];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

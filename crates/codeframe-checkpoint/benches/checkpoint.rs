@@ -1,1 +1,167 @@
-fn main() {}
+//! Checkpoint benchmarks: create for 1k and 10k files (first snapshot, then after 1% of the
+//! files changed), restore, and store size after ten unchanged checkpoints vs one.
+//! One JSON object per measure on stdout.
+#![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use codeframe_checkpoint::{
+    CheckpointManager, CheckpointSpec, GitCheckpointManager, RestoreMode, RestoreWhat,
+};
+use codeframe_models::{CheckpointTrigger, NewProject, timestamp};
+use codeframe_persistence::{Db, projects};
+
+const RUNS: usize = 5;
+type Res<T> = Result<T, Box<dyn Error>>;
+
+fn file_content(n: usize, version: usize) -> Vec<u8> {
+    let mut s = format!("// file {n} version {version}\n");
+    while s.len() < 2048 {
+        s.push_str(&format!("fn item_{n}_{}() -> u64 {{ {} }}\n", s.len(), n * 31 + version));
+    }
+    s.into_bytes()
+}
+
+fn path_of(root: &Path, n: usize) -> std::path::PathBuf {
+    root.join(format!("src/mod_{:03}/file_{n:05}.rs", n / 100))
+}
+
+/// Writes file `n`, dated an hour ago (outside the stat cache's racy window, as most of a
+/// real project's files are).
+fn write_file(root: &Path, n: usize, version: usize) -> Res<()> {
+    let p = path_of(root, n);
+    std::fs::create_dir_all(p.parent().ok_or("parent")?)?;
+    std::fs::write(&p, file_content(n, version))?;
+    let old = SystemTime::now() - Duration::from_secs(3600) + Duration::from_millis(version as u64);
+    std::fs::File::options().write(true).open(&p)?.set_modified(old)?;
+    Ok(())
+}
+
+fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}
+
+fn emit(name: &str, params: serde_json::Value, mut samples: Vec<f64>, unit: &str) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let median = samples[samples.len() / 2];
+    let p95 = samples[((samples.len() as f64 * 0.95).ceil() as usize).clamp(1, samples.len()) - 1];
+    let r = |v: f64| (v * 100.0).round() / 100.0;
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "params": params, "median": r(median), "p95": r(p95), "unit": unit, "runs": samples.len()})
+    );
+}
+
+async fn setup(files: usize) -> Res<(tempfile::TempDir, Db, i64, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("project");
+    for n in 0..files {
+        write_file(&root, n, 0)?;
+    }
+    let db = Db::open(dir.path().join("bench.db").to_str().ok_or("path")?).await?;
+    let p = projects::insert(
+        &mut db.conn().await?,
+        &NewProject {
+            name: "bench".into(),
+            description: String::new(),
+            root_path: root.to_str().ok_or("path")?.into(),
+            owner_id: None,
+        },
+        timestamp::now_utc(),
+    )
+    .await?;
+    Ok((dir, db, p.id, root))
+}
+
+async fn checkpoint(db: &Db, cm: &GitCheckpointManager, project: i64) -> Res<(f64, i64)> {
+    let spec = CheckpointSpec {
+        name: "bench".into(),
+        description: String::new(),
+        trigger: CheckpointTrigger::Manual,
+        pause_reason: None,
+    };
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
+    let cp = cm.create(&mut tx, project, spec).await?;
+    tx.commit().await?;
+    Ok((started.elapsed().as_secs_f64() * 1000.0, cp.id))
+}
+
+async fn bench(files: usize) -> Res<()> {
+    let params = serde_json::json!({"f": files});
+    let (_dir, db, project, root) = setup(files).await?;
+    let cm = GitCheckpointManager::new(db.clone());
+    let store = root.join(".codeframe");
+
+    // First snapshot: a fresh store each run.
+    let mut first = Vec::new();
+    for _ in 0..RUNS {
+        let _ = std::fs::remove_dir_all(&store);
+        first.push(checkpoint(&db, &cm, project).await?.0);
+    }
+    emit("checkpoint_create", params.clone(), first, "ms");
+
+    // After 1% of the files changed.
+    let changed = (files / 100).max(1);
+    let mut incremental = Vec::new();
+    let mut last = 0;
+    for run in 0..RUNS {
+        for k in 0..changed {
+            write_file(&root, (run * changed + k * 97) % files, run + 1)?;
+        }
+        let (ms, id) = checkpoint(&db, &cm, project).await?;
+        incremental.push(ms);
+        last = id;
+    }
+    emit("checkpoint_create_incremental", params.clone(), incremental, "ms");
+
+    // Restore files, state and context after 1% of the files changed again.
+    let mut restore = Vec::new();
+    let what = RestoreWhat { files: true, state: true, context: true };
+    for run in 0..RUNS {
+        for k in 0..changed {
+            write_file(&root, (run * changed + k * 89) % files, 100 + run)?;
+        }
+        let started = Instant::now();
+        let report = cm.restore(project, last, what, RestoreMode::Apply).await?;
+        restore.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(report.files_written >= 1);
+    }
+    emit("checkpoint_restore", params.clone(), restore, "ms");
+
+    // Disk: one checkpoint vs ten of an unchanged project.
+    let _ = std::fs::remove_dir_all(&store);
+    checkpoint(&db, &cm, project).await?;
+    let one = disk_usage(&store) as f64;
+    for _ in 0..9 {
+        checkpoint(&db, &cm, project).await?;
+    }
+    let ten = disk_usage(&store) as f64;
+    emit("store_size_one", params.clone(), vec![one / 1e6], "MB");
+    emit("store_size_ten_unchanged", params.clone(), vec![ten / 1e6], "MB");
+    emit("store_size_ratio", params, vec![ten / one], "x");
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        bench(1_000).await?;
+        bench(10_000).await
+    })
+}

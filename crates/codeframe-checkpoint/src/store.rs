@@ -117,6 +117,15 @@ impl Store {
     /// Opens the project's store, creating it on first use.
     pub(crate) fn open_or_init(root: &Path) -> Result<Self> {
         let path = root.join(STORE_DIR);
+        // `.codeframe/.gitignore` holding `*` hides codeframe's folder from the user's
+        // `git status` without touching anything of the user's repository.
+        let own_dir = root.join(".codeframe");
+        let ignore = own_dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::create_dir_all(&own_dir).map_err(|e| CheckpointError::io(&own_dir, e))?;
+            std::fs::write(&ignore, "# codeframe's private data (snapshots, state)\n*\n")
+                .map_err(|e| CheckpointError::io(&ignore, e))?;
+        }
         let repo = if path.join("HEAD").is_file() {
             gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?
         } else {

@@ -1,0 +1,664 @@
+//! Checkpoint tests on real git repositories (made with stock git) and plain directories.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use codeframe_checkpoint::{
+    CheckpointError, CheckpointManager, CheckpointSpec, FileChange, GitCheckpointManager, RestoreMode,
+    RestoreWhat, checkpoint_ref,
+};
+use codeframe_models::{
+    CheckpointTrigger, ContextItem, ItemType, NewProject, NewTask, ProjectStatus, TaskStatus, Tier,
+};
+use codeframe_persistence::{Db, agents, checkpoints, context, projects, tasks};
+use tempfile::TempDir;
+use time::{OffsetDateTime, macros::datetime};
+
+const T0: OffsetDateTime = datetime!(2026-06-01 10:00 UTC);
+
+struct Fx {
+    _tmp: TempDir,
+    root: PathBuf,
+    db: Db,
+    cm: GitCheckpointManager,
+    project: i64,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn store_git(root: &Path, args: &[&str]) -> String {
+    let mut full = vec!["--git-dir", ".codeframe/snapshots.git"];
+    full.extend_from_slice(args);
+    git(root, &full)
+}
+
+fn write(root: &Path, rel: &str, content: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+async fn add_project(db: &Db, name: &str, root: &Path) -> i64 {
+    let mut tx = db.begin().await.unwrap();
+    let p = projects::insert(
+        &mut tx,
+        &NewProject {
+            name: name.into(),
+            description: String::new(),
+            root_path: root.to_str().unwrap().into(),
+            owner_id: None,
+        },
+        T0,
+    )
+    .await
+    .unwrap();
+    let agent = format!("{name}-agent");
+    agents::insert(&mut tx, &agent, "worker", None, T0).await.unwrap();
+    agents::assign(&mut tx, p.id, &agent, "worker", T0).await.unwrap();
+    let items: Vec<ContextItem> = (0..5)
+        .map(|n| ContextItem {
+            id: format!("{name}-item-{n}"),
+            project_id: p.id,
+            agent_id: agent.clone(),
+            item_type: ItemType::Code,
+            content: format!("fn f{n}() {{}} // «{name}»"),
+            token_count: 7,
+            importance_score: 0.5,
+            tier: [Tier::Hot, Tier::Warm, Tier::Cold][n % 3],
+            access_count: n as i64,
+            created_at: T0,
+            last_accessed: T0,
+            archived_at: None,
+            archived_by_flash_save: None,
+        })
+        .collect();
+    context::insert_many(&mut tx, &items).await.unwrap();
+    let t = tasks::insert(
+        &mut tx,
+        &NewTask { project_id: p.id, title: "first".into(), description: String::new() },
+        T0,
+    )
+    .await
+    .unwrap();
+    tasks::set_status(&mut tx, t.id, TaskStatus::Completed, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    p.id
+}
+
+/// A project whose root is a git repository with a commit, a branch, a stash, an
+/// untracked file, an ignored file and a staged change.
+async fn fx_git() -> Fx {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("proj");
+    std::fs::create_dir_all(&root).unwrap();
+    git(&root, &["init", "-q", "-b", "main"]);
+    write(&root, ".gitignore", b"target/\n*.log\n");
+    write(&root, "src/lib.rs", b"pub fn a() {}\n");
+    write(&root, "README.md", b"# proj\n");
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "initial"]);
+    git(&root, &["branch", "feature"]);
+    write(&root, "README.md", b"# proj\nstashed change\n");
+    git(&root, &["stash", "-q"]);
+    write(&root, "src/lib.rs", b"pub fn a() {}\npub fn b() {}\n");
+    git(&root, &["add", "src/lib.rs"]);
+    write(&root, "notes.txt", b"untracked notes\n");
+    write(&root, "target/debug/out.bin", b"build output");
+    write(&root, "run.log", b"log line\n");
+    fx_at(tmp, root).await
+}
+
+async fn fx_plain() -> Fx {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("plain");
+    std::fs::create_dir_all(&root).unwrap();
+    write(&root, "a.txt", b"alpha\n");
+    write(&root, "dir/b.txt", b"beta\n");
+    fx_at(tmp, root).await
+}
+
+async fn fx_at(tmp: TempDir, root: PathBuf) -> Fx {
+    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let project = add_project(&db, "p", &root).await;
+    let cm = GitCheckpointManager::new(db.clone());
+    Fx { _tmp: tmp, root, db, cm, project }
+}
+
+fn spec(name: &str) -> CheckpointSpec {
+    CheckpointSpec {
+        name: name.into(),
+        description: "test".into(),
+        trigger: CheckpointTrigger::Manual,
+        pause_reason: None,
+    }
+}
+
+async fn create(f: &Fx, name: &str) -> codeframe_models::Checkpoint {
+    let mut tx = f.db.begin().await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, spec(name)).await.unwrap();
+    tx.commit().await.unwrap();
+    cp
+}
+
+fn all(what: bool) -> RestoreWhat {
+    RestoreWhat { files: what, state: what, context: what }
+}
+
+fn repo_fingerprint(root: &Path) -> (String, String, Vec<u8>, String, String) {
+    (
+        git(root, &["rev-parse", "HEAD"]),
+        git(root, &["for-each-ref"]),
+        std::fs::read(root.join(".git/index")).unwrap(),
+        git(root, &["stash", "list"]),
+        git(root, &["status", "--porcelain=v2", "--untracked-files=all"]),
+    )
+}
+
+fn loose_objects(root: &Path) -> usize {
+    let objects = root.join(".codeframe/snapshots.git/objects");
+    std::fs::read_dir(&objects)
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum()
+}
+
+// ---------------------------------------------------------------- create
+
+#[tokio::test]
+async fn create_leaves_the_users_repository_untouched() {
+    let f = fx_git().await;
+    let before = repo_fingerprint(&f.root);
+    let cp = create(&f, "first").await;
+    let after = repo_fingerprint(&f.root);
+    assert_eq!(before, after, "HEAD, branches, index bytes, stash and status are unchanged");
+    assert_eq!(cp.commit_id.as_ref().map(String::len), Some(40));
+    assert!(git(&f.root, &["log", "--all", "--oneline"]).lines().all(|l| !l.contains("Checkpoint")));
+}
+
+#[tokio::test]
+async fn the_store_passes_git_fsck_and_git_show_reads_meta_json() {
+    let f = fx_git().await;
+    let cp = create(&f, "fsck me").await;
+    store_git(&f.root, &["fsck", "--strict", "--no-dangling"]);
+    let meta = store_git(&f.root, &["show", &format!("{}:meta.json", checkpoint_ref(cp.id))]);
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["project_id"], f.project);
+    assert_eq!(meta["tasks_completed"], 1);
+    assert_eq!(meta["tasks_total"], 1);
+    assert_eq!(meta["last_task_completed"], "first");
+    assert_eq!(meta["context_items_count"], 5);
+    assert_eq!(meta["agents_active"], serde_json::json!(["p-agent"]));
+    let keys: Vec<_> = meta.as_object().unwrap().keys().cloned().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    // State is readable too, context as JSON lines sorted by id.
+    let ctx = store_git(&f.root, &["show", &format!("{}:state/context/000000.jsonl", checkpoint_ref(cp.id))]);
+    assert_eq!(ctx.lines().count(), 5);
+    assert!(ctx.lines().next().unwrap().starts_with("{\"access_count\":0,\"agent_id\":\"p-agent\""));
+}
+
+#[tokio::test]
+async fn ignored_files_are_absent_and_untracked_files_present() {
+    let f = fx_git().await;
+    let cp = create(&f, "files").await;
+    let listing = store_git(&f.root, &["ls-tree", "-r", "--name-only", &checkpoint_ref(cp.id)]);
+    let files: Vec<&str> = listing.lines().filter_map(|l| l.strip_prefix("files/")).collect();
+    assert_eq!(files, [".gitignore", "README.md", "notes.txt", "src/lib.rs"]);
+    // The staged content (not HEAD's) is what the working tree holds.
+    let lib = store_git(&f.root, &["show", &format!("{}:files/src/lib.rs", checkpoint_ref(cp.id))]);
+    assert_eq!(lib, "pub fn a() {}\npub fn b() {}\n");
+}
+
+#[tokio::test]
+async fn a_plain_directory_can_be_checkpointed() {
+    let f = fx_plain().await;
+    write(&f.root, ".gitignore", b"*.tmp\n");
+    write(&f.root, "x.tmp", b"ignored even without git");
+    let cp = create(&f, "plain").await;
+    let listing = store_git(&f.root, &["ls-tree", "-r", "--name-only", &checkpoint_ref(cp.id)]);
+    let files: Vec<&str> = listing.lines().filter_map(|l| l.strip_prefix("files/")).collect();
+    assert_eq!(files, [".gitignore", "a.txt", "dir/b.txt"]);
+    assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok());
+}
+
+#[tokio::test]
+async fn identical_state_gives_identical_blobs_and_unchanged_checkpoints_cost_almost_nothing() {
+    let f = fx_plain().await;
+    let a = create(&f, "one").await;
+    let objects_after_one = loose_objects(&f.root);
+    let mut last = a.clone();
+    for n in 0..9 {
+        last = create(&f, &format!("again {n}")).await;
+    }
+    let tree = |id| store_git(&f.root, &["rev-parse", &format!("{}^{{tree}}", checkpoint_ref(id))]);
+    let meta_a = store_git(&f.root, &["rev-parse", &format!("{}:state", checkpoint_ref(a.id))]);
+    let meta_b = store_git(&f.root, &["rev-parse", &format!("{}:state", checkpoint_ref(last.id))]);
+    assert_eq!(meta_a, meta_b, "the same state makes the same state/ tree");
+    assert_eq!(tree(a.id), tree(last.id), "the same files and state make the same root tree");
+    // Only one new object (the commit) per unchanged checkpoint.
+    assert_eq!(loose_objects(&f.root), objects_after_one + 9);
+}
+
+#[tokio::test]
+async fn checkpoint_names_and_descriptions_are_validated() {
+    let f = fx_plain().await;
+    let mut tx = f.db.begin().await.unwrap();
+    let e = f.cm.create(&mut tx, f.project, spec(&"n".repeat(101))).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Invalid(_)), "{e}");
+    let e = f.cm.create(&mut tx, f.project, spec("  ")).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Invalid(_)));
+    let e = f.cm.create(&mut tx, 4242, spec("x")).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::UnknownProject(4242)));
+    drop(tx);
+    assert!(f.cm.list(f.project).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_root_is_a_typed_error() {
+    let f = fx_plain().await;
+    std::fs::remove_dir_all(&f.root).unwrap();
+    let mut tx = f.db.begin().await.unwrap();
+    assert!(matches!(f.cm.create(&mut tx, f.project, spec("x")).await, Err(CheckpointError::BadRoot(_))));
+}
+
+// ---------------------------------------------------------------- transactions
+
+#[tokio::test]
+async fn rollback_plus_discard_leaves_no_ref_and_no_row() {
+    let f = fx_plain().await;
+    let mut tx = f.db.begin().await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, spec("doomed")).await.unwrap();
+    assert!(
+        !store_git(&f.root, &["for-each-ref", "refs/codeframe/"]).is_empty(),
+        "the ref is written before commit"
+    );
+    tx.rollback().await.unwrap();
+    f.cm.discard(f.project, cp.id).await.unwrap();
+    assert_eq!(store_git(&f.root, &["for-each-ref", "refs/codeframe/"]), "");
+    assert!(f.cm.list(f.project).await.unwrap().is_empty());
+    assert!(matches!(f.cm.get(f.project, cp.id).await, Err(CheckpointError::NotFound(_))));
+    // Discarding twice is harmless.
+    f.cm.discard(f.project, cp.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_removes_orphan_refs_and_reports_missing_commits() {
+    let f = fx_plain().await;
+    let kept = create(&f, "kept").await;
+    // A row whose commit vanished (e.g. a store restored from an old backup).
+    let mut tx = f.db.begin().await.unwrap();
+    let broken = f.cm.create(&mut tx, f.project, spec("broken")).await.unwrap();
+    checkpoints::set_commit(&mut tx, broken.id, "0123456789012345678901234567890123456789").await.unwrap();
+    tx.commit().await.unwrap();
+    // A crash between writing the ref and committing leaves an orphan ref.
+    let mut tx = f.db.begin().await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, spec("orphan")).await.unwrap();
+    drop(tx);
+
+    let report = f.cm.reconcile(f.project).await.unwrap();
+    assert_eq!(report.removed_refs, vec![orphan.id]);
+    assert_eq!(report.missing_commits, vec![broken.id]);
+    let refs = store_git(&f.root, &["for-each-ref", "--format=%(refname)", "refs/codeframe/"]);
+    assert!(refs.contains(&checkpoint_ref(kept.id)));
+    assert!(!refs.contains(&checkpoint_ref(orphan.id)));
+    assert!(!f.cm.verify(f.project, broken.id).await.unwrap().ok());
+    // A second pass finds nothing more to remove.
+    assert!(f.cm.reconcile(f.project).await.unwrap().removed_refs.is_empty());
+}
+
+#[tokio::test]
+async fn an_id_reused_after_a_rollback_replaces_the_orphan_ref() {
+    let f = fx_plain().await;
+    let mut tx = f.db.begin().await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, spec("orphan")).await.unwrap();
+    drop(tx);
+    // SQLite hands the rolled-back id out again; the new checkpoint takes over the ref.
+    let fresh = create(&f, "fresh").await;
+    assert_eq!(fresh.id, orphan.id);
+    assert!(f.cm.verify(f.project, fresh.id).await.unwrap().ok());
+    let commit = store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]);
+    assert_eq!(commit.trim(), fresh.commit_id.as_deref().unwrap());
+}
+
+// ---------------------------------------------------------------- list, get, delete, verify
+
+#[tokio::test]
+async fn list_get_and_delete() {
+    let f = fx_plain().await;
+    let a = create(&f, "a").await;
+    let b = create(&f, "b").await;
+    let listed: Vec<_> = f.cm.list(f.project).await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(listed, [b.id, a.id], "newest first");
+    assert_eq!(f.cm.get(f.project, a.id).await.unwrap(), a);
+    f.cm.delete(f.project, a.id).await.unwrap();
+    assert!(matches!(f.cm.get(f.project, a.id).await, Err(CheckpointError::NotFound(_))));
+    let refs = store_git(&f.root, &["for-each-ref", "--format=%(refname)", "refs/codeframe/"]);
+    assert_eq!(refs.trim(), checkpoint_ref(b.id));
+    assert!(matches!(f.cm.delete(f.project, a.id).await, Err(CheckpointError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn the_pause_checkpoint_of_a_paused_project_cannot_be_deleted() {
+    let f = fx_plain().await;
+    let cp = create(&f, "pause").await;
+    let mut c = f.db.conn().await.unwrap();
+    let mut p = projects::get(&mut c, f.project).await.unwrap();
+    p.status = ProjectStatus::Paused;
+    p.paused_at = Some(T0);
+    p.pause_checkpoint_id = Some(cp.id);
+    projects::update(&mut c, &p, T0).await.unwrap();
+    assert!(matches!(f.cm.delete(f.project, cp.id).await, Err(CheckpointError::InUse(_))));
+    assert!(f.cm.get(f.project, cp.id).await.is_ok());
+}
+
+#[tokio::test]
+async fn verify_detects_a_missing_object() {
+    let f = fx_plain().await;
+    let cp = create(&f, "v").await;
+    let ok = f.cm.verify(f.project, cp.id).await.unwrap();
+    assert!(ok.ok(), "{:?}", ok.problems);
+    assert!(ok.objects_checked >= 6);
+    // Remove the blob of a.txt from the store.
+    let oid = store_git(&f.root, &["rev-parse", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
+    let oid = oid.trim();
+    std::fs::remove_file(f.root.join(format!(
+        ".codeframe/snapshots.git/objects/{}/{}",
+        &oid[..2],
+        &oid[2..]
+    )))
+    .unwrap();
+    let bad = f.cm.verify(f.project, cp.id).await.unwrap();
+    assert!(!bad.ok());
+    assert!(bad.problems.iter().any(|p| p.contains(oid) && p.contains("a.txt")), "{:?}", bad.problems);
+}
+
+#[tokio::test]
+async fn checkpoints_of_another_project_are_not_found() {
+    let f = fx_plain().await;
+    let other_root = f.root.parent().unwrap().join("other");
+    std::fs::create_dir_all(&other_root).unwrap();
+    let other = add_project(&f.db, "other", &other_root).await;
+    let cp = create(&f, "mine").await;
+    assert!(matches!(f.cm.get(other, cp.id).await, Err(CheckpointError::NotFound(_))));
+    assert!(matches!(
+        f.cm.restore(other, cp.id, all(true), RestoreMode::Apply).await,
+        Err(CheckpointError::NotFound(_))
+    ));
+}
+
+// ---------------------------------------------------------------- diff and restore
+
+#[tokio::test]
+async fn diff_lists_added_modified_and_deleted_files_with_unified_text() {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    write(&f.root, "a.txt", b"alpha\nchanged\n");
+    std::fs::remove_file(f.root.join("dir/b.txt")).unwrap();
+    write(&f.root, "new.txt", b"brand new\n");
+    let d = f.cm.diff(f.project, cp.id, true).await.unwrap();
+    let summary: Vec<_> = d.files.iter().map(|e| (e.path.as_str(), e.change)).collect();
+    assert_eq!(
+        summary,
+        [("a.txt", FileChange::Modified), ("dir/b.txt", FileChange::Deleted), ("new.txt", FileChange::Added)]
+    );
+    let a = d.files[0].unified.as_deref().unwrap();
+    assert!(a.contains("--- a/a.txt") && a.contains("+changed"), "{a}");
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().files.iter().all(|e| e.unified.is_none()));
+}
+
+#[tokio::test]
+async fn preview_changes_nothing() {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    write(&f.root, "a.txt", b"edited\n");
+    let items_before = context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap();
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Preview).await.unwrap();
+    assert!(!r.applied);
+    assert_eq!(r.diff.paths(), ["a.txt"]);
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"edited\n");
+    assert_eq!(
+        context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap(),
+        items_before
+    );
+}
+
+#[tokio::test]
+async fn binary_empty_executable_symlink_and_non_utf8_files_round_trip() {
+    let f = fx_plain().await;
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    write(&f.root, "bin/blob.dat", &binary);
+    write(&f.root, "empty", b"");
+    write(&f.root, "run.sh", b"#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(f.root.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a.txt", f.root.join("link-to-a")).unwrap();
+    std::os::unix::fs::symlink("../outside/target", f.root.join("dangling")).unwrap();
+    let weird = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.txt");
+    std::fs::write(f.root.join(weird), b"latin-1 name").unwrap();
+    let cp = create(&f, "rich").await;
+
+    // Modify everything.
+    write(&f.root, "bin/blob.dat", b"clobbered");
+    std::fs::remove_file(f.root.join("empty")).unwrap();
+    std::fs::set_permissions(f.root.join("run.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(f.root.join("link-to-a")).unwrap();
+    write(&f.root, "link-to-a", b"now a file");
+    std::fs::remove_file(f.root.join(weird)).unwrap();
+    write(&f.root, "extra/new.txt", b"added after");
+
+    let r =
+        f.cm.restore(f.project, cp.id, RestoreWhat { files: true, ..Default::default() }, RestoreMode::Apply)
+            .await
+            .unwrap();
+    assert!(r.applied);
+    assert_eq!(r.files_removed, 1);
+    assert_eq!(std::fs::read(f.root.join("bin/blob.dat")).unwrap(), binary);
+    assert_eq!(std::fs::read(f.root.join("empty")).unwrap(), b"");
+    assert_eq!(std::fs::metadata(f.root.join("run.sh")).unwrap().permissions().mode() & 0o111, 0o111);
+    assert_eq!(std::fs::read_link(f.root.join("link-to-a")).unwrap(), Path::new("a.txt"));
+    assert_eq!(std::fs::read_link(f.root.join("dangling")).unwrap(), Path::new("../outside/target"));
+    assert_eq!(std::fs::read(f.root.join(weird)).unwrap(), b"latin-1 name");
+    assert!(!f.root.join("extra").exists(), "the added file and its emptied directory are gone");
+    // Nothing differs any more.
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().files.is_empty());
+}
+
+#[tokio::test]
+async fn restore_never_touches_git_codeframe_or_ignored_files() {
+    let f = fx_git().await;
+    let cp = create(&f, "base").await;
+    let head = git(&f.root, &["rev-parse", "HEAD"]);
+    write(&f.root, "late.log", b"ignored, created after the checkpoint");
+    write(&f.root, "notes.txt", b"edited");
+    f.cm.restore(f.project, cp.id, RestoreWhat { files: true, ..Default::default() }, RestoreMode::Apply)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(f.root.join("notes.txt")).unwrap(), b"untracked notes\n");
+    assert_eq!(std::fs::read(f.root.join("late.log")).unwrap(), b"ignored, created after the checkpoint");
+    assert!(f.root.join("target/debug/out.bin").exists());
+    assert_eq!(git(&f.root, &["rev-parse", "HEAD"]), head);
+    assert!(f.root.join(".codeframe/snapshots.git/HEAD").exists());
+}
+
+#[tokio::test]
+async fn restoring_state_and_context_brings_rows_back_and_leaves_the_other_project_alone() {
+    let f = fx_plain().await;
+    let other_root = f.root.parent().unwrap().join("other");
+    std::fs::create_dir_all(&other_root).unwrap();
+    let other = add_project(&f.db, "other", &other_root).await;
+    let cp = create(&f, "state").await;
+    let mut c = f.db.conn().await.unwrap();
+    let items_before = context::list_for_project(&mut c, f.project).await.unwrap();
+    let tasks_before = tasks::list(&mut c, f.project).await.unwrap();
+    let other_items = context::list_for_project(&mut c, other).await.unwrap();
+    let other_project = projects::get(&mut c, other).await.unwrap();
+
+    // Change this project's rows and the other project's rows.
+    context::touch(&mut c, "p-item-0", T0).await.unwrap();
+    tasks::insert(
+        &mut c,
+        &NewTask { project_id: f.project, title: "later".into(), description: String::new() },
+        T0,
+    )
+    .await
+    .unwrap();
+    let mut p = projects::get(&mut c, f.project).await.unwrap();
+    p.status = ProjectStatus::Active;
+    projects::update(&mut c, &p, T0).await.unwrap();
+    context::touch(&mut c, "other-item-1", T0).await.unwrap();
+    let other_items_changed = context::list_for_project(&mut c, other).await.unwrap();
+    drop(c);
+
+    let what = RestoreWhat { files: false, state: true, context: true };
+    let r = f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
+    assert_eq!((r.items_restored, r.state_restored), (5, true));
+    let mut c = f.db.conn().await.unwrap();
+    assert_eq!(context::list_for_project(&mut c, f.project).await.unwrap(), items_before);
+    assert_eq!(tasks::list(&mut c, f.project).await.unwrap(), tasks_before);
+    assert_eq!(projects::get(&mut c, f.project).await.unwrap().status, ProjectStatus::Init);
+    assert_ne!(other_items, other_items_changed);
+    assert_eq!(
+        context::list_for_project(&mut c, other).await.unwrap(),
+        other_items_changed,
+        "other project untouched"
+    );
+    assert_eq!(projects::get(&mut c, other).await.unwrap(), other_project);
+}
+
+#[tokio::test]
+async fn restore_refuses_to_write_through_a_symlinked_directory() {
+    let f = fx_plain().await;
+    let cp = create(&f, "dir").await;
+    let outside = f.root.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::remove_dir_all(f.root.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&outside, f.root.join("dir")).unwrap();
+    write(&f.root, "a.txt", b"edited and must stay edited");
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{e}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
+    assert_eq!(
+        std::fs::read(f.root.join("a.txt")).unwrap(),
+        b"edited and must stay edited",
+        "nothing written at all"
+    );
+    let items = context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap();
+    assert_eq!(items.len(), 5);
+}
+
+/// Points checkpoint `id` at a commit whose `files/` tree is `files_tree`, keeping its state.
+fn forge(root: &Path, id: i64, files_tree: gix::ObjectId) -> String {
+    let repo = gix::open(root.join(".codeframe/snapshots.git")).unwrap();
+    let commit = repo.find_reference(checkpoint_ref(id).as_str()).unwrap().peel_to_commit().unwrap();
+    let tree = commit.tree().unwrap();
+    let mut entries: Vec<gix::objs::tree::Entry> = tree
+        .decode()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| gix::objs::tree::Entry {
+            mode: e.mode,
+            filename: e.filename.to_owned(),
+            oid: e.oid.to_owned(),
+        })
+        .collect();
+    for e in &mut entries {
+        if e.filename == "files" {
+            e.oid = files_tree;
+        }
+    }
+    entries.sort();
+    let new_tree = repo.write_object(gix::objs::Tree { entries }).unwrap().detach();
+    let sig = gix::actor::Signature {
+        name: "t".into(),
+        email: "t@example.com".into(),
+        time: gix::date::Time::new(0, 0),
+    };
+    let mut buf = gix::date::parse::TimeBuf::default();
+    let s = sig.to_ref(&mut buf);
+    let no_parents: [gix::ObjectId; 0] = [];
+    repo.new_commit_as(s, s, "forged", new_tree, no_parents).unwrap().id.to_hex().to_string()
+}
+
+fn tree_of(root: &Path, entries: Vec<(&[u8], gix::objs::tree::EntryKind, gix::ObjectId)>) -> gix::ObjectId {
+    let repo = gix::open(root.join(".codeframe/snapshots.git")).unwrap();
+    let mut entries: Vec<_> = entries
+        .into_iter()
+        .map(|(name, kind, oid)| gix::objs::tree::Entry { mode: kind.into(), filename: name.into(), oid })
+        .collect();
+    entries.sort();
+    repo.write_object(gix::objs::Tree { entries }).unwrap().detach()
+}
+
+fn blob(root: &Path, bytes: &[u8]) -> gix::ObjectId {
+    gix::open(root.join(".codeframe/snapshots.git")).unwrap().write_blob(bytes).unwrap().detach()
+}
+
+#[tokio::test]
+async fn forged_trees_with_dot_dot_absolute_or_duplicate_paths_are_refused_with_nothing_written() {
+    use gix::objs::tree::EntryKind::{Blob, Link, Tree};
+    let f = fx_plain().await;
+    let cp = create(&f, "forge").await;
+    let evil = blob(&f.root, b"evil");
+    let x = tree_of(&f.root, vec![(b"x", Blob, evil)]);
+    let cases = vec![
+        ("../x", tree_of(&f.root, vec![(b"..", Tree, x), (b"a.txt", Blob, evil)])),
+        ("absolute", tree_of(&f.root, vec![(b"/etc/passwd", Blob, evil), (b"a.txt", Blob, evil)])),
+        (
+            "symlinked dir",
+            tree_of(
+                &f.root,
+                vec![(b"d", Link, blob(&f.root, b"/tmp")), (b"d", Tree, x), (b"a.txt", Blob, evil)],
+            ),
+        ),
+        (".git", tree_of(&f.root, vec![(b".git", Tree, x), (b"a.txt", Blob, evil)])),
+    ];
+    for (label, files_tree) in cases {
+        let commit = forge(&f.root, cp.id, files_tree);
+        checkpoints::set_commit(&mut f.db.conn().await.unwrap(), cp.id, &commit).await.unwrap();
+        let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+        assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{label}: {e}");
+        assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"alpha\n", "{label}: nothing written");
+        assert!(!f.root.parent().unwrap().join("x").exists(), "{label}");
+        let e = f.cm.diff(f.project, cp.id, false).await.unwrap_err();
+        assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{label}");
+    }
+}
+
+#[tokio::test]
+async fn second_snapshot_reuses_the_stat_cache() {
+    let f = fx_plain().await;
+    // Files older than the racy window are trusted from the cache.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for p in ["a.txt", "dir/b.txt"] {
+        std::fs::File::options().write(true).open(f.root.join(p)).unwrap().set_modified(old).unwrap();
+    }
+    create(&f, "one").await;
+    let cache = std::fs::read_to_string(f.root.join(".codeframe/snapshots.git/codeframe-statcache")).unwrap();
+    assert_eq!(cache.lines().count(), 3, "header + two cached files");
+    // Same size, same mtime, same inode, but different content: the cache is trusted (as git
+    // trusts its index), so change the size to see the change picked up.
+    write(&f.root, "a.txt", b"alpha plus more\n");
+    let cp = create(&f, "two").await;
+    let a = store_git(&f.root, &["show", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
+    assert_eq!(a, "alpha plus more\n");
+}
