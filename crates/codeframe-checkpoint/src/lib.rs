@@ -28,8 +28,9 @@ mod worktree;
 
 pub use error::CheckpointError;
 pub use manager::{
-    CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry, GitCheckpointManager,
-    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport,
+    CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry, FilesRestored,
+    GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
+    VerifyReport,
 };
 pub use state::ProjectState;
 pub use store::{STORE_DIR, checkpoint_ref};

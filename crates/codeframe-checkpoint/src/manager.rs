@@ -34,6 +34,28 @@ pub struct CheckpointSpec {
     pub pause_reason: Option<String>,
 }
 
+/// A checkpoint whose row is written (in the caller's transaction) and whose state is read,
+/// but whose snapshot is not yet in the store. Made by [`CheckpointManager::prepare`],
+/// finished by [`CheckpointManager::write`].
+#[derive(Debug)]
+pub struct PreparedCheckpoint {
+    /// The row as inserted (no commit yet).
+    pub checkpoint: Checkpoint,
+    state: ProjectState,
+    root: PathBuf,
+}
+
+/// What restoring files did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesRestored {
+    /// Differences before the restore.
+    pub diff: FileDiff,
+    /// Files written.
+    pub written: usize,
+    /// Files removed.
+    pub removed: usize,
+}
+
 /// How a file differs between a checkpoint and the working tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,16 +166,31 @@ pub struct ReconcileReport {
 /// Checkpoints of projects. Object safe: use it as `Arc<dyn CheckpointManager>`.
 #[async_trait]
 pub trait CheckpointManager: Send + Sync {
-    /// Makes a checkpoint. The row is written through `tx`, so it belongs to the caller's
-    /// transaction, and the project's state is read through it too (a consistent snapshot).
-    /// The snapshot's objects and ref are written before this returns; if the transaction does
-    /// not commit, call [`CheckpointManager::discard`].
+    /// First half of [`CheckpointManager::create`]: validates the spec, reads the project's
+    /// state through `tx` (a consistent snapshot) and inserts the checkpoint row through it.
+    async fn prepare(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        spec: CheckpointSpec,
+    ) -> Result<PreparedCheckpoint>;
+
+    /// Second half: writes the snapshot's objects and ref, and records the commit on the row
+    /// through `tx`. If the transaction then does not commit, call
+    /// [`CheckpointManager::discard`].
+    async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint>;
+
+    /// Makes a checkpoint: [`CheckpointManager::prepare`] then [`CheckpointManager::write`].
+    /// The row belongs to the caller's transaction.
     async fn create(
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
         spec: CheckpointSpec,
-    ) -> Result<Checkpoint>;
+    ) -> Result<Checkpoint> {
+        let prepared = self.prepare(tx, project_id, spec).await?;
+        self.write(tx, prepared).await
+    }
 
     /// Removes the ref of a checkpoint whose transaction did not commit. Absent is fine.
     async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()>;
@@ -196,6 +233,15 @@ pub trait CheckpointManager: Send + Sync {
         checkpoint_id: CheckpointId,
         what: RestoreWhat,
     ) -> Result<usize>;
+
+    /// Makes the working tree's files equal to the checkpoint's (validated first: a refusal
+    /// writes nothing). Reads the checkpoint row through the caller's transaction.
+    async fn restore_files(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+    ) -> Result<FilesRestored>;
 
     /// Removes refs that have no checkpoint row; reports rows whose commit is missing.
     async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport>;
@@ -329,6 +375,22 @@ fn diff_of(store: &Store, root: &std::path::Path, d: &Delta<'_>, unified: bool) 
     Ok(FileDiff { files })
 }
 
+/// Validates, then makes the working tree's files equal to the checkpoint's.
+fn restore_files_blocking(
+    root: &std::path::Path,
+    id: CheckpointId,
+    commit: ObjectId,
+) -> Result<FilesRestored> {
+    let store = Store::open_existing(root)?
+        .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot store".into() })?;
+    let files = checkpoint_files(&store, id, commit)?;
+    let (current, _) = worktree::snapshot(&store, root, false)?;
+    let delta = restore::delta(&files, &current);
+    let diff = diff_of(&store, root, &delta, false)?;
+    let applied = restore::apply(&store, root, &delta)?;
+    Ok(FilesRestored { diff, written: applied.written, removed: applied.removed })
+}
+
 impl GitCheckpointManager {
     /// A manager over `db` with the system clock.
     pub fn new(db: Db) -> Self {
@@ -420,12 +482,12 @@ impl GitCheckpointManager {
 #[async_trait]
 impl CheckpointManager for GitCheckpointManager {
     #[instrument(skip(self, tx, spec), fields(name = %spec.name, trigger = %spec.trigger))]
-    async fn create(
+    async fn prepare(
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
         spec: CheckpointSpec,
-    ) -> Result<Checkpoint> {
+    ) -> Result<PreparedCheckpoint> {
         let started = Instant::now();
         validate::checkpoint_name(&spec.name)?;
         validate::checkpoint_description(&spec.description)?;
@@ -438,40 +500,51 @@ impl CheckpointManager for GitCheckpointManager {
             return Err(CheckpointError::BadRoot(root));
         }
         let metadata = Self::metadata(tx, &state).await?;
-        let now = self.clock.now();
-        let row = checkpoints::insert(
+        let checkpoint = checkpoints::insert(
             tx,
             &NewCheckpoint {
                 project_id,
-                name: spec.name.clone(),
-                description: spec.description.clone(),
+                name: spec.name,
+                description: spec.description,
                 trigger: spec.trigger,
                 commit_id: None,
-                pause_reason: spec.pause_reason.clone(),
-                metadata: metadata.clone(),
-                created_at: now,
+                pause_reason: spec.pause_reason,
+                metadata,
+                created_at: self.clock.now(),
             },
         )
         .await?;
-        debug!(checkpoint_id = row.id, elapsed_ms = started.elapsed().as_millis(), "checkpoint row written");
-        let message = format!("Checkpoint {}: {}\n\ntrigger: {}\n", row.id, spec.name, spec.trigger);
-        let id = row.id;
+        debug!(
+            checkpoint_id = checkpoint.id,
+            items = state.context_items.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "checkpoint row written"
+        );
+        Ok(PreparedCheckpoint { checkpoint, state, root })
+    }
+
+    async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint> {
+        let started = Instant::now();
+        let PreparedCheckpoint { checkpoint, state, root } = prepared;
+        let id = checkpoint.id;
+        let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
+        let metadata = checkpoint.metadata.clone();
+        let unix_seconds = checkpoint.created_at.unix_timestamp();
         let (commit, stats) =
-            blocking(move || write_snapshot(root, id, state, metadata, message, now.unix_timestamp()))
-                .await?;
+            blocking(move || write_snapshot(root, id, state, metadata, message, unix_seconds)).await?;
         let hex = oid_hex(&commit);
         checkpoints::set_commit(tx, id, &hex).await?;
         info!(
-            project_id,
+            project_id = checkpoint.project_id,
             checkpoint_id = id,
             commit = %hex,
             files = stats.files,
             hashed = stats.hashed,
             reused = stats.reused,
             elapsed_ms = started.elapsed().as_millis(),
-            "checkpoint created"
+            "checkpoint snapshot written"
         );
-        Ok(Checkpoint { commit_id: Some(hex), ..row })
+        Ok(Checkpoint { commit_id: Some(hex), ..checkpoint })
     }
 
     async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
@@ -628,16 +701,7 @@ impl CheckpointManager for GitCheckpointManager {
             Self::apply_rows(&mut tx, project_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
-            let applied = blocking(move || {
-                let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
-                    id: checkpoint_id,
-                    reason: "no snapshot store".into(),
-                })?;
-                let files = checkpoint_files(&store, checkpoint_id, commit)?;
-                let (current, _) = worktree::snapshot(&store, &root, false)?;
-                restore::apply(&store, &root, &restore::delta(&files, &current))
-            })
-            .await;
+            let applied = blocking(move || restore_files_blocking(&root, checkpoint_id, commit)).await;
             match applied {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
@@ -680,6 +744,26 @@ impl CheckpointManager for GitCheckpointManager {
         })
         .await?;
         Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await
+    }
+
+    async fn restore_files(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+    ) -> Result<FilesRestored> {
+        let root = self.project_root(tx, project_id).await?;
+        let cp = self.row(tx, project_id, checkpoint_id).await?;
+        let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
+        let restored = blocking(move || restore_files_blocking(&root, checkpoint_id, commit)).await?;
+        info!(
+            project_id,
+            checkpoint_id,
+            written = restored.written,
+            removed = restored.removed,
+            "files restored"
+        );
+        Ok(restored)
     }
 
     #[instrument(skip(self))]
