@@ -132,7 +132,7 @@ async fn bench(files: usize) -> Res<()> {
 
     // Restore files, state and context after 1% of the files changed again.
     let mut restore = Vec::new();
-    let what = RestoreWhat { files: true, state: true, context: true };
+    let what = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
     for run in 0..RUNS {
         for k in 0..changed {
             write_file(&root, (run * changed + k * 89) % files, 100 + run)?;

@@ -103,6 +103,11 @@ pub struct RestoreWhat {
     pub state: bool,
     /// The project's context items.
     pub context: bool,
+    /// With `context`: keep items created after the checkpoint (the checkpoint's items are
+    /// still restored exactly). Without it, the project's items become exactly the
+    /// checkpoint's.
+    #[serde(default)]
+    pub keep_new_items: bool,
 }
 
 /// Preview (diff only, nothing changes) or apply.
@@ -473,7 +478,11 @@ impl GitCheckpointManager {
                 agents::upsert(ex, a).await?;
             }
             items = snapshot.context_items.len();
-            context::replace_for_project(ex, project_id, &snapshot.context_items).await?;
+            if what.keep_new_items {
+                context::upsert_many(ex, &snapshot.context_items).await?;
+            } else {
+                context::replace_for_project(ex, project_id, &snapshot.context_items).await?;
+            }
         }
         Ok(items)
     }

@@ -158,7 +158,7 @@ async fn create(f: &Fx, name: &str) -> codeframe_models::Checkpoint {
 }
 
 fn all(what: bool) -> RestoreWhat {
-    RestoreWhat { files: what, state: what, context: what }
+    RestoreWhat { files: what, state: what, context: what, keep_new_items: false }
 }
 
 fn repo_fingerprint(root: &Path) -> (String, String, Vec<u8>, String, String) {
@@ -528,7 +528,7 @@ async fn restoring_state_and_context_brings_rows_back_and_leaves_the_other_proje
     let other_items_changed = context::list_for_project(&mut c, other).await.unwrap();
     drop(c);
 
-    let what = RestoreWhat { files: false, state: true, context: true };
+    let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
     let r = f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!((r.items_restored, r.state_restored), (5, true));
     let mut c = f.db.conn().await.unwrap();

@@ -1,5 +1,45 @@
-//! codeframe-core: the project service — lifecycle state machine, run gate and the atomic
-//! pause transaction — composing `codeframe-context` and `codeframe-checkpoint` through
-//! their traits.
+//! The codeframe project service: lifecycle, run gate and the atomic pause transaction.
 //!
-//! This crate is filled by the core issue; it has no behaviour yet.
+//! [`ProjectService`] composes the context and checkpoint managers through their traits
+//! (`Arc<dyn ContextManager>`, `Arc<dyn CheckpointManager>`), an [`EventSink`] and a
+//! [`Clock`](codeframe_models::Clock); the concrete types are chosen by whoever builds it (the
+//! API, the CLI, a test). [`ProjectService::with_defaults`] wires the SQLite and gix ones.
+//!
+//! **Pause** (see `pause.rs`) is all-or-nothing: validate → close the [`RunGate`] and drain
+//! it → one database transaction that flash-saves every active agent (each in a savepoint:
+//! one agent's failure does not fail the pause), records the pause checkpoint, marks the
+//! project paused with a version check, writes the checkpoint's objects and ref → commit.
+//! Any error before the commit rolls everything back and discards the ref. A crash leaves at
+//! most an orphan ref, which [`ProjectService::open`] reconciles.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), codeframe_core::CoreError> {
+//! use codeframe_core::ProjectService;
+//! use codeframe_models::{PauseRequest, ResumeOptions};
+//! use codeframe_persistence::Db;
+//!
+//! let service = ProjectService::with_defaults(Db::open("state.db").await?);
+//! let project = service.create("demo", std::path::Path::new("/tmp/demo")).await?;
+//! service.start(project.id).await?;
+//! let paused = service.pause(project.id, PauseRequest { reason: Some("lunch".into()) }).await?;
+//! println!("checkpoint {}, {}% of context archived", paused.checkpoint_id, paused.reduction_percentage);
+//! service.resume(project.id, ResumeOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod events;
+pub mod failpoints;
+mod gate;
+mod pause;
+mod resume;
+mod service;
+
+pub use error::{ConflictKind, CoreError};
+pub use events::{CollectingSink, EventError, EventSink, NoopSink};
+pub use gate::{Permit, RunGate};
+pub use pause::PauseOptions;
+pub use service::{AgentTotals, OpenedProject, ProjectService, ServiceConfig, StatusReport};
+
+/// Result of a core operation.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

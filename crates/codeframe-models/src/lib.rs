@@ -25,7 +25,7 @@ pub use context::{
 };
 pub use error::ModelError;
 pub use event::{EventKind, ProjectEvent};
-pub use pause::{AgentFlashSaveEntry, PauseOutcome, PauseRequest, ResumeOptions};
+pub use pause::{AgentFlashSaveEntry, PauseOutcome, PauseRequest, ResumeOptions, ResumeOutcome};
 pub use project::{
     Agent, AgentAssignment, CallType, NewProject, NewTask, NewTokenUsage, Project, Task, TokenUsage,
 };

@@ -56,3 +56,26 @@ pub struct PauseOutcome {
     /// Agents still working when the drain deadline passed.
     pub interrupted_agents: Vec<AgentId>,
 }
+
+/// The result of a resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeOutcome {
+    /// Always true for a returned outcome (a failed resume is an error).
+    pub success: bool,
+    /// The checkpoint restored from.
+    pub checkpoint_id: CheckpointId,
+    /// The project's status after resuming (the status it had before the pause).
+    pub status: crate::ProjectStatus,
+    /// Context items restored from the checkpoint.
+    pub items_restored: i64,
+    /// Paths that differed between the checkpoint and the working tree: edited during the
+    /// pause and kept, or (with `restore_files`) put back from the checkpoint.
+    pub files_changed: Vec<String>,
+    /// Whether files were restored.
+    pub files_restored: bool,
+    /// When the project was resumed.
+    #[serde(with = "timestamp::rfc3339")]
+    pub resumed_at: OffsetDateTime,
+    /// How long it was paused, in seconds.
+    pub paused_for_seconds: i64,
+}

@@ -101,30 +101,54 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {
     };
 }
 
+/// `INSERT INTO context_items (…) VALUES (…), (…)` for a chunk of items.
+fn insert_values(chunk: &[ContextItem]) -> QueryBuilder<Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({COLUMNS}) "));
+    qb.push_values(chunk, |mut b, item| {
+        b.push_bind(item.id.clone())
+            .push_bind(item.project_id)
+            .push_bind(item.agent_id.clone())
+            .push_bind(item.item_type.as_str())
+            .push_bind(item.content.clone())
+            .push_bind(item.token_count)
+            .push_bind(item.importance_score)
+            .push_bind(item.tier.as_str())
+            .push_bind(item.access_count)
+            .push_bind(fmt(item.created_at))
+            .push_bind(fmt(item.last_accessed))
+            .push_bind(item.archived_at.map(fmt))
+            .push_bind(item.archived_by_flash_save);
+    });
+    qb
+}
+
 /// Inserts items as given (ids, counts, scores and timestamps included), in multi-row
 /// statements. Run it in a [`crate::Tx`] so a bulk insert is one commit.
 pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
     let mut inserted = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({COLUMNS}) "));
-        qb.push_values(chunk, |mut b, item| {
-            b.push_bind(item.id.clone())
-                .push_bind(item.project_id)
-                .push_bind(item.agent_id.clone())
-                .push_bind(item.item_type.as_str())
-                .push_bind(item.content.clone())
-                .push_bind(item.token_count)
-                .push_bind(item.importance_score)
-                .push_bind(item.tier.as_str())
-                .push_bind(item.access_count)
-                .push_bind(fmt(item.created_at))
-                .push_bind(fmt(item.last_accessed))
-                .push_bind(item.archived_at.map(fmt))
-                .push_bind(item.archived_by_flash_save);
-        });
+        let mut qb = insert_values(chunk);
         inserted += qb.build().execute(ex.connection()).await?.rows_affected();
     }
     Ok(inserted)
+}
+
+/// Writes items as given, replacing the stored row of any id that exists (every column) and
+/// inserting the others; items not in `items` are left alone.
+pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
+    let mut written = 0;
+    for chunk in items.chunks(INSERT_CHUNK) {
+        let mut qb = insert_values(chunk);
+        qb.push(
+            " ON CONFLICT(id) DO UPDATE SET project_id = excluded.project_id, agent_id = excluded.agent_id, \
+             item_type = excluded.item_type, content = excluded.content, token_count = excluded.token_count, \
+             importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
+             created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
+             archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save",
+        );
+        written += qb.build().execute(ex.connection()).await?.rows_affected();
+    }
+    Ok(written)
 }
 
 /// The item with this id.

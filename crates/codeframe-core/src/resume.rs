@@ -1,0 +1,122 @@
+//! Resume: back to the status before the pause, context restored from the checkpoint.
+
+use std::time::Instant;
+
+use codeframe_checkpoint::{CheckpointError, RestoreWhat};
+use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
+use codeframe_persistence::projects;
+use tracing::{debug, error, info};
+
+use crate::failpoints::failpoint;
+use crate::{ConflictKind, CoreError, ProjectService, Result};
+
+impl ProjectService {
+    /// Resumes a paused project: restores its context from the pause checkpoint (or the one
+    /// named) — items made during the pause are kept — and returns it to the status it had
+    /// before the pause. Files are restored only with `restore_files`; otherwise the result
+    /// lists the files that changed since the checkpoint, which are kept. A missing or
+    /// corrupt checkpoint is an error and changes nothing.
+    pub async fn resume(&self, id: ProjectId, options: ResumeOptions) -> Result<ResumeOutcome> {
+        let started = Instant::now();
+        info!(project_id = id, checkpoint_id = ?options.checkpoint_id, restore_files = options.restore_files, "resume requested");
+        let lock = self.transition_lock(id);
+        let _guard = lock.lock().await;
+        let project = self.get(id).await?;
+        if project.status != ProjectStatus::Paused {
+            return Err(CoreError::Conflict(ConflictKind::NotPaused { status: project.status }));
+        }
+        let checkpoint_id =
+            options.checkpoint_id.or(project.pause_checkpoint_id).ok_or(CoreError::NoCheckpoint(id))?;
+        let checkpoints = &self.inner.checkpoints;
+        let verified = checkpoints.verify(id, checkpoint_id).await?;
+        if !verified.ok() {
+            error!(project_id = id, checkpoint_id, problems = ?verified.problems, "resume refused: checkpoint is unreadable");
+            return Err(CoreError::Checkpoint(CheckpointError::Unreadable {
+                id: checkpoint_id,
+                reason: verified.problems.join("; "),
+            }));
+        }
+        let mut files_changed = if options.restore_files {
+            Vec::new()
+        } else {
+            checkpoints.diff(id, checkpoint_id, false).await?.paths()
+        };
+        debug!(
+            project_id = id,
+            checkpoint_id,
+            elapsed_ms = started.elapsed().as_millis(),
+            "resume validated"
+        );
+
+        let now = self.now();
+        let mut tx = self.inner.db.begin().await?;
+        let result: Result<(ProjectStatus, usize)> = async {
+            let current = projects::get(&mut tx, id).await?;
+            if current.version != project.version {
+                return Err(CoreError::Conflict(ConflictKind::Concurrent));
+            }
+            let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
+            let items = checkpoints.restore_rows(&mut tx, id, checkpoint_id, what).await?;
+            let mut resumed = current;
+            let status = resumed.status_before_pause.unwrap_or(ProjectStatus::Active);
+            resumed.status = status;
+            resumed.paused_at = None;
+            resumed.pause_reason = None;
+            resumed.pause_checkpoint_id = None;
+            resumed.status_before_pause = None;
+            projects::update(&mut tx, &resumed, now).await?;
+            if options.restore_files {
+                files_changed = checkpoints.restore_files(&mut tx, id, checkpoint_id).await?.diff.paths();
+            }
+            failpoint!("resume::before_commit");
+            Ok((status, items))
+        }
+        .await;
+        let (status, items) = match result {
+            Ok(r) => {
+                tx.commit().await?;
+                r
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
+                error!(project_id = id, error = %e, "resume failed; rolled back");
+                return Err(e);
+            }
+        };
+        self.gate(id).await?.open();
+        let paused_for_seconds = project.paused_at.map_or(0, |t| (now - t).whole_seconds().max(0));
+        let outcome = ResumeOutcome {
+            success: true,
+            checkpoint_id,
+            status,
+            items_restored: i64::try_from(items).unwrap_or(i64::MAX),
+            files_changed,
+            files_restored: options.restore_files,
+            resumed_at: now,
+            paused_for_seconds,
+        };
+        info!(
+            project_id = id,
+            checkpoint_id,
+            status = %status,
+            items_restored = outcome.items_restored,
+            files_changed = outcome.files_changed.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "project resumed"
+        );
+        let files_count = i64::try_from(outcome.files_changed.len()).unwrap_or(i64::MAX);
+        self.publish(
+            id,
+            EventKind::CheckpointRestored {
+                checkpoint_id,
+                files_changed: if options.restore_files { files_count } else { 0 },
+            },
+        )
+        .await;
+        self.publish(id, EventKind::StatusChanged { from: ProjectStatus::Paused, to: status }).await;
+        self.publish(id, EventKind::ProjectResumed { checkpoint_id, status }).await;
+        Ok(outcome)
+    }
+}
