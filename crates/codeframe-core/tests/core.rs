@@ -1,0 +1,849 @@
+//! ProjectService tests: real SQLite files, real git repositories, real snapshot stores.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use codeframe_checkpoint::{
+    CheckpointManager, CheckpointSpec, FileDiff, FilesRestored, GitCheckpointManager, PreparedCheckpoint,
+    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, checkpoint_ref,
+};
+use codeframe_context::{ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager};
+use codeframe_core::{
+    CollectingSink, ConflictKind, CoreError, EventError, EventSink, PauseOptions, ProjectService, ServiceConfig,
+};
+use codeframe_models::{
+    Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, ItemType, ManualClock, NewContextItem,
+    PauseRequest, ProjectEvent, ProjectId, ProjectStatus, ResumeOptions, TierTotals,
+};
+use codeframe_persistence::{Db, Tx, checkpoints, context, projects};
+use tempfile::TempDir;
+use time::{Duration as TimeDuration, OffsetDateTime, macros::datetime};
+
+const T0: OffsetDateTime = datetime!(2026-07-01 08:00 UTC);
+
+// ---------------------------------------------------------------- fixture
+
+struct Fx {
+    _tmp: TempDir,
+    root: PathBuf,
+    db_path: PathBuf,
+    db: Db,
+    clock: ManualClock,
+    sink: Arc<CollectingSink>,
+    svc: ProjectService,
+    project: ProjectId,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn make_root(tmp: &Path) -> PathBuf {
+    let root = tmp.join("repo");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    git(&root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join("src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(root.join("README.md"), "# demo\n").unwrap();
+    git(&root, &["add", "-A"]);
+    git(&root, &["commit", "-qm", "init"]);
+    root
+}
+
+fn service(
+    db: &Db,
+    clock: &ManualClock,
+    sink: Arc<dyn EventSink>,
+    context: Option<Arc<dyn ContextManager>>,
+    checkpoints: Option<Arc<dyn CheckpointManager>>,
+) -> ProjectService {
+    let clock_arc: Arc<dyn codeframe_models::Clock> = Arc::new(clock.clone());
+    let context = context.unwrap_or_else(|| {
+        Arc::new(SqlContextManager::with(db.clone(), clock_arc.clone(), ContextConfig::default()))
+    });
+    let checkpoints =
+        checkpoints.unwrap_or_else(|| Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc.clone())));
+    ProjectService::new(
+        db.clone(),
+        context,
+        checkpoints,
+        sink,
+        clock_arc,
+        ServiceConfig { drain_timeout: Duration::from_secs(5) },
+    )
+}
+
+async fn fx() -> Fx {
+    fx_with(|_, _, _| None, |_, _| None).await
+}
+
+type CtxWrap = fn(&Db, &ManualClock, Arc<dyn ContextManager>) -> Option<Arc<dyn ContextManager>>;
+type CpWrap = fn(&Db, Arc<dyn CheckpointManager>) -> Option<Arc<dyn CheckpointManager>>;
+
+async fn fx_with(ctx: CtxWrap, cp: CpWrap) -> Fx {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = make_root(tmp.path());
+    let db_path = tmp.path().join("state.db");
+    let db = Db::open(db_path.to_str().unwrap()).await.unwrap();
+    let clock = ManualClock::new(T0);
+    let sink = Arc::new(CollectingSink::default());
+    let clock_arc: Arc<dyn codeframe_models::Clock> = Arc::new(clock.clone());
+    let base_ctx: Arc<dyn ContextManager> =
+        Arc::new(SqlContextManager::with(db.clone(), clock_arc.clone(), ContextConfig::default()));
+    let base_cp: Arc<dyn CheckpointManager> = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc));
+    let svc = service(&db, &clock, sink.clone(), ctx(&db, &clock, base_ctx), cp(&db, base_cp));
+    let project = svc.create("demo", &root).await.unwrap().id;
+    Fx { _tmp: tmp, root, db_path, db, clock, sink, svc, project }
+}
+
+/// Registers agents and gives each `hot`, `warm` and `cold` items (known tiers).
+async fn populate(f: &Fx, agents: &[&str], hot: usize, warm: usize, cold: usize) {
+    for a in agents {
+        f.svc.register_agent(a, "worker", None).await.unwrap();
+        f.svc.assign(f.project, a, "worker").await.unwrap();
+        let mut items = Vec::new();
+        let item = |t: ItemType, content: String, days: i64| NewContextItem {
+            agent_id: (*a).into(),
+            item_type: t,
+            content,
+            created_at: Some(T0 - TimeDuration::days(days)),
+            access_count: None,
+        };
+        items.extend((0..hot).map(|n| item(ItemType::Task, format!("{a} hot task {n}"), 0)));
+        items.extend((0..warm).map(|n| item(ItemType::Code, format!("fn {a}_warm_{n}() {{}}"), 0)));
+        items.extend((0..cold).map(|n| item(ItemType::PrdSection, format!("{a} old requirement {n}"), 30)));
+        f.svc.context().add_items(f.project, items).await.unwrap();
+    }
+}
+
+async fn set_status(f: &Fx, status: ProjectStatus) {
+    let mut c = f.db.conn().await.unwrap();
+    let mut p = projects::get(&mut c, f.project).await.unwrap();
+    p.status = status;
+    projects::update(&mut c, &p, T0).await.unwrap();
+}
+
+async fn items(f: &Fx) -> Vec<ContextItem> {
+    context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap()
+}
+
+fn refs(root: &Path) -> Vec<String> {
+    if !root.join(".codeframe/snapshots.git").exists() {
+        return Vec::new();
+    }
+    git(root, &["--git-dir", ".codeframe/snapshots.git", "for-each-ref", "--format=%(refname)"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn reason(r: &str) -> PauseRequest {
+    PauseRequest { reason: Some(r.into()) }
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[tokio::test]
+async fn create_validates_name_and_root() {
+    let f = fx().await;
+    let e = f.svc.create("demo", &f.root).await.unwrap_err();
+    assert!(matches!(e, CoreError::Conflict(ConflictKind::NameTaken { .. })), "{e}");
+    assert!(f.svc.create("", &f.root).await.unwrap_err().is_invalid());
+    assert!(f.svc.create("x", Path::new("/definitely/not/here")).await.unwrap_err().is_invalid());
+    let p = f.svc.get(f.project).await.unwrap();
+    assert!(Path::new(&p.root_path).is_absolute());
+    assert_eq!(p.status, ProjectStatus::Init);
+}
+
+#[tokio::test]
+async fn start_moves_init_to_planning_and_only_once() {
+    let f = fx().await;
+    let p = f.svc.start(f.project).await.unwrap();
+    assert_eq!(p.status, ProjectStatus::Planning);
+    let e = f.svc.start(f.project).await.unwrap_err();
+    assert!(matches!(e, CoreError::Conflict(ConflictKind::InvalidTransition { from: ProjectStatus::Planning, .. })));
+    assert!(f.svc.start(999).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn pause_is_allowed_from_planning_running_and_active_and_resume_returns_there() {
+    let f = fx().await;
+    for status in [ProjectStatus::Planning, ProjectStatus::Running, ProjectStatus::Active] {
+        set_status(&f, status).await;
+        let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+        assert!(out.success);
+        assert_eq!(f.svc.get(f.project).await.unwrap().status, ProjectStatus::Paused);
+        let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+        assert_eq!(r.status, status);
+        let p = f.svc.get(f.project).await.unwrap();
+        assert_eq!((p.status, p.paused_at, p.pause_checkpoint_id, p.status_before_pause), (status, None, None, None));
+    }
+}
+
+#[tokio::test]
+async fn pause_from_init_or_completed_is_refused_and_changes_nothing() {
+    let f = fx().await;
+    for status in [ProjectStatus::Init, ProjectStatus::Completed] {
+        set_status(&f, status).await;
+        let before = f.svc.get(f.project).await.unwrap();
+        let e = f.svc.pause(f.project, PauseRequest::default()).await.unwrap_err();
+        assert!(
+            matches!(e, CoreError::Conflict(ConflictKind::InvalidTransition { from, action: "pause" }) if from == status),
+            "{e}"
+        );
+        assert!(e.to_string().contains("cannot pause"));
+        assert_eq!(f.svc.get(f.project).await.unwrap(), before);
+        assert!(refs(&f.root).is_empty());
+        assert!(!f.svc.gate(f.project).await.unwrap().is_closed(), "the gate is reopened");
+    }
+}
+
+#[tokio::test]
+async fn pausing_a_paused_project_is_a_conflict_that_reports_the_existing_pause() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let first = f.svc.pause(f.project, reason("first")).await.unwrap();
+    let before = f.svc.get(f.project).await.unwrap();
+    let e = f.svc.pause(f.project, reason("second")).await.unwrap_err();
+    match e {
+        CoreError::Conflict(ConflictKind::AlreadyPaused { paused_at, checkpoint_id }) => {
+            assert_eq!(paused_at, Some(first.paused_at));
+            assert_eq!(checkpoint_id, Some(first.checkpoint_id));
+        }
+        other => panic!("expected AlreadyPaused, got {other}"),
+    }
+    assert_eq!(f.svc.get(f.project).await.unwrap(), before);
+    assert_eq!(f.svc.checkpoints().list(f.project).await.unwrap().len(), 1, "no second checkpoint");
+    assert!(f.svc.gate(f.project).await.unwrap().is_closed(), "still paused");
+}
+
+#[tokio::test]
+async fn pause_of_an_unknown_project_is_not_found() {
+    let f = fx().await;
+    assert!(f.svc.pause(4242, PauseRequest::default()).await.unwrap_err().is_not_found());
+    assert!(f.svc.resume(4242, ResumeOptions::default()).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn a_reason_over_500_characters_is_refused_and_changes_nothing() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let before = f.svc.get(f.project).await.unwrap();
+    let e = f.svc.pause(f.project, reason(&"r".repeat(501))).await.unwrap_err();
+    assert!(e.is_invalid(), "{e}");
+    assert_eq!(f.svc.get(f.project).await.unwrap(), before);
+    // Exactly 500 is fine.
+    f.svc.pause(f.project, reason(&"r".repeat(500))).await.unwrap();
+}
+
+// ---------------------------------------------------------------- pause results
+
+#[tokio::test]
+async fn pause_with_no_agents_reports_zeros() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let out = f.svc.pause(f.project, reason("test pause")).await.unwrap();
+    assert_eq!((out.tokens_before, out.tokens_after, out.items_archived), (0, 0, 0));
+    assert_eq!(out.reduction_percentage, 0.0);
+    assert!(out.agents.is_empty() && out.interrupted_agents.is_empty());
+    let cp = f.svc.checkpoints().get(f.project, out.checkpoint_id).await.unwrap();
+    assert_eq!(cp.trigger, codeframe_models::CheckpointTrigger::Pause);
+    assert!(cp.name.contains("test pause"));
+}
+
+#[tokio::test]
+async fn pause_with_one_agent_archives_its_cold_items() {
+    let f = fx().await;
+    populate(&f, &["solo"], 2, 3, 4).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let totals = f.svc.context().token_totals(f.project, "solo").await.unwrap();
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    assert_eq!(out.items_archived, 4);
+    assert_eq!(out.tokens_before, totals.total_tokens());
+    assert_eq!(out.tokens_after, totals.hot_tokens + totals.warm_tokens);
+    assert_eq!(out.agents.len(), 1);
+    assert_eq!(out.agents[0].report.as_ref().unwrap().items_archived, 4);
+    let all = items(&f).await;
+    assert_eq!(all.len(), 9, "archived, not deleted");
+    assert_eq!(all.iter().filter(|i| i.archived_at.is_some()).count(), 4);
+}
+
+#[tokio::test]
+async fn pause_with_many_agents_sums_their_flash_saves() {
+    let f = fx().await;
+    populate(&f, &["a1", "a2", "a3"], 1, 2, 3).await;
+    set_status(&f, ProjectStatus::Running).await;
+    let out = f.svc.pause(f.project, reason("resource_limit")).await.unwrap();
+    assert_eq!(out.agents.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(), ["a1", "a2", "a3"]);
+    let reports: Vec<&FlashSaveReport> = out.agents.iter().map(|a| a.report.as_ref().unwrap()).collect();
+    assert_eq!(out.tokens_before, reports.iter().map(|r| r.tokens_before).sum::<i64>());
+    assert_eq!(out.tokens_after, reports.iter().map(|r| r.tokens_after).sum::<i64>());
+    assert_eq!(out.items_archived, 9);
+    let expected = ((out.tokens_before - out.tokens_after) as f64 / out.tokens_before as f64 * 10000.0).round() / 100.0;
+    assert_eq!(out.reduction_percentage, expected);
+    assert!(out.reduction_percentage > 0.0 && out.reduction_percentage < 100.0);
+}
+
+#[tokio::test]
+async fn paused_at_is_the_same_instant_in_the_result_and_the_database() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    f.clock.set(datetime!(2026-07-02 09:10:11.123456 UTC));
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let p = f.svc.get(f.project).await.unwrap();
+    assert_eq!(p.paused_at, Some(out.paused_at));
+    assert_eq!(out.paused_at, datetime!(2026-07-02 09:10:11.123456 UTC));
+    let json = serde_json::to_value(&out).unwrap();
+    assert_eq!(json["paused_at"], "2026-07-02T09:10:11.123456Z");
+    for field in ["success", "checkpoint_id", "tokens_before", "tokens_after", "reduction_percentage", "items_archived"] {
+        assert!(json.get(field).is_some(), "{field}");
+    }
+    assert_eq!(p.pause_checkpoint_id, Some(out.checkpoint_id));
+    assert_eq!(p.status_before_pause, Some(ProjectStatus::Active));
+}
+
+#[tokio::test]
+async fn the_pause_checkpoint_holds_the_flash_saved_context_and_the_pre_pause_row() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let out = f.svc.pause(f.project, reason("why")).await.unwrap();
+    let cp = f.svc.checkpoints().get(f.project, out.checkpoint_id).await.unwrap();
+    assert_eq!(cp.pause_reason.as_deref(), Some("why"));
+    assert!(cp.description.starts_with("Project paused at 2026-07-01 08:00:00 UTC\nReason: why"));
+    assert_eq!(cp.metadata.context_items_count, 4);
+    assert_eq!(cp.metadata.agents_active, ["a"]);
+    assert!(f.svc.checkpoints().verify(f.project, cp.id).await.unwrap().ok());
+    let gd = |spec: &str| git(&f.root, &["--git-dir", ".codeframe/snapshots.git", "show", spec]);
+    let r = checkpoint_ref(cp.id);
+    let project: serde_json::Value = serde_json::from_str(&gd(&format!("{r}:state/project.json"))).unwrap();
+    assert_eq!(project["status"], "active");
+    let ctx = gd(&format!("{r}:state/context/000000.jsonl"));
+    assert_eq!(ctx.lines().filter(|l| l.contains("\"archived_at\":\"2026")).count(), 2);
+    assert!(gd(&format!("{r}:files/src/main.rs")).contains("fn main"));
+}
+
+// ---------------------------------------------------------------- resume
+
+#[tokio::test]
+async fn resume_restores_the_paused_context_byte_identically_and_keeps_new_items() {
+    let f = fx().await;
+    populate(&f, &["a", "b"], 2, 2, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let at_pause = items(&f).await;
+    // While paused: items are touched and re-tiered, and a new item is added.
+    f.clock.advance(TimeDuration::days(3));
+    for i in at_pause.iter().take(3) {
+        f.svc.context().touch(&i.id).await.unwrap();
+    }
+    f.svc.context().update_tiers(f.project, None).await.unwrap();
+    let added = f
+        .svc
+        .context()
+        .add_item(
+            f.project,
+            NewContextItem {
+                agent_id: "a".into(),
+                item_type: ItemType::Error,
+                content: "noted during the pause".into(),
+                created_at: None,
+                access_count: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_ne!(items(&f).await.len(), at_pause.len());
+
+    let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert_eq!((r.items_restored, r.status, r.paused_for_seconds), (12, ProjectStatus::Active, 3 * 86_400));
+    let now: Vec<ContextItem> = items(&f).await;
+    let restored: Vec<&ContextItem> = now.iter().filter(|i| i.id != added.id).collect();
+    assert_eq!(restored, at_pause.iter().collect::<Vec<_>>(), "every paused item byte-identical");
+    assert!(now.iter().any(|i| i.id == added.id), "nothing made during the pause is lost");
+}
+
+#[tokio::test]
+async fn resume_from_an_explicit_checkpoint() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 1).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let first = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let at_first = items(&f).await;
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    f.svc.context().touch(&at_first[0].id).await.unwrap();
+    let second = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    assert_ne!(first.checkpoint_id, second.checkpoint_id);
+    let r = f.svc.resume(f.project, ResumeOptions { checkpoint_id: Some(first.checkpoint_id), restore_files: false })
+        .await
+        .unwrap();
+    assert_eq!(r.checkpoint_id, first.checkpoint_id);
+    assert_eq!(items(&f).await, at_first, "the first pause's context is back");
+}
+
+#[tokio::test]
+async fn resume_while_not_paused_is_refused() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
+    assert!(matches!(e, CoreError::Conflict(ConflictKind::NotPaused { status: ProjectStatus::Active })), "{e}");
+}
+
+#[tokio::test]
+async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let before = f.svc.get(f.project).await.unwrap();
+    let e = f.svc.resume(f.project, ResumeOptions { checkpoint_id: Some(999), restore_files: false }).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert_eq!(f.svc.get(f.project).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 1).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
+    // Lose the state blob of the checkpoint.
+    let oid = git(
+        &f.root,
+        &["--git-dir", ".codeframe/snapshots.git", "rev-parse", &format!("{}:state/project.json", checkpoint_ref(out.checkpoint_id))],
+    );
+    let oid = oid.trim();
+    std::fs::remove_file(f.root.join(format!(".codeframe/snapshots.git/objects/{}/{}", &oid[..2], &oid[2..]))).unwrap();
+    let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
+    assert!(e.to_string().contains("unreadable"), "{e}");
+    assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before);
+    assert!(f.svc.gate(f.project).await.unwrap().is_closed());
+}
+
+#[tokio::test]
+async fn files_edited_during_the_pause_are_kept_unless_restore_files() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    std::fs::write(f.root.join("src/main.rs"), "fn main() { println!(\"edited\"); }\n").unwrap();
+    std::fs::write(f.root.join("NEW.md"), "new\n").unwrap();
+    let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert_eq!(r.files_changed, ["NEW.md", "src/main.rs"]);
+    assert!(!r.files_restored);
+    assert!(std::fs::read_to_string(f.root.join("src/main.rs")).unwrap().contains("edited"));
+
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    std::fs::write(f.root.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
+    let r = f.svc.resume(f.project, ResumeOptions { checkpoint_id: None, restore_files: true }).await.unwrap();
+    assert!(r.files_restored);
+    assert_eq!(r.files_changed, ["src/main.rs"]);
+    assert!(std::fs::read_to_string(f.root.join("src/main.rs")).unwrap().contains("edited"), "back to the pause's files");
+    let head = git(&f.root, &["status", "--porcelain"]);
+    assert!(head.contains("src/main.rs") && head.contains("NEW.md"), "the user's repository is not reset: {head}");
+}
+
+// ---------------------------------------------------------------- events
+
+#[tokio::test]
+async fn events_are_published_in_order_after_the_commit() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 1).await;
+    f.svc.start(f.project).await.unwrap();
+    f.svc.pause(f.project, reason("lunch")).await.unwrap();
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert_eq!(
+        f.sink.names(),
+        [
+            "status_changed",
+            "flash_save_completed",
+            "checkpoint_created",
+            "status_changed",
+            "project_paused",
+            "checkpoint_restored",
+            "status_changed",
+            "project_resumed"
+        ]
+    );
+    let paused: Vec<ProjectEvent> = f.sink.events().into_iter().filter(|e| e.kind.name() == "project_paused").collect();
+    let json = serde_json::to_value(&paused[0]).unwrap();
+    assert_eq!(json["type"], "project_paused");
+    assert_eq!(json["project_id"], f.project);
+    assert_eq!(json["reason"], "lunch");
+    assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+struct FailingSink;
+
+#[async_trait]
+impl EventSink for FailingSink {
+    async fn publish(&self, _event: &ProjectEvent) -> Result<(), EventError> {
+        Err(EventError("subscribers gone".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_event_sink_never_fails_the_pause() {
+    let f = fx().await;
+    let svc = service(&f.db, &f.clock, Arc::new(FailingSink), None, None);
+    set_status(&f, ProjectStatus::Active).await;
+    let out = svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    assert!(out.success);
+    assert_eq!(svc.get(f.project).await.unwrap().status, ProjectStatus::Paused);
+    svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+}
+
+// ---------------------------------------------------------------- injected failures
+
+/// A context manager whose flash save of one agent does its work and then fails.
+struct FlakyContext {
+    inner: Arc<dyn ContextManager>,
+    fail_for: &'static str,
+}
+
+#[async_trait]
+impl ContextManager for FlakyContext {
+    async fn add_item(&self, p: ProjectId, i: NewContextItem) -> Result<ContextItem, ContextError> {
+        self.inner.add_item(p, i).await
+    }
+    async fn add_items(&self, p: ProjectId, i: Vec<NewContextItem>) -> Result<Vec<String>, ContextError> {
+        self.inner.add_items(p, i).await
+    }
+    async fn touch(&self, id: &str) -> Result<ContextItem, ContextError> {
+        self.inner.touch(id).await
+    }
+    async fn get(&self, id: &str) -> Result<ContextItem, ContextError> {
+        self.inner.get(id).await
+    }
+    async fn list(&self, q: &ListQuery) -> Result<ItemPage, ContextError> {
+        self.inner.list(q).await
+    }
+    async fn recalculate_scores(&self, p: ProjectId, a: Option<&str>) -> Result<u64, ContextError> {
+        self.inner.recalculate_scores(p, a).await
+    }
+    async fn update_tiers(&self, p: ProjectId, a: Option<&str>) -> Result<u64, ContextError> {
+        self.inner.update_tiers(p, a).await
+    }
+    async fn token_totals(&self, p: ProjectId, a: &str) -> Result<TierTotals, ContextError> {
+        self.inner.token_totals(p, a).await
+    }
+    async fn should_flash_save(&self, p: ProjectId, a: &str, force: bool) -> Result<bool, ContextError> {
+        self.inner.should_flash_save(p, a, force).await
+    }
+    async fn flash_save(&self, tx: &mut Tx<'_>, p: ProjectId, a: &str) -> Result<FlashSaveReport, ContextError> {
+        let report = self.inner.flash_save(tx, p, a).await?;
+        if a == self.fail_for {
+            return Err(ContextError::Tokenizer(format!("injected failure after archiving {}", report.items_archived)));
+        }
+        Ok(report)
+    }
+    async fn flash_save_now(&self, p: ProjectId, a: &str, f: bool) -> Result<Option<FlashSaveReport>, ContextError> {
+        self.inner.flash_save_now(p, a, f).await
+    }
+    async fn restore_archived(&self, p: ProjectId, a: &str, id: Option<FlashSaveId>) -> Result<u64, ContextError> {
+        self.inner.restore_archived(p, a, id).await
+    }
+}
+
+#[tokio::test]
+async fn one_agents_failed_flash_save_does_not_fail_the_pause() {
+    let f = fx_with(|_, _, inner| Some(Arc::new(FlakyContext { inner, fail_for: "b" })), |_, _| None).await;
+    populate(&f, &["a", "b", "c"], 1, 1, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let b_before: Vec<ContextItem> = items(&f).await.into_iter().filter(|i| i.agent_id == "b").collect();
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let b = out.agents.iter().find(|e| e.agent_id == "b").unwrap();
+    assert!(b.report.is_none() && b.error.as_deref().unwrap().contains("injected"));
+    assert_eq!(out.items_archived, 4, "only a's and c's items count");
+    let ok: Vec<&FlashSaveReport> = out.agents.iter().filter_map(|e| e.report.as_ref()).collect();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(out.tokens_before, ok.iter().map(|r| r.tokens_before).sum::<i64>());
+    let b_after: Vec<ContextItem> = items(&f).await.into_iter().filter(|i| i.agent_id == "b").collect();
+    assert_eq!(b_after, b_before, "b's flash save was rolled back alone (savepoint)");
+    assert_eq!(f.svc.get(f.project).await.unwrap().status, ProjectStatus::Paused);
+}
+
+/// A checkpoint manager whose `write` does its work (objects and ref) and then fails.
+struct FailingWrite {
+    inner: Arc<dyn CheckpointManager>,
+}
+
+#[async_trait]
+impl CheckpointManager for FailingWrite {
+    async fn prepare(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        spec: CheckpointSpec,
+    ) -> codeframe_checkpoint::Result<PreparedCheckpoint> {
+        self.inner.prepare(tx, p, spec).await
+    }
+    async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> codeframe_checkpoint::Result<Checkpoint> {
+        let cp = self.inner.write(tx, prepared).await?;
+        Err(codeframe_checkpoint::CheckpointError::Worker(format!("disk full after writing {}", cp.id)))
+    }
+    async fn discard(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<()> {
+        self.inner.discard(p, id).await
+    }
+    async fn list(&self, p: ProjectId) -> codeframe_checkpoint::Result<Vec<Checkpoint>> {
+        self.inner.list(p).await
+    }
+    async fn get(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<Checkpoint> {
+        self.inner.get(p, id).await
+    }
+    async fn delete(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<()> {
+        self.inner.delete(p, id).await
+    }
+    async fn diff(&self, p: ProjectId, id: CheckpointId, u: bool) -> codeframe_checkpoint::Result<FileDiff> {
+        self.inner.diff(p, id, u).await
+    }
+    async fn verify(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<VerifyReport> {
+        self.inner.verify(p, id).await
+    }
+    async fn restore(
+        &self,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+        m: RestoreMode,
+    ) -> codeframe_checkpoint::Result<RestoreReport> {
+        self.inner.restore(p, id, w, m).await
+    }
+    async fn restore_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+    ) -> codeframe_checkpoint::Result<usize> {
+        self.inner.restore_rows(tx, p, id, w).await
+    }
+    async fn restore_files(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> codeframe_checkpoint::Result<FilesRestored> {
+        self.inner.restore_files(tx, p, id).await
+    }
+    async fn reconcile(&self, p: ProjectId) -> codeframe_checkpoint::Result<ReconcileReport> {
+        self.inner.reconcile(p).await
+    }
+}
+
+#[tokio::test]
+async fn a_failure_before_the_commit_rolls_everything_back_and_discards_the_ref() {
+    let f = fx_with(|_, _, _| None, |_, inner| Some(Arc::new(FailingWrite { inner }))).await;
+    populate(&f, &["a", "b"], 1, 1, 3).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
+    let e = f.svc.pause(f.project, PauseRequest::default()).await.unwrap_err();
+    assert!(e.to_string().contains("disk full"), "{e}");
+    assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before, "status, paused_at, context unchanged");
+    assert!(f.svc.checkpoints().list(f.project).await.unwrap().is_empty(), "no checkpoint row");
+    assert!(refs(&f.root).is_empty(), "the ref was discarded");
+    let saves = codeframe_persistence::flash_saves::list(&mut f.db.conn().await.unwrap(), f.project, None)
+        .await
+        .unwrap();
+    assert!(saves.is_empty(), "flash saves rolled back");
+    assert!(!f.svc.gate(f.project).await.unwrap().is_closed(), "the gate is open again");
+    assert!(f.sink.names().is_empty(), "nothing published");
+}
+
+// ---------------------------------------------------------------- run gate
+
+#[tokio::test]
+async fn permits_are_refused_while_paused_and_resume_reopens_the_gate() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    drop(f.svc.enter(f.project, "a").await.unwrap());
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    assert!(matches!(f.svc.enter(f.project, "a").await, Err(CoreError::Paused(id)) if id == f.project));
+    // A fresh service on the same database starts with the gate closed for a paused project.
+    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+    assert!(other.enter(f.project, "a").await.is_err());
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert!(f.svc.enter(f.project, "a").await.is_ok());
+}
+
+#[tokio::test]
+async fn pause_waits_for_work_in_flight_to_finish() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let permit = f.svc.enter(f.project, "worker-1").await.unwrap();
+    let svc = f.svc.clone();
+    let project = f.project;
+    let pause = tokio::spawn(async move { svc.pause(project, PauseRequest::default()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pause.is_finished(), "pause waits for the permit");
+    assert!(f.svc.enter(f.project, "worker-2").await.is_err(), "new work is refused meanwhile");
+    drop(permit);
+    let out = pause.await.unwrap().unwrap();
+    assert!(out.interrupted_agents.is_empty());
+}
+
+#[tokio::test]
+async fn agents_still_working_at_the_deadline_are_reported_interrupted() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let _slow = f.svc.enter(f.project, "slow-agent").await.unwrap();
+    let _slow2 = f.svc.enter(f.project, "slow-agent").await.unwrap();
+    let out = f
+        .svc
+        .pause_with(f.project, PauseRequest::default(), PauseOptions { drain_timeout: Some(Duration::from_millis(100)) })
+        .await
+        .unwrap();
+    assert_eq!(out.interrupted_agents, ["slow-agent"]);
+}
+
+// ---------------------------------------------------------------- status, agents
+
+#[tokio::test]
+async fn status_reports_the_pause_and_the_context() {
+    let f = fx().await;
+    populate(&f, &["a", "b"], 1, 2, 3).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let s = f.svc.status(f.project).await.unwrap();
+    assert_eq!((s.status, s.paused_at, s.paused_for_seconds), (ProjectStatus::Active, None, None));
+    assert_eq!(s.active_agents, ["a", "b"]);
+    assert_eq!(s.token_totals.total_items(), 12);
+    let out = f.svc.pause(f.project, reason("night")).await.unwrap();
+    f.clock.advance(TimeDuration::minutes(90));
+    let s = f.svc.status(f.project).await.unwrap();
+    assert_eq!(s.status, ProjectStatus::Paused);
+    assert_eq!((s.paused_at, s.pause_reason.as_deref(), s.pause_checkpoint_id), (Some(out.paused_at), Some("night"), Some(out.checkpoint_id)));
+    assert_eq!(s.paused_for_seconds, Some(5400));
+    assert_eq!(s.token_totals.cold_items, 0);
+    assert!(s.gate_closed);
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["status"], "paused");
+    assert_eq!(json["agents"][0]["agent_id"], "a");
+}
+
+#[tokio::test]
+async fn agents_register_assign_and_deactivate() {
+    let f = fx().await;
+    f.svc.register_agent("w1", "worker", Some("anthropic")).await.unwrap();
+    assert!(matches!(
+        f.svc.register_agent("w1", "worker", None).await,
+        Err(CoreError::Conflict(ConflictKind::AgentExists { .. }))
+    ));
+    assert!(f.svc.register_agent("bad id", "worker", None).await.unwrap_err().is_invalid());
+    f.svc.assign(f.project, "w1", "worker").await.unwrap();
+    assert!(matches!(
+        f.svc.assign(f.project, "w1", "worker").await,
+        Err(CoreError::Conflict(ConflictKind::AlreadyAssigned { .. }))
+    ));
+    assert!(f.svc.assign(f.project, "ghost", "worker").await.unwrap_err().is_not_found());
+    f.svc.deactivate(f.project, "w1").await.unwrap();
+    assert!(f.svc.deactivate(f.project, "w1").await.unwrap_err().is_not_found());
+    assert!(f.svc.status(f.project).await.unwrap().active_agents.is_empty());
+}
+
+#[tokio::test]
+async fn open_reconciles_orphan_refs() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    // An orphan: a checkpoint whose transaction never committed.
+    let mut tx = f.db.begin().await.unwrap();
+    let spec = CheckpointSpec {
+        name: "orphan".into(),
+        description: String::new(),
+        trigger: codeframe_models::CheckpointTrigger::Manual,
+        pause_reason: None,
+    };
+    let orphan = f.svc.checkpoints().create(&mut tx, f.project, spec).await.unwrap();
+    drop(tx);
+    assert_eq!(refs(&f.root).len(), 1);
+    let opened = f.svc.open(f.project).await.unwrap();
+    assert_eq!(opened.reconcile.removed_refs, [orphan.id]);
+    assert!(refs(&f.root).is_empty());
+    assert!(f.svc.open(404).await.unwrap_err().is_not_found());
+}
+
+// ---------------------------------------------------------------- concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pauses_exactly_one_wins_across_two_services() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 1).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let svc = if n % 2 == 0 { f.svc.clone() } else { other.clone() };
+        let project = f.project;
+        handles.push(tokio::spawn(async move { svc.pause(project, PauseRequest::default()).await }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(e.is_conflict(), "{e}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one pause succeeds");
+    assert_eq!(f.svc.checkpoints().list(f.project).await.unwrap().len(), 1);
+    assert_eq!(refs(&f.root).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_pauses_and_resumes_end_consistent() {
+    let f = fx().await;
+    populate(&f, &["a", "b"], 2, 2, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let item_ids: Vec<String> = items(&f).await.into_iter().map(|i| i.id).collect();
+    let mut handles = Vec::new();
+    for n in 0..16 {
+        let svc = f.svc.clone();
+        let project = f.project;
+        handles.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                svc.pause(project, PauseRequest::default()).await.map(|_| "pause")
+            } else {
+                svc.resume(project, ResumeOptions::default()).await.map(|_| "resume")
+            }
+        }));
+    }
+    let (mut pauses, mut resumes) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok("pause") => pauses += 1,
+            Ok(_) => resumes += 1,
+            Err(e) => assert!(e.is_conflict(), "{e}"),
+        }
+    }
+    let p = f.svc.get(f.project).await.unwrap();
+    // Some serial order explains the end state: pauses and resumes alternate from active.
+    assert!(pauses == resumes || pauses == resumes + 1, "{pauses} pauses, {resumes} resumes");
+    if pauses == resumes + 1 {
+        assert_eq!(p.status, ProjectStatus::Paused);
+        assert!(p.paused_at.is_some() && p.pause_checkpoint_id.is_some());
+        assert!(f.svc.checkpoints().verify(f.project, p.pause_checkpoint_id.unwrap()).await.unwrap().ok());
+        assert!(f.svc.gate(f.project).await.unwrap().is_closed());
+    } else {
+        assert_eq!(p.status, ProjectStatus::Active);
+        assert_eq!((p.paused_at, p.pause_checkpoint_id), (None, None));
+        assert!(!f.svc.gate(f.project).await.unwrap().is_closed());
+    }
+    assert_eq!(checkpoints::list(&mut f.db.conn().await.unwrap(), f.project).await.unwrap().len(), pauses);
+    let mut after: Vec<String> = items(&f).await.into_iter().map(|i| i.id).collect();
+    after.sort();
+    let mut expected = item_ids;
+    expected.sort();
+    assert_eq!(after, expected, "no context item lost");
+}
