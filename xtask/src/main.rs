@@ -9,8 +9,11 @@
 use std::process::{Command, ExitCode};
 
 /// Benchmarks: (name given to `xtask bench`, package, bench target).
-const BENCHES: &[(&str, &str, &str)] =
-    &[("context", "codeframe-context", "context"), ("checkpoint", "codeframe-checkpoint", "checkpoint")];
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("context", "codeframe-context", "context"),
+    ("checkpoint", "codeframe-checkpoint", "checkpoint"),
+    ("pause", "codeframe-core", "pause"),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,8 +47,9 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace"])
+    // All features: the crash tests need the core's fail points compiled in.
+    cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
+    cargo(&["test", "--workspace", "--all-features"])
 }
 
 fn bench(which: &str) -> Result<(), String> {

@@ -1,1 +1,205 @@
-//! placeholder
+//! Pause benchmarks over the scenarios S(N, A, F) of design §8: N context items (~400 B, mixed
+//! types, 40 % COLD) over A agents, a tree of F files (~2 KiB) of which 10 % changed since the
+//! last checkpoint. Measures the pause, a second pause after 1 % of the files changed, the
+//! resume, and the peak RSS of the pause. One JSON object per measure on stdout.
+#![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use codeframe_checkpoint::CheckpointSpec;
+use codeframe_core::ProjectService;
+use codeframe_models::{
+    CheckpointTrigger, ContextItem, ItemType, PauseRequest, ProjectStatus, ResumeOptions, Tier, timestamp,
+};
+use codeframe_persistence::{Db, agents, context, projects};
+
+const RUNS: usize = 5;
+type Res<T> = Result<T, Box<dyn Error>>;
+
+fn file_content(n: usize, version: usize) -> Vec<u8> {
+    let mut s = format!("// file {n} version {version}\n");
+    while s.len() < 2048 {
+        s.push_str(&format!("fn item_{n}_{}() -> u64 {{ {} }}\n", s.len(), n * 31 + version));
+    }
+    s.into_bytes()
+}
+
+/// Writes file `n`, dated in the past (outside the stat cache's racy window, as most files
+/// of a real project are), each version with its own mtime.
+fn write_file(root: &Path, n: usize, version: usize) -> Res<()> {
+    let p = root.join(format!("src/mod_{:03}/file_{n:05}.rs", n / 100));
+    std::fs::create_dir_all(p.parent().ok_or("parent")?)?;
+    std::fs::write(&p, file_content(n, version))?;
+    let t = SystemTime::now() - Duration::from_secs(7200) + Duration::from_secs(version as u64);
+    std::fs::File::options().write(true).open(&p)?.set_modified(t)?;
+    Ok(())
+}
+
+fn item_content(i: usize) -> String {
+    let mut s = format!("// context item {i}\nfn handler_{i}(req: Request) -> Response {{\n");
+    while s.len() < 380 {
+        s.push_str(&format!("    let v{i} = compute({i}, \"{}\");\n", i % 97));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn emit(name: &str, params: &serde_json::Value, mut samples: Vec<f64>, unit: &str) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let median = samples[samples.len() / 2];
+    let p95 = samples[((samples.len() as f64 * 0.95).ceil() as usize).clamp(1, samples.len()) - 1];
+    let r = |v: f64| (v * 100.0).round() / 100.0;
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "params": params, "median": r(median), "p95": r(p95), "unit": unit, "runs": samples.len()})
+    );
+}
+
+struct Scenario {
+    _dir: tempfile::TempDir,
+    svc: ProjectService,
+    db: Db,
+    project: i64,
+    root: PathBuf,
+    agents: Vec<String>,
+    files: usize,
+}
+
+async fn setup(n: usize, a: usize, f: usize) -> Res<Scenario> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("project");
+    for i in 0..f {
+        write_file(&root, i, 0)?;
+    }
+    let db = Db::open(dir.path().join("bench.db").to_str().ok_or("path")?).await?;
+    let svc = ProjectService::with_defaults(db.clone());
+    let project = svc.create("bench", &root).await?.id;
+    let now = timestamp::now_utc();
+    let agent_ids: Vec<String> = (0..a).map(|i| format!("agent-{i}")).collect();
+    let mut tx = db.begin().await?;
+    for id in &agent_ids {
+        agents::insert(&mut tx, id, "worker", None, now).await?;
+        agents::assign(&mut tx, project, id, "worker", now).await?;
+    }
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..n {
+        let tier = match i % 10 {
+            0..=3 => Tier::Cold,
+            4..=7 => Tier::Warm,
+            _ => Tier::Hot,
+        };
+        batch.push(ContextItem {
+            id: format!("{i:08}"),
+            project_id: project,
+            agent_id: agent_ids[i % a].clone(),
+            item_type: ItemType::ALL[i % ItemType::ALL.len()],
+            content: item_content(i),
+            token_count: 100,
+            importance_score: match tier {
+                Tier::Hot => 0.9,
+                Tier::Warm => 0.6,
+                Tier::Cold => 0.2,
+            },
+            tier,
+            access_count: 0,
+            created_at: now,
+            last_accessed: now,
+            archived_at: None,
+            archived_by_flash_save: None,
+        });
+        if batch.len() == 10_000 {
+            context::insert_many(&mut tx, &batch).await?;
+            batch.clear();
+        }
+    }
+    context::insert_many(&mut tx, &batch).await?;
+    let mut p = projects::get(&mut tx, project).await?;
+    p.status = ProjectStatus::Active;
+    projects::update(&mut tx, &p, now).await?;
+    tx.commit().await?;
+    // The last checkpoint, before 10 % of the files change.
+    let mut tx = db.begin().await?;
+    let spec = CheckpointSpec {
+        name: "baseline".into(),
+        description: String::new(),
+        trigger: CheckpointTrigger::Manual,
+        pause_reason: None,
+    };
+    svc.checkpoints().create(&mut tx, project, spec).await?;
+    tx.commit().await?;
+    Ok(Scenario { _dir: dir, svc, db, project, root, agents: agent_ids, files: f })
+}
+
+async fn bench(n: usize, a: usize, f: usize) -> Res<()> {
+    let params = serde_json::json!({"n": n, "a": a, "f": f});
+    let s = setup(n, a, f).await?;
+    let (mut pause, mut incremental, mut resume, mut peak) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut version = 1;
+    for run in 0..RUNS {
+        // 10 % of the files changed since the last checkpoint; COLD context not yet archived.
+        for a in &s.agents {
+            s.svc.context().restore_archived(s.project, a, None).await?;
+        }
+        for k in 0..s.files / 10 {
+            write_file(&s.root, (run * 7 + k * 10) % s.files, version)?;
+        }
+        version += 1;
+        reset_peak_rss();
+        let started = Instant::now();
+        let out = s.svc.pause(s.project, PauseRequest { reason: Some("bench".into()) }).await?;
+        pause.push(started.elapsed().as_secs_f64() * 1000.0);
+        peak.push(peak_rss_mb());
+        assert_eq!(out.items_archived as usize, n * 4 / 10);
+
+        let started = Instant::now();
+        s.svc.resume(s.project, ResumeOptions::default()).await?;
+        resume.push(started.elapsed().as_secs_f64() * 1000.0);
+
+        // The next pause, after 1 % of the files changed.
+        for k in 0..(s.files / 100).max(1) {
+            write_file(&s.root, (run * 13 + k * 100 + 3) % s.files, version)?;
+        }
+        version += 1;
+        let started = Instant::now();
+        s.svc.pause(s.project, PauseRequest::default()).await?;
+        incremental.push(started.elapsed().as_secs_f64() * 1000.0);
+        s.svc.resume(s.project, ResumeOptions::default()).await?;
+    }
+    emit("pause", &params, pause, "ms");
+    emit("pause_incremental", &params, incremental, "ms");
+    emit("resume", &params, resume, "ms");
+    emit("peak_rss", &params, peak, "MB");
+    drop(s.db);
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let only = std::env::var("CODEFRAME_BENCH_SCENARIO").ok();
+    rt.block_on(async {
+        for (n, a, f) in [(1_000, 2, 100), (10_000, 4, 1_000), (50_000, 8, 5_000), (100_000, 8, 10_000)] {
+            if only.as_deref().is_some_and(|o| o != format!("{n},{a},{f}")) {
+                continue;
+            }
+            bench(n, a, f).await?;
+        }
+        Ok(())
+    })
+}

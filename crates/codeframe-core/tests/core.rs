@@ -11,13 +11,16 @@ use codeframe_checkpoint::{
     CheckpointManager, CheckpointSpec, FileDiff, FilesRestored, GitCheckpointManager, PreparedCheckpoint,
     ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, checkpoint_ref,
 };
-use codeframe_context::{ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager};
+use codeframe_context::{
+    ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager,
+};
 use codeframe_core::{
-    CollectingSink, ConflictKind, CoreError, EventError, EventSink, PauseOptions, ProjectService, ServiceConfig,
+    CollectingSink, ConflictKind, CoreError, EventError, EventSink, PauseOptions, ProjectService,
+    ServiceConfig,
 };
 use codeframe_models::{
-    Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, ItemType, ManualClock, NewContextItem,
-    PauseRequest, ProjectEvent, ProjectId, ProjectStatus, ResumeOptions, TierTotals,
+    Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, ItemType, ManualClock,
+    NewContextItem, PauseRequest, ProjectEvent, ProjectId, ProjectStatus, ResumeOptions, TierTotals,
 };
 use codeframe_persistence::{Db, Tx, checkpoints, context, projects};
 use tempfile::TempDir;
@@ -76,8 +79,8 @@ fn service(
     let context = context.unwrap_or_else(|| {
         Arc::new(SqlContextManager::with(db.clone(), clock_arc.clone(), ContextConfig::default()))
     });
-    let checkpoints =
-        checkpoints.unwrap_or_else(|| Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc.clone())));
+    let checkpoints = checkpoints
+        .unwrap_or_else(|| Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc.clone())));
     ProjectService::new(
         db.clone(),
         context,
@@ -105,7 +108,8 @@ async fn fx_with(ctx: CtxWrap, cp: CpWrap) -> Fx {
     let clock_arc: Arc<dyn codeframe_models::Clock> = Arc::new(clock.clone());
     let base_ctx: Arc<dyn ContextManager> =
         Arc::new(SqlContextManager::with(db.clone(), clock_arc.clone(), ContextConfig::default()));
-    let base_cp: Arc<dyn CheckpointManager> = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc));
+    let base_cp: Arc<dyn CheckpointManager> =
+        Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc));
     let svc = service(&db, &clock, sink.clone(), ctx(&db, &clock, base_ctx), cp(&db, base_cp));
     let project = svc.create("demo", &root).await.unwrap().id;
     Fx { _tmp: tmp, root, db_path, db, clock, sink, svc, project }
@@ -176,7 +180,10 @@ async fn start_moves_init_to_planning_and_only_once() {
     let p = f.svc.start(f.project).await.unwrap();
     assert_eq!(p.status, ProjectStatus::Planning);
     let e = f.svc.start(f.project).await.unwrap_err();
-    assert!(matches!(e, CoreError::Conflict(ConflictKind::InvalidTransition { from: ProjectStatus::Planning, .. })));
+    assert!(matches!(
+        e,
+        CoreError::Conflict(ConflictKind::InvalidTransition { from: ProjectStatus::Planning, .. })
+    ));
     assert!(f.svc.start(999).await.unwrap_err().is_not_found());
 }
 
@@ -191,7 +198,10 @@ async fn pause_is_allowed_from_planning_running_and_active_and_resume_returns_th
         let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
         assert_eq!(r.status, status);
         let p = f.svc.get(f.project).await.unwrap();
-        assert_eq!((p.status, p.paused_at, p.pause_checkpoint_id, p.status_before_pause), (status, None, None, None));
+        assert_eq!(
+            (p.status, p.paused_at, p.pause_checkpoint_id, p.status_before_pause),
+            (status, None, None, None)
+        );
     }
 }
 
@@ -294,7 +304,8 @@ async fn pause_with_many_agents_sums_their_flash_saves() {
     assert_eq!(out.tokens_before, reports.iter().map(|r| r.tokens_before).sum::<i64>());
     assert_eq!(out.tokens_after, reports.iter().map(|r| r.tokens_after).sum::<i64>());
     assert_eq!(out.items_archived, 9);
-    let expected = ((out.tokens_before - out.tokens_after) as f64 / out.tokens_before as f64 * 10000.0).round() / 100.0;
+    let expected =
+        ((out.tokens_before - out.tokens_after) as f64 / out.tokens_before as f64 * 10000.0).round() / 100.0;
     assert_eq!(out.reduction_percentage, expected);
     assert!(out.reduction_percentage > 0.0 && out.reduction_percentage < 100.0);
 }
@@ -310,7 +321,14 @@ async fn paused_at_is_the_same_instant_in_the_result_and_the_database() {
     assert_eq!(out.paused_at, datetime!(2026-07-02 09:10:11.123456 UTC));
     let json = serde_json::to_value(&out).unwrap();
     assert_eq!(json["paused_at"], "2026-07-02T09:10:11.123456Z");
-    for field in ["success", "checkpoint_id", "tokens_before", "tokens_after", "reduction_percentage", "items_archived"] {
+    for field in [
+        "success",
+        "checkpoint_id",
+        "tokens_before",
+        "tokens_after",
+        "reduction_percentage",
+        "items_archived",
+    ] {
         assert!(json.get(field).is_some(), "{field}");
     }
     assert_eq!(p.pause_checkpoint_id, Some(out.checkpoint_id));
@@ -389,7 +407,9 @@ async fn resume_from_an_explicit_checkpoint() {
     f.svc.context().touch(&at_first[0].id).await.unwrap();
     let second = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
     assert_ne!(first.checkpoint_id, second.checkpoint_id);
-    let r = f.svc.resume(f.project, ResumeOptions { checkpoint_id: Some(first.checkpoint_id), restore_files: false })
+    let r = f
+        .svc
+        .resume(f.project, ResumeOptions { checkpoint_id: Some(first.checkpoint_id), restore_files: false })
         .await
         .unwrap();
     assert_eq!(r.checkpoint_id, first.checkpoint_id);
@@ -401,7 +421,10 @@ async fn resume_while_not_paused_is_refused() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
     let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
-    assert!(matches!(e, CoreError::Conflict(ConflictKind::NotPaused { status: ProjectStatus::Active })), "{e}");
+    assert!(
+        matches!(e, CoreError::Conflict(ConflictKind::NotPaused { status: ProjectStatus::Active })),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -410,7 +433,11 @@ async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing()
     set_status(&f, ProjectStatus::Active).await;
     f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
     let before = f.svc.get(f.project).await.unwrap();
-    let e = f.svc.resume(f.project, ResumeOptions { checkpoint_id: Some(999), restore_files: false }).await.unwrap_err();
+    let e = f
+        .svc
+        .resume(f.project, ResumeOptions { checkpoint_id: Some(999), restore_files: false })
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
     assert_eq!(f.svc.get(f.project).await.unwrap(), before);
 }
@@ -425,10 +452,20 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
     // Lose the state blob of the checkpoint.
     let oid = git(
         &f.root,
-        &["--git-dir", ".codeframe/snapshots.git", "rev-parse", &format!("{}:state/project.json", checkpoint_ref(out.checkpoint_id))],
+        &[
+            "--git-dir",
+            ".codeframe/snapshots.git",
+            "rev-parse",
+            &format!("{}:state/project.json", checkpoint_ref(out.checkpoint_id)),
+        ],
     );
     let oid = oid.trim();
-    std::fs::remove_file(f.root.join(format!(".codeframe/snapshots.git/objects/{}/{}", &oid[..2], &oid[2..]))).unwrap();
+    std::fs::remove_file(f.root.join(format!(
+        ".codeframe/snapshots.git/objects/{}/{}",
+        &oid[..2],
+        &oid[2..]
+    )))
+    .unwrap();
     let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
     assert!(e.to_string().contains("unreadable"), "{e}");
     assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before);
@@ -449,12 +486,19 @@ async fn files_edited_during_the_pause_are_kept_unless_restore_files() {
 
     f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
     std::fs::write(f.root.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
-    let r = f.svc.resume(f.project, ResumeOptions { checkpoint_id: None, restore_files: true }).await.unwrap();
+    let r =
+        f.svc.resume(f.project, ResumeOptions { checkpoint_id: None, restore_files: true }).await.unwrap();
     assert!(r.files_restored);
     assert_eq!(r.files_changed, ["src/main.rs"]);
-    assert!(std::fs::read_to_string(f.root.join("src/main.rs")).unwrap().contains("edited"), "back to the pause's files");
+    assert!(
+        std::fs::read_to_string(f.root.join("src/main.rs")).unwrap().contains("edited"),
+        "back to the pause's files"
+    );
     let head = git(&f.root, &["status", "--porcelain"]);
-    assert!(head.contains("src/main.rs") && head.contains("NEW.md"), "the user's repository is not reset: {head}");
+    assert!(
+        head.contains("src/main.rs") && head.contains("NEW.md"),
+        "the user's repository is not reset: {head}"
+    );
 }
 
 // ---------------------------------------------------------------- events
@@ -479,7 +523,8 @@ async fn events_are_published_in_order_after_the_commit() {
             "project_resumed"
         ]
     );
-    let paused: Vec<ProjectEvent> = f.sink.events().into_iter().filter(|e| e.kind.name() == "project_paused").collect();
+    let paused: Vec<ProjectEvent> =
+        f.sink.events().into_iter().filter(|e| e.kind.name() == "project_paused").collect();
     let json = serde_json::to_value(&paused[0]).unwrap();
     assert_eq!(json["type"], "project_paused");
     assert_eq!(json["project_id"], f.project);
@@ -544,17 +589,35 @@ impl ContextManager for FlakyContext {
     async fn should_flash_save(&self, p: ProjectId, a: &str, force: bool) -> Result<bool, ContextError> {
         self.inner.should_flash_save(p, a, force).await
     }
-    async fn flash_save(&self, tx: &mut Tx<'_>, p: ProjectId, a: &str) -> Result<FlashSaveReport, ContextError> {
+    async fn flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        a: &str,
+    ) -> Result<FlashSaveReport, ContextError> {
         let report = self.inner.flash_save(tx, p, a).await?;
         if a == self.fail_for {
-            return Err(ContextError::Tokenizer(format!("injected failure after archiving {}", report.items_archived)));
+            return Err(ContextError::Tokenizer(format!(
+                "injected failure after archiving {}",
+                report.items_archived
+            )));
         }
         Ok(report)
     }
-    async fn flash_save_now(&self, p: ProjectId, a: &str, f: bool) -> Result<Option<FlashSaveReport>, ContextError> {
+    async fn flash_save_now(
+        &self,
+        p: ProjectId,
+        a: &str,
+        f: bool,
+    ) -> Result<Option<FlashSaveReport>, ContextError> {
         self.inner.flash_save_now(p, a, f).await
     }
-    async fn restore_archived(&self, p: ProjectId, a: &str, id: Option<FlashSaveId>) -> Result<u64, ContextError> {
+    async fn restore_archived(
+        &self,
+        p: ProjectId,
+        a: &str,
+        id: Option<FlashSaveId>,
+    ) -> Result<u64, ContextError> {
         self.inner.restore_archived(p, a, id).await
     }
 }
@@ -592,7 +655,11 @@ impl CheckpointManager for FailingWrite {
     ) -> codeframe_checkpoint::Result<PreparedCheckpoint> {
         self.inner.prepare(tx, p, spec).await
     }
-    async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> codeframe_checkpoint::Result<Checkpoint> {
+    async fn write(
+        &self,
+        tx: &mut Tx<'_>,
+        prepared: PreparedCheckpoint,
+    ) -> codeframe_checkpoint::Result<Checkpoint> {
         let cp = self.inner.write(tx, prepared).await?;
         Err(codeframe_checkpoint::CheckpointError::Worker(format!("disk full after writing {}", cp.id)))
     }
@@ -653,7 +720,11 @@ async fn a_failure_before_the_commit_rolls_everything_back_and_discards_the_ref(
     let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
     let e = f.svc.pause(f.project, PauseRequest::default()).await.unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
-    assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before, "status, paused_at, context unchanged");
+    assert_eq!(
+        (f.svc.get(f.project).await.unwrap(), items(&f).await),
+        before,
+        "status, paused_at, context unchanged"
+    );
     assert!(f.svc.checkpoints().list(f.project).await.unwrap().is_empty(), "no checkpoint row");
     assert!(refs(&f.root).is_empty(), "the ref was discarded");
     let saves = codeframe_persistence::flash_saves::list(&mut f.db.conn().await.unwrap(), f.project, None)
@@ -704,7 +775,11 @@ async fn agents_still_working_at_the_deadline_are_reported_interrupted() {
     let _slow2 = f.svc.enter(f.project, "slow-agent").await.unwrap();
     let out = f
         .svc
-        .pause_with(f.project, PauseRequest::default(), PauseOptions { drain_timeout: Some(Duration::from_millis(100)) })
+        .pause_with(
+            f.project,
+            PauseRequest::default(),
+            PauseOptions { drain_timeout: Some(Duration::from_millis(100)) },
+        )
         .await
         .unwrap();
     assert_eq!(out.interrupted_agents, ["slow-agent"]);
@@ -725,7 +800,10 @@ async fn status_reports_the_pause_and_the_context() {
     f.clock.advance(TimeDuration::minutes(90));
     let s = f.svc.status(f.project).await.unwrap();
     assert_eq!(s.status, ProjectStatus::Paused);
-    assert_eq!((s.paused_at, s.pause_reason.as_deref(), s.pause_checkpoint_id), (Some(out.paused_at), Some("night"), Some(out.checkpoint_id)));
+    assert_eq!(
+        (s.paused_at, s.pause_reason.as_deref(), s.pause_checkpoint_id),
+        (Some(out.paused_at), Some("night"), Some(out.checkpoint_id))
+    );
     assert_eq!(s.paused_for_seconds, Some(5400));
     assert_eq!(s.token_totals.cold_items, 0);
     assert!(s.gate_closed);
@@ -846,4 +924,158 @@ async fn sixteen_concurrent_pauses_and_resumes_end_consistent() {
     let mut expected = item_ids;
     expected.sort();
     assert_eq!(after, expected, "no context item lost");
+}
+
+// ---------------------------------------------------------------- crash tests
+
+/// Crash tests: a child process (this test binary, running `crash::crash_child`) pauses or
+/// resumes with a fail point armed; it panics there, or sleeps there and is killed with
+/// SIGKILL. The project is then reopened and must be fully paused with a checkpoint that
+/// verifies, or exactly as before — and no context item is ever lost.
+#[cfg(feature = "failpoints")]
+mod crash {
+    use super::*;
+    use std::process::Stdio;
+
+    #[tokio::test]
+    #[ignore = "run as a child process by the crash tests"]
+    async fn crash_child() {
+        let Ok(db_path) = std::env::var("CF_CRASH_DB") else { return };
+        codeframe_core::failpoints::configure_from_env().unwrap();
+        let project: ProjectId = std::env::var("CF_CRASH_PROJECT").unwrap().parse().unwrap();
+        let db = Db::open(&db_path).await.unwrap();
+        let svc = ProjectService::with_defaults(db);
+        if std::env::var("CF_CRASH_ACTION").as_deref() == Ok("resume") {
+            svc.resume(project, ResumeOptions::default()).await.unwrap();
+        } else {
+            svc.pause(project, reason("crash test")).await.unwrap();
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Stop {
+        Panic,
+        Kill,
+    }
+
+    fn wait_for_marker(marker: &Path, point: &str, child: &mut std::process::Child) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if std::fs::read_to_string(marker).unwrap_or_default().lines().any(|l| l == point) {
+                return;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("child exited ({status}) before reaching {point}");
+            }
+            assert!(std::time::Instant::now() < deadline, "child never reached {point}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    async fn crash_at(point: &str, stop: Stop) {
+        let f = fx().await;
+        populate(&f, &["a", "b"], 2, 2, 3).await;
+        set_status(&f, ProjectStatus::Active).await;
+        let resume = point.starts_with("resume::");
+        if resume {
+            f.svc.pause(f.project, reason("before the crash")).await.unwrap();
+        }
+        let before_project = f.svc.get(f.project).await.unwrap();
+        let before_items = items(&f).await;
+        let marker = f.db_path.with_file_name("marker");
+        let action = if stop == Stop::Panic { "panic" } else { "sleep(60000)" };
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
+            .env("CF_CRASH_DB", &f.db_path)
+            .env("CF_CRASH_PROJECT", f.project.to_string())
+            .env("CF_CRASH_ACTION", if resume { "resume" } else { "pause" })
+            .env("FAILPOINTS", format!("{point}={action}"))
+            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match stop {
+            Stop::Panic => {
+                let status = child.wait().unwrap();
+                assert!(!status.success(), "{point}: the child should have panicked");
+            }
+            Stop::Kill => {
+                wait_for_marker(&marker, point, &mut child);
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+        assert!(std::fs::read_to_string(&marker).unwrap().lines().any(|l| l == point), "{point} reached");
+
+        // Reopen as a new process would.
+        let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
+        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+        svc.open(f.project).await.unwrap();
+        let p = svc.get(f.project).await.unwrap();
+        let now_items = context::list_for_project(&mut db.conn().await.unwrap(), f.project).await.unwrap();
+
+        // No orphan ref: every ref has its checkpoint row, every row its ref.
+        let rows = checkpoints::list(&mut db.conn().await.unwrap(), f.project).await.unwrap();
+        let mut row_refs: Vec<String> = rows.iter().map(|c| checkpoint_ref(c.id)).collect();
+        row_refs.sort();
+        let mut store_refs = refs(&f.root);
+        store_refs.sort();
+        assert_eq!(store_refs, row_refs, "{point} {stop:?}: refs match rows after reconcile");
+
+        // No context item lost: same ids and contents either way.
+        let key = |v: &[ContextItem]| {
+            v.iter().map(|i| (i.id.clone(), i.content.clone(), i.tier)).collect::<Vec<_>>()
+        };
+        assert_eq!(key(&now_items), key(&before_items), "{point} {stop:?}: no item lost");
+
+        let committed = point == "pause::after_commit";
+        if committed {
+            assert_eq!(p.status, ProjectStatus::Paused, "{point} {stop:?}");
+            let cp = p.pause_checkpoint_id.unwrap();
+            assert!(
+                svc.checkpoints().verify(f.project, cp).await.unwrap().ok(),
+                "{point} {stop:?}: checkpoint verifies"
+            );
+            assert!(now_items.iter().any(|i| i.archived_at.is_some()));
+        } else {
+            assert_eq!(p, before_project, "{point} {stop:?}: exactly as before");
+            assert_eq!(now_items, before_items, "{point} {stop:?}: every item exactly as before");
+        }
+        // Either way the project can go on: pause (or resume) now succeeds.
+        if p.status == ProjectStatus::Paused {
+            svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+        } else {
+            svc.pause(f.project, PauseRequest::default()).await.unwrap();
+        }
+    }
+
+    macro_rules! crash_tests {
+        ($($name:ident => $point:literal),+ $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crash_at($point, Stop::Panic).await;
+                crash_at($point, Stop::Kill).await;
+            }
+        )+};
+    }
+
+    crash_tests! {
+        crash_after_validate => "pause::after_validate",
+        crash_after_drain => "pause::after_drain",
+        crash_after_flash_save => "pause::after_flash_save",
+        crash_after_checkpoint_row => "pause::after_checkpoint_row",
+        crash_after_ref_written => "pause::after_ref_written",
+        crash_before_commit => "pause::before_commit",
+        crash_after_commit => "pause::after_commit",
+        crash_before_resume_commit => "resume::before_commit",
+    }
+
+    #[test]
+    fn every_fail_point_has_a_crash_test() {
+        let source = include_str!("core.rs");
+        for point in codeframe_core::failpoints::ALL {
+            assert!(source.contains(&format!("=> \"{point}\"")), "{point} has no crash test");
+        }
+    }
 }
