@@ -1,4 +1,209 @@
-//! codeframe-api: the HTTP + WebSocket service over `codeframe-core` (axum), with bearer-token
-//! auth and an OpenAPI document.
+//! The codeframe HTTP + WebSocket service.
 //!
-//! This crate is filled by the API issue; it has no behaviour yet.
+//! [`router`] builds the axum [`Router`] over an [`AppState`]; [`bind`] opens the database,
+//! makes the first API token when none exists, and binds a listener. Every route is
+//! described once in a table from which both the router and the OpenAPI document
+//! (`GET /api/openapi.json`) are built. Errors always have one shape:
+//! `{"error": {"code", "message", "details"}}`.
+//!
+//! Auth: `Authorization: Bearer <token>`; tokens are random, stored as SHA-256 hashes, each
+//! owned by a user, and a token sees only its owner's projects (another owner's project is a
+//! 404). The WebSocket at `/ws` takes the token in the header or as its first message.
+
+mod auth;
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use codeframe_core::ProjectService;
+use codeframe_persistence::Db;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Caller, LOCAL_USER, create_token, ensure_first_token, generate_token, hash_token};
+pub use error::ApiError;
+pub use openapi::document as openapi_document;
+pub use routes::RouteSpec;
+pub use ws::{EventHub, HUB_CAPACITY};
+
+/// Largest request body accepted (bulk context uploads included).
+pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
+
+/// What handlers share: the project service and the event hub it publishes to.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: ProjectService,
+    /// Where events go out to WebSockets.
+    pub hub: EventHub,
+}
+
+impl AppState {
+    /// A state over `db` with the default managers publishing to a new hub.
+    pub fn new(db: Db) -> Self {
+        let hub = EventHub::default();
+        let service = ProjectService::with_sink(db, Arc::new(hub.clone()));
+        Self { service, hub }
+    }
+}
+
+/// Every route served, for documentation and tests.
+pub fn routes() -> Vec<RouteSpec> {
+    routes::route_table().into_iter().map(|(s, _)| s).collect()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error").into_response()
+}
+
+/// Gives responses that axum or a layer produced without a body (405, 408, …) the error shape.
+async fn shape_bare_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::NOT_FOUND => "not_found",
+            s if s.is_server_error() => "internal",
+            _ => "bad_request",
+        };
+        let message = status.canonical_reason().unwrap_or("error").to_owned();
+        return ApiError::new(status, code, message).into_response();
+    }
+    res
+}
+
+async fn route_not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route").into_response()
+}
+
+/// The service's router, with tracing, a body limit, a request timeout and panic catching.
+pub fn router(state: AppState) -> Router {
+    router_with(state, DEFAULT_BODY_LIMIT, Duration::from_secs(300))
+}
+
+/// [`router`] with an explicit body limit and request timeout.
+pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Router {
+    let mut public = Router::new();
+    let mut protected = Router::new();
+    for (spec, handler) in routes::route_table() {
+        if spec.auth {
+            protected = protected.route(spec.path, handler);
+        } else {
+            public = public.route(spec.path, handler);
+        }
+    }
+    let protected =
+        protected.route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .merge(public)
+        .merge(protected)
+        .route("/ws", get(ws::handler))
+        .fallback(route_not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(shape_bare_errors))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// Database path or `sqlite:` URL.
+    pub database: String,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    first_token: Option<String>,
+    state: AppState,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Db(#[from] codeframe_persistence::DbError),
+    /// The first token could not be made.
+    #[error("cannot create the first API token: {0}")]
+    Token(String),
+    /// The address could not be bound, or serving failed.
+    #[error("{addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the database, makes the first token when none exists, and binds the address.
+pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+    let db = Db::open(&config.database).await?;
+    let first_token = ensure_first_token(&db).await.map_err(|e| ServeError::Token(e.message))?;
+    let state = AppState::new(db);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Io { addr: config.addr, source })?;
+    Ok(Server { router: router(state.clone()), listener, first_token, state })
+}
+
+impl Server {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
+        self.listener.local_addr()
+    }
+
+    /// The token made on this first start, to show once; `None` when tokens existed.
+    pub fn first_token(&self) -> Option<&str> {
+        self.first_token.as_deref()
+    }
+
+    /// The shared state (service and hub).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| ServeError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
+        tracing::info!(%addr, "serving");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ServeError::Io { addr, source })
+    }
+}

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoints;
 mod error;
 mod events;
 pub mod failpoints;

@@ -27,6 +27,7 @@ mod error;
 mod rows;
 
 pub mod agents;
+pub mod auth;
 pub mod checkpoints;
 pub mod context;
 pub mod flash_saves;

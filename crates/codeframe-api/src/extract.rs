@@ -1,0 +1,121 @@
+//! Extractors whose rejections use the error shape (400, 413, 415, 422), never a bare body.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// JSON body.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(r) => Err(json_rejection(&r)),
+        }
+    }
+}
+
+fn json_rejection(r: &JsonRejection) -> ApiError {
+    let status = r.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        _ => "bad_request",
+    };
+    ApiError::new(status, code, r.body_text())
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(r) => Err(path_rejection(&r)),
+        }
+    }
+}
+
+fn path_rejection(r: &PathRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(r) => Err(query_rejection(&r)),
+        }
+    }
+}
+
+fn query_rejection(r: &QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
+}
+
+/// An optional JSON body: no body at all means `T::default()`.
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+            });
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            let code =
+                if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+            ApiError::new(status, code, r.body_text())
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error(&mut de) {
+            Ok(v) => Ok(Self(v)),
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))
+            }
+            Err(e) => {
+                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("invalid body: {e}")))
+            }
+        }
+    }
+}
+
+fn serde_path_to_error<T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, serde_json::Error> {
+    let v = T::deserialize(&mut *de)?;
+    de.end()?;
+    Ok(v)
+}

@@ -1,0 +1,677 @@
+//! Every route, described once: the router and the OpenAPI document are both built from
+//! [`route_table`], so they cannot disagree.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use codeframe_checkpoint::{RestoreMode, RestoreWhat};
+use codeframe_context::{ArchiveState, ListQuery};
+use codeframe_models::{ItemType, NewContextItem, NewProject, PauseRequest, ResumeOptions, Tier, timestamp};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::auth::{Caller, visible_project};
+use crate::extract::{ApiJson, ApiJsonOrDefault, ApiPath, ApiQuery};
+use crate::{ApiError, AppState};
+
+/// One route: its method, path and what the OpenAPI document says of it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// HTTP method, lower case.
+    pub method: &'static str,
+    /// Path, with `{param}` segments.
+    pub path: &'static str,
+    /// OpenAPI operationId.
+    pub operation: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Whether it takes a JSON body.
+    pub body: bool,
+    /// Whether it needs a bearer token.
+    pub auth: bool,
+    /// Status of a success.
+    pub success: u16,
+}
+
+const fn spec(
+    method: &'static str,
+    path: &'static str,
+    operation: &'static str,
+    summary: &'static str,
+    body: bool,
+    success: u16,
+) -> RouteSpec {
+    RouteSpec { method, path, operation, summary, body, auth: true, success }
+}
+
+type Handler = MethodRouter<AppState>;
+
+/// The routes served, each with its handler.
+pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
+    let public = |mut s: RouteSpec| {
+        s.auth = false;
+        s
+    };
+    vec![
+        (public(spec("get", "/healthz", "health", "Liveness check", false, 200)), get(health)),
+        (
+            public(spec("get", "/api/openapi.json", "openapi", "This OpenAPI document", false, 200)),
+            get(openapi),
+        ),
+        (spec("post", "/api/projects", "createProject", "Create a project", true, 201), post(create_project)),
+        (
+            spec("get", "/api/projects", "listProjects", "List the caller's projects", false, 200),
+            get(list_projects),
+        ),
+        (spec("get", "/api/projects/{id}", "getProject", "Get a project", false, 200), get(get_project)),
+        (
+            spec("post", "/api/projects/{id}/start", "startProject", "Start a project", false, 200),
+            post(start),
+        ),
+        (
+            spec("post", "/api/projects/{id}/pause", "pauseProject", "Pause a project (atomic)", true, 200),
+            post(pause),
+        ),
+        (
+            spec("post", "/api/projects/{id}/resume", "resumeProject", "Resume a paused project", true, 200),
+            post(resume),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/pause-status",
+                "pauseStatus",
+                "Pause status and context totals",
+                false,
+                200,
+            ),
+            get(pause_status),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/checkpoints",
+                "listCheckpoints",
+                "List checkpoints, newest first",
+                false,
+                200,
+            ),
+            get(list_checkpoints),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/checkpoints",
+                "createCheckpoint",
+                "Create a manual checkpoint",
+                true,
+                201,
+            ),
+            post(create_checkpoint),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/checkpoints/{cid}",
+                "getCheckpoint",
+                "Get a checkpoint",
+                false,
+                200,
+            ),
+            get(get_checkpoint),
+        ),
+        (
+            spec(
+                "delete",
+                "/api/projects/{id}/checkpoints/{cid}",
+                "deleteCheckpoint",
+                "Delete a checkpoint",
+                false,
+                204,
+            ),
+            delete(delete_checkpoint),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/checkpoints/{cid}/diff",
+                "diffCheckpoint",
+                "Files changed since a checkpoint",
+                false,
+                200,
+            ),
+            get(diff_checkpoint),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/checkpoints/{cid}/restore",
+                "restoreCheckpoint",
+                "Restore (or preview) a checkpoint",
+                true,
+                200,
+            ),
+            post(restore_checkpoint),
+        ),
+        (
+            spec("get", "/api/projects/{id}/agents", "listAgents", "Active agents of a project", false, 200),
+            get(list_agents),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/agents",
+                "assignAgent",
+                "Register (if new) and assign an agent",
+                true,
+                201,
+            ),
+            post(assign_agent),
+        ),
+        (
+            spec(
+                "delete",
+                "/api/projects/{id}/agents/{agent}",
+                "deactivateAgent",
+                "End an agent's assignment",
+                false,
+                204,
+            ),
+            delete(deactivate_agent),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/agents/{agent}/context",
+                "listContext",
+                "List an agent's context (paginated)",
+                false,
+                200,
+            ),
+            get(list_context),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/agents/{agent}/context",
+                "addContextItem",
+                "Add a context item",
+                true,
+                201,
+            ),
+            post(add_context),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/agents/{agent}/context/bulk",
+                "addContextItems",
+                "Add context items in bulk",
+                true,
+                201,
+            ),
+            post(add_context_bulk),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/agents/{agent}/context/stats",
+                "contextStats",
+                "Active context per tier",
+                false,
+                200,
+            ),
+            get(context_stats),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/agents/{agent}/context/restore",
+                "restoreArchived",
+                "Bring archived items back",
+                true,
+                200,
+            ),
+            post(restore_archived),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/agents/{agent}/flash-save",
+                "flashSave",
+                "Flash-save an agent's context",
+                true,
+                200,
+            ),
+            post(flash_save),
+        ),
+    ]
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok((StatusCode::OK, axum::Json(value)).into_response())
+}
+
+fn created(value: impl serde::Serialize) -> ApiResult {
+    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
+}
+
+async fn health() -> ApiResult {
+    ok(json!({"status": "ok"}))
+}
+
+async fn openapi() -> ApiResult {
+    ok(crate::openapi::document())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProject {
+    name: String,
+    root_path: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_project(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult {
+    let new = NewProject {
+        name: body.name,
+        description: body.description,
+        root_path: body.root_path,
+        owner_id: Some(c.user_id),
+    };
+    created(s.service.create_project(new).await?)
+}
+
+async fn list_projects(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {
+    let mine: Vec<_> =
+        s.service.list().await?.into_iter().filter(|p| p.owner_id == Some(c.user_id)).collect();
+    ok(json!({"projects": mine}))
+}
+
+async fn get_project(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    ok(visible_project(&s, c, id).await?)
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.start(id).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PauseBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn pause(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<PauseBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.pause(id, PauseRequest { reason: body.reason }).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    #[serde(default)]
+    checkpoint_id: Option<i64>,
+    #[serde(default)]
+    restore_files: bool,
+}
+
+async fn resume(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<ResumeBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let options = ResumeOptions { checkpoint_id: body.checkpoint_id, restore_files: body.restore_files };
+    ok(s.service.resume(id, options).await?)
+}
+
+async fn pause_status(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let st = s.service.status(id).await?;
+    let paused_at: Option<OffsetDateTime> = st.paused_at;
+    ok(json!({
+        "project_id": st.project_id,
+        "status": st.status,
+        "paused": st.status == codeframe_models::ProjectStatus::Paused,
+        "paused_at": paused_at.map(timestamp::format),
+        "paused_for_seconds": st.paused_for_seconds,
+        "reason": st.pause_reason,
+        "checkpoint_id": st.pause_checkpoint_id,
+        "token_totals": st.token_totals,
+    }))
+}
+
+async fn list_checkpoints(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(json!({"checkpoints": s.service.checkpoints().list(id).await.map_err(ApiError::from)?}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCheckpoint {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_checkpoint(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CreateCheckpoint>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    created(s.service.create_checkpoint(id, &body.name, &body.description).await?)
+}
+
+async fn get_checkpoint(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.checkpoints().get(id, cid).await.map_err(ApiError::from)?)
+}
+
+async fn delete_checkpoint(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    s.service.checkpoints().delete(id, cid).await.map_err(ApiError::from)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    #[serde(default)]
+    unified: bool,
+}
+
+async fn diff_checkpoint(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.checkpoints().diff(id, cid, q.unified).await.map_err(ApiError::from)?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    #[serde(default)]
+    files: bool,
+    #[serde(default)]
+    state: bool,
+    #[serde(default)]
+    context: bool,
+    #[serde(default)]
+    preview: bool,
+}
+
+async fn restore_checkpoint(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<RestoreBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let what =
+        RestoreWhat { files: body.files, state: body.state, context: body.context, keep_new_items: false };
+    let mode = if body.preview { RestoreMode::Preview } else { RestoreMode::Apply };
+    ok(s.service.restore_checkpoint(id, cid, what, mode).await?)
+}
+
+async fn list_agents(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let st = s.service.status(id).await?;
+    ok(json!({"agents": st.active_agents}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignAgent {
+    agent_id: String,
+    #[serde(default = "default_agent_type")]
+    agent_type: String,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default = "default_role")]
+    role: String,
+}
+
+fn default_agent_type() -> String {
+    "worker".into()
+}
+
+fn default_role() -> String {
+    "worker".into()
+}
+
+async fn assign_agent(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AssignAgent>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    match s.service.register_agent(&body.agent_id, &body.agent_type, body.provider.as_deref()).await {
+        Ok(_)
+        | Err(codeframe_core::CoreError::Conflict(codeframe_core::ConflictKind::AgentExists { .. })) => {}
+        Err(e) => return Err(e.into()),
+    }
+    created(s.service.assign(id, &body.agent_id, &body.role).await?)
+}
+
+async fn deactivate_agent(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    s.service.deactivate(id, &agent).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct ContextQuery {
+    #[serde(default)]
+    tier: Option<Tier>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    offset: Option<i64>,
+}
+
+async fn list_context(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiQuery(q): ApiQuery<ContextQuery>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let state = match q.state.as_deref() {
+        None | Some("active") => ArchiveState::Active,
+        Some("archived") => ArchiveState::Archived,
+        Some("all") => ArchiveState::All,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("state must be active, archived or all, not {other:?}"),
+            ));
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) || q.offset.is_some_and(|o| o < 0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "limit must be 1..=1000 and offset ≥ 0",
+        ));
+    }
+    let query = ListQuery {
+        project_id: id,
+        agent_id: Some(agent),
+        tier: q.tier,
+        state,
+        limit: Some(limit),
+        offset: q.offset.unwrap_or(0),
+    };
+    let page = s.service.context().list(&query).await?;
+    ok(json!({"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddItem {
+    item_type: ItemType,
+    content: String,
+    #[serde(default, with = "codeframe_models::timestamp::rfc3339::option")]
+    created_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    access_count: Option<i64>,
+}
+
+impl AddItem {
+    fn into_new(self, agent: &str) -> NewContextItem {
+        NewContextItem {
+            agent_id: agent.to_owned(),
+            item_type: self.item_type,
+            content: self.content,
+            created_at: self.created_at,
+            access_count: self.access_count,
+        }
+    }
+}
+
+async fn add_context(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiJson(body): ApiJson<AddItem>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    created(s.service.context().add_item(id, body.into_new(&agent)).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddItems {
+    items: Vec<AddItem>,
+}
+
+async fn add_context_bulk(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiJson(body): ApiJson<AddItems>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let items: Vec<NewContextItem> = body.items.into_iter().map(|i| i.into_new(&agent)).collect();
+    let ids = s.service.context().add_items(id, items).await?;
+    created(json!({"ids": ids, "count": ids.len()}))
+}
+
+async fn context_stats(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let t = s.service.context().token_totals(id, &agent).await?;
+    ok(json!({
+        "project_id": id,
+        "agent_id": agent,
+        "hot_count": t.hot_items, "warm_count": t.warm_items, "cold_count": t.cold_items,
+        "total_count": t.total_items(),
+        "hot_tokens": t.hot_tokens, "warm_tokens": t.warm_tokens, "cold_tokens": t.cold_tokens,
+        "total_tokens": t.total_tokens(),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FlashSaveBody {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn flash_save(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<FlashSaveBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    match s.service.flash_save(id, &agent, body.force).await? {
+        Some(report) => ok(report),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "flash_save_not_due",
+            "context is below the flash-save threshold; use force to flash-save anyway",
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestoreArchivedBody {
+    #[serde(default)]
+    flash_save_id: Option<i64>,
+}
+
+async fn restore_archived(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<RestoreArchivedBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let n = s.service.context().restore_archived(id, &agent, body.flash_save_id).await?;
+    ok(json!({"restored": n}))
+}
