@@ -1,0 +1,574 @@
+//! The real server on 127.0.0.1 (port 0), a real HTTP client and real WebSocket clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use codeframe_api::{AppState, EventHub, create_token, router};
+use codeframe_checkpoint::GitCheckpointManager;
+use codeframe_context::{ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager};
+use codeframe_core::{NoopSink, ProjectService, ServiceConfig};
+use codeframe_models::{ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId, SystemClock, TierTotals};
+use codeframe_persistence::{Db, Tx};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Srv {
+    tmp: TempDir,
+    base: String,
+    ws: String,
+    alice: String,
+    bob: String,
+    http: reqwest::Client,
+    db: Db,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
+    let alice = create_token(&db, "alice", "test").await.unwrap();
+    let bob = create_token(&db, "bob", "test").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    Srv {
+        tmp,
+        base: format!("http://{addr}"),
+        ws: format!("ws://{addr}/ws"),
+        alice,
+        bob,
+        http: reqwest::Client::new(),
+        db,
+    }
+}
+
+async fn start() -> Srv {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    serve(AppState::new(db.clone()), db, tmp).await
+}
+
+impl Srv {
+    fn root(&self, name: &str) -> PathBuf {
+        let root = self.tmp.path().join(name);
+        if !root.exists() {
+            std::fs::create_dir_all(root.join("src")).unwrap();
+            git(&root, &["init", "-q"]);
+            std::fs::write(root.join("src/lib.rs"), "pub fn f() {}\n").unwrap();
+        }
+        root
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+
+    async fn alice(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(&self.alice.clone()), body).await
+    }
+
+    async fn project(&self, name: &str) -> i64 {
+        let root = self.root(name);
+        let (s, v) = self.alice("POST", "/api/projects", Some(json!({"name": name, "root_path": root}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        let (s, _) = self.alice("POST", &format!("/api/projects/{id}/start"), None).await;
+        assert_eq!(s, StatusCode::OK);
+        id
+    }
+
+    async fn ws_connect(&self, token: Option<&str>) -> WsClient {
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(self.ws.as_str())
+            .unwrap();
+        if let Some(t) = token {
+            req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        ws
+    }
+}
+
+type WsClient = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws_send(ws: &mut WsClient, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text message, or `None` after `wait`.
+async fn ws_next(ws: &mut WsClient, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        match msg {
+            Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+            Message::Close(frame) => return Some(json!({"type": "closed", "frame": frame.map(|f| f.code.to_string())})),
+            _ => continue,
+        }
+    }
+}
+
+fn assert_error_shape(v: &Value) {
+    assert!(v["error"]["code"].is_string(), "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(v["error"]["details"].is_object(), "{v}");
+}
+
+// ---------------------------------------------------------------- the main flow
+
+#[tokio::test]
+async fn create_start_pause_status_resume() {
+    let srv = start().await;
+    let id = srv.project("flow").await;
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w1"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = srv
+        .alice(
+            "POST",
+            &format!("/api/projects/{id}/agents/w1/context/bulk"),
+            Some(json!({"items": [
+                {"item_type": "TASK", "content": "ship it"},
+                {"item_type": "PRD_SECTION", "content": "old requirement", "created_at": "2026-01-01T00:00:00Z"}
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let (s, paused) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "lunch"}))).await;
+    assert_eq!(s, StatusCode::OK, "{paused}");
+    for field in ["success", "checkpoint_id", "tokens_before", "tokens_after", "reduction_percentage", "items_archived", "paused_at"] {
+        assert!(paused.get(field).is_some(), "{field} in {paused}");
+    }
+    assert_eq!(paused["items_archived"], 1);
+
+    let (s, st) = srv.alice("GET", &format!("/api/projects/{id}/pause-status"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(st["status"], "paused");
+    assert_eq!(st["paused_at"], paused["paused_at"]);
+    assert_eq!(st["reason"], "lunch");
+    assert_eq!(st["checkpoint_id"], paused["checkpoint_id"]);
+    assert!(st["paused_for_seconds"].as_i64().unwrap() >= 0);
+    assert_eq!(st["token_totals"]["cold_items"], 0);
+
+    let (s, resumed) = srv.alice("POST", &format!("/api/projects/{id}/resume"), None).await;
+    assert_eq!(s, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["status"], "planning");
+    assert_eq!(resumed["checkpoint_id"], paused["checkpoint_id"]);
+    let (_, st) = srv.alice("GET", &format!("/api/projects/{id}/pause-status"), None).await;
+    assert_eq!((st["status"].as_str(), st["paused_at"].is_null()), (Some("planning"), true));
+}
+
+#[tokio::test]
+async fn double_pause_is_409_with_the_existing_pause_in_details() {
+    let srv = start().await;
+    let id = srv.project("twice").await;
+    let (_, first) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error_shape(&v);
+    assert_eq!(v["error"]["code"], "already_paused");
+    assert_eq!(v["error"]["details"]["checkpoint_id"], first["checkpoint_id"]);
+    assert_eq!(v["error"]["details"]["paused_at"], first["paused_at"]);
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/start"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_paused")));
+}
+
+#[tokio::test]
+async fn a_501_character_reason_is_422_and_changes_nothing() {
+    let srv = start().await;
+    let id = srv.project("long").await;
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "r".repeat(501)}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&v);
+    let (_, p) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(p["status"], "planning");
+}
+
+// ---------------------------------------------------------------- auth
+
+#[tokio::test]
+async fn missing_or_invalid_tokens_are_401() {
+    let srv = start().await;
+    let (s, v) = srv.call("GET", "/api/projects", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error_shape(&v);
+    let (s, _) = srv.call("GET", "/api/projects", Some("cf_not_a_real_token"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = srv.call("POST", "/api/projects/1/pause", None, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = srv.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+#[tokio::test]
+async fn another_owners_project_is_404_and_untouched() {
+    let srv = start().await;
+    let id = srv.project("alices").await;
+    let bob = srv.bob.clone();
+    for (method, path) in [
+        ("GET", format!("/api/projects/{id}")),
+        ("POST", format!("/api/projects/{id}/pause")),
+        ("GET", format!("/api/projects/{id}/pause-status")),
+        ("GET", format!("/api/projects/{id}/checkpoints")),
+        ("POST", format!("/api/projects/{id}/agents/x/flash-save")),
+    ] {
+        let (s, v) = srv.call(method, &path, Some(&bob), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert_error_shape(&v);
+    }
+    let (_, list) = srv.call("GET", "/api/projects", Some(&bob), None).await;
+    assert_eq!(list["projects"], json!([]));
+    let (_, p) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(p["status"], "planning");
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[tokio::test]
+async fn bad_input_gets_the_error_shape_and_changes_nothing() {
+    let srv = start().await;
+    let id = srv.project("strict").await;
+    let url = format!("{}/api/projects/{id}/pause", srv.base);
+    // Malformed JSON.
+    let res = srv.http.post(&url).bearer_auth(&srv.alice).header("content-type", "application/json").body("{\"reason\":").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_error_shape(&res.json().await.unwrap());
+    // Wrong content type.
+    let res = srv.http.post(&url).bearer_auth(&srv.alice).header("content-type", "text/plain").body("{\"reason\":\"x\"}").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error_shape(&res.json().await.unwrap());
+    let res = srv.http.post(format!("{}/api/projects", srv.base)).bearer_auth(&srv.alice).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Unknown fields and wrong types.
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": 5}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Non-numeric and negative ids.
+    let (s, v) = srv.alice("GET", "/api/projects/abc", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error_shape(&v);
+    let (s, v) = srv.alice("GET", "/api/projects/-1", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_shape(&v);
+    let (s, _) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/1.5"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // SQL meta-characters are data; path-like agent ids and roots are refused.
+    let sneaky = "x'); DROP TABLE projects;--";
+    let (s, v) = srv.alice("POST", "/api/projects", Some(json!({"name": sneaky, "root_path": srv.root("sneaky")}))).await;
+    assert_eq!((s, v["name"].as_str()), (StatusCode::CREATED, Some(sneaky)));
+    let (s, v) = srv.alice("POST", "/api/projects", Some(json!({"name": "p", "root_path": "../../etc/nope"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&v);
+    for agent in ["../../etc/passwd", "a'; DELETE FROM agents;--", ""] {
+        let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": agent}))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{agent}: {v}");
+        assert_error_shape(&v);
+    }
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/agents/w/context?limit=0"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/agents/w/context?tier=HOT"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // Unknown routes and methods.
+    let (s, v) = srv.alice("GET", "/api/nothing-here", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("route_not_found")));
+    let (s, v) = srv.alice("PUT", &format!("/api/projects/{id}/pause"), None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error_shape(&v);
+
+    // Nothing changed.
+    let (_, list) = srv.alice("GET", "/api/projects", None).await;
+    assert_eq!(list["projects"].as_array().unwrap().len(), 2);
+    let (_, p) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(p["status"], "planning");
+    let (_, agents) = srv.alice("GET", &format!("/api/projects/{id}/agents"), None).await;
+    assert_eq!(agents["agents"], json!([]));
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let srv = start().await;
+    let id = srv.project("big").await;
+    let huge = "x".repeat(codeframe_api::DEFAULT_BODY_LIMIT + 1024);
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": huge}))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error_shape(&v);
+    let (_, p) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(p["status"], "planning");
+}
+
+/// A context manager that panics when listing: stands for a bug in a handler's path.
+struct PanickingContext(SqlContextManager);
+
+#[async_trait]
+impl ContextManager for PanickingContext {
+    async fn add_item(&self, p: ProjectId, i: NewContextItem) -> Result<ContextItem, ContextError> {
+        self.0.add_item(p, i).await
+    }
+    async fn add_items(&self, p: ProjectId, i: Vec<NewContextItem>) -> Result<Vec<String>, ContextError> {
+        self.0.add_items(p, i).await
+    }
+    async fn touch(&self, id: &str) -> Result<ContextItem, ContextError> {
+        self.0.touch(id).await
+    }
+    async fn get(&self, id: &str) -> Result<ContextItem, ContextError> {
+        self.0.get(id).await
+    }
+    async fn list(&self, _q: &ListQuery) -> Result<ItemPage, ContextError> {
+        panic!("secret internal detail: list exploded");
+    }
+    async fn recalculate_scores(&self, p: ProjectId, a: Option<&str>) -> Result<u64, ContextError> {
+        self.0.recalculate_scores(p, a).await
+    }
+    async fn update_tiers(&self, p: ProjectId, a: Option<&str>) -> Result<u64, ContextError> {
+        self.0.update_tiers(p, a).await
+    }
+    async fn token_totals(&self, p: ProjectId, a: &str) -> Result<TierTotals, ContextError> {
+        self.0.token_totals(p, a).await
+    }
+    async fn should_flash_save(&self, p: ProjectId, a: &str, f: bool) -> Result<bool, ContextError> {
+        self.0.should_flash_save(p, a, f).await
+    }
+    async fn flash_save(&self, tx: &mut Tx<'_>, p: ProjectId, a: &str) -> Result<FlashSaveReport, ContextError> {
+        self.0.flash_save(tx, p, a).await
+    }
+    async fn flash_save_now(&self, p: ProjectId, a: &str, f: bool) -> Result<Option<FlashSaveReport>, ContextError> {
+        self.0.flash_save_now(p, a, f).await
+    }
+    async fn restore_archived(&self, p: ProjectId, a: &str, id: Option<FlashSaveId>) -> Result<u64, ContextError> {
+        self.0.restore_archived(p, a, id).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_handler_is_a_500_without_internals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let hub = EventHub::default();
+    let service = ProjectService::new(
+        db.clone(),
+        Arc::new(PanickingContext(SqlContextManager::new(db.clone()))),
+        Arc::new(GitCheckpointManager::new(db.clone())),
+        Arc::new(NoopSink),
+        Arc::new(SystemClock),
+        ServiceConfig::default(),
+    );
+    let srv = serve(AppState { service, hub }, db, tmp).await;
+    let id = srv.project("boom").await;
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/agents/a/context"), None).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_error_shape(&v);
+    assert!(!v.to_string().contains("secret"), "{v}");
+    // The server keeps serving.
+    let (s, _) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    drop(srv.db);
+}
+
+// ---------------------------------------------------------------- checkpoints and context
+
+#[tokio::test]
+async fn checkpoints_create_list_get_diff_restore_and_delete() {
+    let srv = start().await;
+    let id = srv.project("cps").await;
+    let (s, cp) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": "before refactor"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{cp}");
+    let cid = cp["id"].as_i64().unwrap();
+    assert_eq!(cp["trigger"], "manual");
+    assert_eq!(cp["commit_id"].as_str().unwrap().len(), 40);
+    let (_, list) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints"), None).await;
+    assert_eq!(list["checkpoints"].as_array().unwrap().len(), 1);
+    let (s, got) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
+    assert_eq!((s, &got["name"]), (StatusCode::OK, &json!("before refactor")));
+    std::fs::write(srv.root("cps").join("src/lib.rs"), "pub fn g() {}\n").unwrap();
+    let (_, diff) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}/diff?unified=true"), None).await;
+    assert_eq!(diff["files"][0]["path"], "src/lib.rs");
+    assert_eq!(diff["files"][0]["change"], "modified");
+    assert!(diff["files"][0]["unified"].as_str().unwrap().contains("+pub fn g() {}"));
+    let (s, preview) = srv
+        .alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true, "preview": true})))
+        .await;
+    assert_eq!((s, preview["applied"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn g() {}\n");
+    let (s, applied) =
+        srv.alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true}))).await;
+    assert_eq!((s, applied["files_written"].as_i64()), (StatusCode::OK, Some(1)));
+    assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn f() {}\n");
+    let (s, v) = srv.alice("DELETE", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
+    assert_eq!((s, v), (StatusCode::NO_CONTENT, Value::Null));
+    let (s, _) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": ""}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
+
+#[tokio::test]
+async fn agents_and_context_routes() {
+    let srv = start().await;
+    let id = srv.project("ctx").await;
+    let base = format!("/api/projects/{id}/agents");
+    srv.alice("POST", &base, Some(json!({"agent_id": "w1", "agent_type": "backend"}))).await;
+    let (s, v) = srv.alice("POST", &base, Some(json!({"agent_id": "w1"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_assigned")));
+    let (s, item) = srv
+        .alice("POST", &format!("{base}/w1/context"), Some(json!({"item_type": "CODE", "content": "fn main() {}"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{item}");
+    assert!(item["token_count"].as_i64().unwrap() > 0);
+    let (s, v) = srv.alice("POST", &format!("{base}/w1/context"), Some(json!({"item_type": "NOTE", "content": "x"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let items: Vec<Value> = (0..30)
+        .map(|n| json!({"item_type": "ERROR", "content": format!("old error {n}"), "created_at": "2026-01-01T00:00:00Z"}))
+        .collect();
+    let (s, v) = srv.alice("POST", &format!("{base}/w1/context/bulk"), Some(json!({"items": items}))).await;
+    assert_eq!((s, v["count"].as_i64()), (StatusCode::CREATED, Some(30)));
+    let (_, page) = srv.alice("GET", &format!("{base}/w1/context?tier=cold&limit=10&offset=25"), None).await;
+    assert_eq!((page["total"].as_i64(), page["items"].as_array().unwrap().len()), (Some(30), 5));
+    let (_, stats) = srv.alice("GET", &format!("{base}/w1/context/stats"), None).await;
+    assert_eq!((stats["cold_count"].as_i64(), stats["warm_count"].as_i64()), (Some(30), Some(1)));
+    let (s, v) = srv.alice("POST", &format!("{base}/w1/flash-save"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("flash_save_not_due")));
+    let (s, report) = srv.alice("POST", &format!("{base}/w1/flash-save"), Some(json!({"force": true}))).await;
+    assert_eq!((s, report["items_archived"].as_i64()), (StatusCode::OK, Some(30)));
+    let (_, archived) = srv.alice("GET", &format!("{base}/w1/context?state=archived&limit=100"), None).await;
+    assert_eq!(archived["total"], 30);
+    let (_, restored) = srv.alice("POST", &format!("{base}/w1/context/restore"), Some(json!({}))).await;
+    assert_eq!(restored["restored"], 30);
+    let (s, _) = srv.alice("DELETE", &format!("{base}/w1"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, agents) = srv.alice("GET", &base, None).await;
+    assert_eq!(agents["agents"], json!([]));
+    let (s, _) = srv.alice("GET", &format!("{base}/ghost/context/stats"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------- WebSocket
+
+#[tokio::test]
+async fn the_pause_event_reaches_that_projects_subscribers_only() {
+    let srv = start().await;
+    let one = srv.project("one").await;
+    let two = srv.project("two").await;
+    let mut a = srv.ws_connect(Some(&srv.alice)).await;
+    let mut b = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut a, json!({"type": "subscribe", "project_id": one})).await;
+    ws_send(&mut b, json!({"type": "subscribe", "project_id": two})).await;
+    assert_eq!(ws_next(&mut a, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    assert_eq!(ws_next(&mut b, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+
+    let (s, paused) = srv.alice("POST", &format!("/api/projects/{one}/pause"), Some(json!({"reason": "ws"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut seen = Vec::new();
+    while let Some(ev) = ws_next(&mut a, Duration::from_secs(5)).await {
+        seen.push(ev["type"].as_str().unwrap().to_owned());
+        if ev["type"] == "project_paused" {
+            assert_eq!(ev["project_id"], one);
+            assert_eq!(ev["checkpoint_id"], paused["checkpoint_id"]);
+            assert_eq!(ev["reason"], "ws");
+            assert!(ev["timestamp"].as_str().unwrap().ends_with('Z'));
+            break;
+        }
+    }
+    assert_eq!(seen, ["checkpoint_created", "status_changed", "project_paused"]);
+    assert_eq!(ws_next(&mut b, Duration::from_millis(500)).await, None, "project two's subscriber hears nothing");
+
+    // b does hear its own project.
+    srv.alice("POST", &format!("/api/projects/{two}/pause"), None).await;
+    let mut got = None;
+    while let Some(ev) = ws_next(&mut b, Duration::from_secs(5)).await {
+        if ev["type"] == "project_paused" {
+            got = Some(ev);
+            break;
+        }
+    }
+    assert_eq!(got.unwrap()["project_id"], two);
+    // After unsubscribing, a hears nothing more.
+    ws_send(&mut a, json!({"type": "unsubscribe", "project_id": one})).await;
+    assert_eq!(ws_next(&mut a, Duration::from_secs(5)).await.unwrap()["type"], "unsubscribed");
+    srv.alice("POST", &format!("/api/projects/{one}/resume"), None).await;
+    assert_eq!(ws_next(&mut a, Duration::from_millis(500)).await, None);
+}
+
+#[tokio::test]
+async fn the_websocket_requires_a_token_and_hides_other_owners_projects() {
+    let srv = start().await;
+    let id = srv.project("private").await;
+    // No token at all: the first message must authenticate.
+    let mut anon = srv.ws_connect(None).await;
+    ws_send(&mut anon, json!({"type": "subscribe", "project_id": id})).await;
+    let reply = ws_next(&mut anon, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reply["error"]["code"], "unauthorized");
+    // A bad token in the header is refused before the upgrade.
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(srv.ws.as_str()).unwrap();
+    req.headers_mut().insert("authorization", "Bearer nope".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    // First-message auth works; another owner's project is refused.
+    let mut bob = srv.ws_connect(None).await;
+    ws_send(&mut bob, json!({"type": "auth", "token": srv.bob})).await;
+    assert_eq!(ws_next(&mut bob, Duration::from_secs(5)).await.unwrap()["type"], "authenticated");
+    ws_send(&mut bob, json!({"type": "subscribe", "project_id": id})).await;
+    let reply = ws_next(&mut bob, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reply["error"]["code"], "not_found");
+    srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
+    assert_eq!(ws_next(&mut bob, Duration::from_millis(500)).await, None);
+    ws_send(&mut bob, json!({"type": "ping"})).await;
+    assert_eq!(ws_next(&mut bob, Duration::from_secs(5)).await.unwrap()["type"], "pong");
+}
+
+// ---------------------------------------------------------------- OpenAPI
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let srv = start().await;
+    let (s, doc) = srv.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut table: Vec<(String, String)> =
+        codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
+    table.sort();
+    assert_eq!(documented, table);
+    assert_eq!(documented.len(), 24);
+    // Every documented route is served (its answer is never the router's own 404 or 405).
+    let id = srv.project("probe").await;
+    for (method, path) in &documented {
+        let concrete = path.replace("{id}", &id.to_string()).replace("{cid}", "1").replace("{agent}", "probe-agent");
+        let (s, v) = srv.alice(method, &concrete, None).await;
+        assert_ne!(v["error"]["code"], "route_not_found", "{method} {path}");
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+}
