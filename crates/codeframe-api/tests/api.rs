@@ -11,7 +11,9 @@ use codeframe_api::{AppState, EventHub, create_token, router};
 use codeframe_checkpoint::GitCheckpointManager;
 use codeframe_context::{ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager};
 use codeframe_core::{NoopSink, ProjectService, ServiceConfig};
-use codeframe_models::{ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId, SystemClock, TierTotals};
+use codeframe_models::{
+    ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId, SystemClock, TierTotals,
+};
 use codeframe_persistence::{Db, Tx};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -78,7 +80,13 @@ impl Srv {
         root
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.parse().unwrap(), url);
         if let Some(t) = token {
@@ -99,7 +107,8 @@ impl Srv {
 
     async fn project(&self, name: &str) -> i64 {
         let root = self.root(name);
-        let (s, v) = self.alice("POST", "/api/projects", Some(json!({"name": name, "root_path": root}))).await;
+        let (s, v) =
+            self.alice("POST", "/api/projects", Some(json!({"name": name, "root_path": root}))).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let id = v["id"].as_i64().unwrap();
         let (s, _) = self.alice("POST", &format!("/api/projects/{id}/start"), None).await;
@@ -108,8 +117,9 @@ impl Srv {
     }
 
     async fn ws_connect(&self, token: Option<&str>) -> WsClient {
-        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(self.ws.as_str())
-            .unwrap();
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(self.ws.as_str())
+                .unwrap();
         if let Some(t) = token {
             req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
@@ -131,7 +141,9 @@ async fn ws_next(ws: &mut WsClient, wait: Duration) -> Option<Value> {
         let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
         match msg {
             Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
-            Message::Close(frame) => return Some(json!({"type": "closed", "frame": frame.map(|f| f.code.to_string())})),
+            Message::Close(frame) => {
+                return Some(json!({"type": "closed", "frame": frame.map(|f| f.code.to_string())}));
+            }
             _ => continue,
         }
     }
@@ -149,7 +161,8 @@ fn assert_error_shape(v: &Value) {
 async fn create_start_pause_status_resume() {
     let srv = start().await;
     let id = srv.project("flow").await;
-    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w1"}))).await;
+    let (s, v) =
+        srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w1"}))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, _) = srv
         .alice(
@@ -163,9 +176,18 @@ async fn create_start_pause_status_resume() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
 
-    let (s, paused) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "lunch"}))).await;
+    let (s, paused) =
+        srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "lunch"}))).await;
     assert_eq!(s, StatusCode::OK, "{paused}");
-    for field in ["success", "checkpoint_id", "tokens_before", "tokens_after", "reduction_percentage", "items_archived", "paused_at"] {
+    for field in [
+        "success",
+        "checkpoint_id",
+        "tokens_before",
+        "tokens_after",
+        "reduction_percentage",
+        "items_archived",
+        "paused_at",
+    ] {
         assert!(paused.get(field).is_some(), "{field} in {paused}");
     }
     assert_eq!(paused["items_archived"], 1);
@@ -206,7 +228,9 @@ async fn double_pause_is_409_with_the_existing_pause_in_details() {
 async fn a_501_character_reason_is_422_and_changes_nothing() {
     let srv = start().await;
     let id = srv.project("long").await;
-    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "r".repeat(501)}))).await;
+    let (s, v) = srv
+        .alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "r".repeat(501)})))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&v);
     let (_, p) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
@@ -259,14 +283,37 @@ async fn bad_input_gets_the_error_shape_and_changes_nothing() {
     let id = srv.project("strict").await;
     let url = format!("{}/api/projects/{id}/pause", srv.base);
     // Malformed JSON.
-    let res = srv.http.post(&url).bearer_auth(&srv.alice).header("content-type", "application/json").body("{\"reason\":").send().await.unwrap();
+    let res = srv
+        .http
+        .post(&url)
+        .bearer_auth(&srv.alice)
+        .header("content-type", "application/json")
+        .body("{\"reason\":")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_error_shape(&res.json().await.unwrap());
     // Wrong content type.
-    let res = srv.http.post(&url).bearer_auth(&srv.alice).header("content-type", "text/plain").body("{\"reason\":\"x\"}").send().await.unwrap();
+    let res = srv
+        .http
+        .post(&url)
+        .bearer_auth(&srv.alice)
+        .header("content-type", "text/plain")
+        .body("{\"reason\":\"x\"}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error_shape(&res.json().await.unwrap());
-    let res = srv.http.post(format!("{}/api/projects", srv.base)).bearer_auth(&srv.alice).body("{}").send().await.unwrap();
+    let res = srv
+        .http
+        .post(format!("{}/api/projects", srv.base))
+        .bearer_auth(&srv.alice)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // Unknown fields and wrong types.
     let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": 5}))).await;
@@ -282,13 +329,17 @@ async fn bad_input_gets_the_error_shape_and_changes_nothing() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // SQL meta-characters are data; path-like agent ids and roots are refused.
     let sneaky = "x'); DROP TABLE projects;--";
-    let (s, v) = srv.alice("POST", "/api/projects", Some(json!({"name": sneaky, "root_path": srv.root("sneaky")}))).await;
+    let (s, v) = srv
+        .alice("POST", "/api/projects", Some(json!({"name": sneaky, "root_path": srv.root("sneaky")})))
+        .await;
     assert_eq!((s, v["name"].as_str()), (StatusCode::CREATED, Some(sneaky)));
-    let (s, v) = srv.alice("POST", "/api/projects", Some(json!({"name": "p", "root_path": "../../etc/nope"}))).await;
+    let (s, v) =
+        srv.alice("POST", "/api/projects", Some(json!({"name": "p", "root_path": "../../etc/nope"}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error_shape(&v);
     for agent in ["../../etc/passwd", "a'; DELETE FROM agents;--", ""] {
-        let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": agent}))).await;
+        let (s, v) =
+            srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": agent}))).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{agent}: {v}");
         assert_error_shape(&v);
     }
@@ -356,13 +407,28 @@ impl ContextManager for PanickingContext {
     async fn should_flash_save(&self, p: ProjectId, a: &str, f: bool) -> Result<bool, ContextError> {
         self.0.should_flash_save(p, a, f).await
     }
-    async fn flash_save(&self, tx: &mut Tx<'_>, p: ProjectId, a: &str) -> Result<FlashSaveReport, ContextError> {
+    async fn flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        a: &str,
+    ) -> Result<FlashSaveReport, ContextError> {
         self.0.flash_save(tx, p, a).await
     }
-    async fn flash_save_now(&self, p: ProjectId, a: &str, f: bool) -> Result<Option<FlashSaveReport>, ContextError> {
+    async fn flash_save_now(
+        &self,
+        p: ProjectId,
+        a: &str,
+        f: bool,
+    ) -> Result<Option<FlashSaveReport>, ContextError> {
         self.0.flash_save_now(p, a, f).await
     }
-    async fn restore_archived(&self, p: ProjectId, a: &str, id: Option<FlashSaveId>) -> Result<u64, ContextError> {
+    async fn restore_archived(
+        &self,
+        p: ProjectId,
+        a: &str,
+        id: Option<FlashSaveId>,
+    ) -> Result<u64, ContextError> {
         self.0.restore_archived(p, a, id).await
     }
 }
@@ -398,7 +464,9 @@ async fn a_panic_in_a_handler_is_a_500_without_internals() {
 async fn checkpoints_create_list_get_diff_restore_and_delete() {
     let srv = start().await;
     let id = srv.project("cps").await;
-    let (s, cp) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": "before refactor"}))).await;
+    let (s, cp) = srv
+        .alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": "before refactor"})))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{cp}");
     let cid = cp["id"].as_i64().unwrap();
     assert_eq!(cp["trigger"], "manual");
@@ -408,24 +476,31 @@ async fn checkpoints_create_list_get_diff_restore_and_delete() {
     let (s, got) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
     assert_eq!((s, &got["name"]), (StatusCode::OK, &json!("before refactor")));
     std::fs::write(srv.root("cps").join("src/lib.rs"), "pub fn g() {}\n").unwrap();
-    let (_, diff) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}/diff?unified=true"), None).await;
+    let (_, diff) =
+        srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}/diff?unified=true"), None).await;
     assert_eq!(diff["files"][0]["path"], "src/lib.rs");
     assert_eq!(diff["files"][0]["change"], "modified");
     assert!(diff["files"][0]["unified"].as_str().unwrap().contains("+pub fn g() {}"));
     let (s, preview) = srv
-        .alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true, "preview": true})))
+        .alice(
+            "POST",
+            &format!("/api/projects/{id}/checkpoints/{cid}/restore"),
+            Some(json!({"files": true, "preview": true})),
+        )
         .await;
     assert_eq!((s, preview["applied"].as_bool()), (StatusCode::OK, Some(false)));
     assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn g() {}\n");
-    let (s, applied) =
-        srv.alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true}))).await;
+    let (s, applied) = srv
+        .alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true})))
+        .await;
     assert_eq!((s, applied["files_written"].as_i64()), (StatusCode::OK, Some(1)));
     assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn f() {}\n");
     let (s, v) = srv.alice("DELETE", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
     assert_eq!((s, v), (StatusCode::NO_CONTENT, Value::Null));
     let (s, _) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints/{cid}"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": ""}))).await;
+    let (s, v) =
+        srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": ""}))).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
 
@@ -438,11 +513,17 @@ async fn agents_and_context_routes() {
     let (s, v) = srv.alice("POST", &base, Some(json!({"agent_id": "w1"}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_assigned")));
     let (s, item) = srv
-        .alice("POST", &format!("{base}/w1/context"), Some(json!({"item_type": "CODE", "content": "fn main() {}"})))
+        .alice(
+            "POST",
+            &format!("{base}/w1/context"),
+            Some(json!({"item_type": "CODE", "content": "fn main() {}"})),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{item}");
     assert!(item["token_count"].as_i64().unwrap() > 0);
-    let (s, v) = srv.alice("POST", &format!("{base}/w1/context"), Some(json!({"item_type": "NOTE", "content": "x"}))).await;
+    let (s, v) = srv
+        .alice("POST", &format!("{base}/w1/context"), Some(json!({"item_type": "NOTE", "content": "x"})))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let items: Vec<Value> = (0..30)
         .map(|n| json!({"item_type": "ERROR", "content": format!("old error {n}"), "created_at": "2026-01-01T00:00:00Z"}))
@@ -483,7 +564,8 @@ async fn the_pause_event_reaches_that_projects_subscribers_only() {
     assert_eq!(ws_next(&mut a, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
     assert_eq!(ws_next(&mut b, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
 
-    let (s, paused) = srv.alice("POST", &format!("/api/projects/{one}/pause"), Some(json!({"reason": "ws"}))).await;
+    let (s, paused) =
+        srv.alice("POST", &format!("/api/projects/{one}/pause"), Some(json!({"reason": "ws"}))).await;
     assert_eq!(s, StatusCode::OK);
     let mut seen = Vec::new();
     while let Some(ev) = ws_next(&mut a, Duration::from_secs(5)).await {
@@ -497,7 +579,11 @@ async fn the_pause_event_reaches_that_projects_subscribers_only() {
         }
     }
     assert_eq!(seen, ["checkpoint_created", "status_changed", "project_paused"]);
-    assert_eq!(ws_next(&mut b, Duration::from_millis(500)).await, None, "project two's subscriber hears nothing");
+    assert_eq!(
+        ws_next(&mut b, Duration::from_millis(500)).await,
+        None,
+        "project two's subscriber hears nothing"
+    );
 
     // b does hear its own project.
     srv.alice("POST", &format!("/api/projects/{two}/pause"), None).await;
@@ -527,7 +613,8 @@ async fn the_websocket_requires_a_token_and_hides_other_owners_projects() {
     assert_eq!(reply["error"]["code"], "unauthorized");
     // A bad token in the header is refused before the upgrade.
     let mut req =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(srv.ws.as_str()).unwrap();
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(srv.ws.as_str())
+            .unwrap();
     req.headers_mut().insert("authorization", "Bearer nope".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     // First-message auth works; another owner's project is refused.
@@ -566,7 +653,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", &id.to_string()).replace("{cid}", "1").replace("{agent}", "probe-agent");
+        let concrete =
+            path.replace("{id}", &id.to_string()).replace("{cid}", "1").replace("{agent}", "probe-agent");
         let (s, v) = srv.alice(method, &concrete, None).await;
         assert_ne!(v["error"]["code"], "route_not_found", "{method} {path}");
         assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
