@@ -1,0 +1,735 @@
+//! What each command does.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use codeframe_checkpoint::{FileChange, RestoreMode, RestoreWhat};
+use codeframe_context::{ArchiveState, ListQuery, parse_item_type};
+use codeframe_core::{PauseOptions, ProjectService};
+use codeframe_models::{
+    ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ResumeOptions, ResumeOutcome,
+    timestamp,
+};
+use codeframe_persistence::{Db, agents, auth, context};
+use serde_json::{Value, json};
+
+use crate::output::{CliError, duration, print, short, thousands};
+use crate::{AgentCommand, CheckpointCommand, Cli, Command, ContextCommand, TokenCommand};
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+const DB_FILE: &str = "state.db";
+
+/// The home: `--home`/`$CODEFRAME_HOME`, else the nearest `.codeframe/` holding a database.
+fn find_home(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(h) = explicit {
+        return Ok(h.to_path_buf());
+    }
+    let cwd = std::env::current_dir().map_err(|e| CliError::Runtime(format!("current directory: {e}")))?;
+    let mut dir = Some(cwd.as_path());
+    while let Some(d) = dir {
+        let home = d.join(".codeframe");
+        if home.join(DB_FILE).is_file() {
+            return Ok(home);
+        }
+        dir = d.parent();
+    }
+    Err(CliError::NotFound(
+        "no codeframe home here or above (run `codeframe init` or pass --home / set CODEFRAME_HOME)".into(),
+    ))
+}
+
+async fn open_db(home: &Path, create: bool) -> Result<Db> {
+    let path = home.join(DB_FILE);
+    if !create && !path.is_file() {
+        return Err(CliError::NotFound(format!(
+            "no codeframe database at {} (run `codeframe init`)",
+            path.display()
+        )));
+    }
+    let location =
+        path.to_str().ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?;
+    Ok(Db::open(location).await?)
+}
+
+/// The project to act on: `--project`, the only one, or the one whose root holds the
+/// current directory.
+async fn select(svc: &ProjectService, selector: Option<&str>) -> Result<Project> {
+    if let Some(s) = selector {
+        let found = match s.parse::<i64>() {
+            Ok(id) => svc.get(id).await.ok(),
+            Err(_) => None,
+        };
+        let found = match found {
+            Some(p) => Some(p),
+            None => svc.find_by_name(s).await?,
+        };
+        return found.ok_or_else(|| CliError::NotFound(format!("project {s:?} not found")));
+    }
+    let all = svc.list().await?;
+    match all.len() {
+        0 => Err(CliError::NotFound("this home has no project (run `codeframe init`)".into())),
+        1 => Ok(all.into_iter().next().ok_or_else(|| CliError::NotFound("no project".into()))?),
+        _ => {
+            let cwd = std::env::current_dir().ok().and_then(|d| d.canonicalize().ok());
+            let best = all
+                .into_iter()
+                .filter(|p| cwd.as_ref().is_some_and(|c| c.starts_with(&p.root_path)))
+                .max_by_key(|p| p.root_path.len());
+            best.ok_or_else(|| CliError::Usage("this home has several projects: pass --project NAME".into()))
+        }
+    }
+}
+
+/// Opens the home's service and the selected project (reconciling its checkpoint store).
+async fn open_project(cli: &Cli) -> Result<(ProjectService, Project)> {
+    let home = find_home(cli.home.as_deref())?;
+    let svc = ProjectService::with_defaults(open_db(&home, false).await?);
+    let project = select(&svc, cli.project.as_deref()).await?;
+    let opened = svc.open(project.id).await?;
+    if !opened.reconcile.removed_refs.is_empty() {
+        eprintln!(
+            "codeframe: removed {} unfinished checkpoint ref(s) left by an interrupted pause",
+            opened.reconcile.removed_refs.len()
+        );
+    }
+    Ok((svc, opened.project))
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    match &cli.command {
+        Command::Init { dir, name } => init(&cli, dir.as_deref(), name.as_deref()).await,
+        Command::Start => {
+            let (svc, p) = open_project(&cli).await?;
+            let p = svc.start(p.id).await?;
+            print(json, &p, || format!("Started {} ({})", p.name, p.status))
+        }
+        Command::Status => status(&cli).await,
+        Command::Pause { reason, drain_timeout } => {
+            let (svc, p) = open_project(&cli).await?;
+            let options = PauseOptions { drain_timeout: drain_timeout.map(Duration::from_secs) };
+            let out = svc.pause_with(p.id, PauseRequest { reason: reason.clone() }, options).await?;
+            let cp = svc.checkpoints().get(p.id, out.checkpoint_id).await?;
+            print(json, &out, || human_pause(&p, &out, cp.commit_id.as_deref()))
+        }
+        Command::Resume { checkpoint, restore_files } => {
+            let (svc, p) = open_project(&cli).await?;
+            let out = svc
+                .resume(p.id, ResumeOptions { checkpoint_id: *checkpoint, restore_files: *restore_files })
+                .await?;
+            print(json, &out, || human_resume(&p, &out))
+        }
+        Command::Checkpoints { command } => checkpoints(&cli, command).await,
+        Command::Agent { command } => agent(&cli, command).await,
+        Command::Context { command } => context_cmd(&cli, command).await,
+        Command::Token { command: TokenCommand::Create { name, user } } => {
+            let home = find_home(cli.home.as_deref())?;
+            let db = open_db(&home, false).await?;
+            let token = codeframe_api::create_token(&db, user, name).await?;
+            print(json, &json!({"token": token, "name": name, "user": user}), || {
+                format!("{token}\n(shown once; send it as `Authorization: Bearer <token>`)")
+            })
+        }
+        Command::Serve { addr } => serve(&cli, *addr).await,
+        Command::Demo { dir } => demo(json, dir.clone()).await,
+    }
+}
+
+async fn init(cli: &Cli, dir: Option<&Path>, name: Option<&str>) -> Result<()> {
+    let root = match dir {
+        Some(d) => d.to_path_buf(),
+        None => std::env::current_dir().map_err(|e| CliError::Runtime(e.to_string()))?,
+    };
+    let root = root
+        .canonicalize()
+        .map_err(|e| CliError::Usage(format!("project directory {}: {e}", root.display())))?;
+    if !root.is_dir() {
+        return Err(CliError::Usage(format!("{} is not a directory", root.display())));
+    }
+    let home = cli.home.clone().unwrap_or_else(|| root.join(".codeframe"));
+    std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
+    let db = open_db(&home, true).await?;
+    let svc = ProjectService::with_defaults(db.clone());
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => {
+            root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into())
+        }
+    };
+    let owner =
+        auth::ensure_user(&mut db.conn().await?, codeframe_api::LOCAL_USER, timestamp::now_utc()).await?;
+    let p = svc
+        .create_project(NewProject {
+            name,
+            description: String::new(),
+            root_path: root.to_string_lossy().into_owned(),
+            owner_id: Some(owner.id),
+        })
+        .await?;
+    let doc = json!({"project_id": p.id, "name": p.name, "root_path": p.root_path, "home": home, "status": p.status});
+    print(cli.json, &doc, || {
+        format!("Initialized project {} (id {}) at {}\nhome: {}", p.name, p.id, p.root_path, home.display())
+    })
+}
+
+async fn status(cli: &Cli) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    let s = svc.status(p.id).await?;
+    print(cli.json, &s, || {
+        let mut out = format!("{} (project {}): {}", s.name, s.project_id, s.status);
+        if let Some(at) = s.paused_at {
+            out.push_str(&format!(
+                " since {} ({})",
+                timestamp::format(at),
+                duration(s.paused_for_seconds.unwrap_or(0))
+            ));
+            if let Some(r) = &s.pause_reason {
+                out.push_str(&format!(" — {r}"));
+            }
+        }
+        out.push_str(&format!("\n  phase {}", s.phase));
+        if let Some(c) = s.pause_checkpoint_id {
+            out.push_str(&format!(" · pause checkpoint {c}"));
+        }
+        out.push_str(&format!(" · tasks {}/{}", s.tasks_completed, s.tasks_total));
+        let agents = if s.active_agents.is_empty() { "none".to_owned() } else { s.active_agents.join(", ") };
+        out.push_str(&format!("\n  agents: {agents}"));
+        let t = &s.token_totals;
+        out.push_str(&format!(
+            "\n  context: {} items, {} tokens (hot {} / warm {} / cold {})",
+            thousands(t.total_items()),
+            thousands(t.total_tokens()),
+            t.hot_items,
+            t.warm_items,
+            t.cold_items
+        ));
+        out
+    })
+}
+
+fn human_pause(p: &Project, out: &PauseOutcome, commit: Option<&str>) -> String {
+    let mut s = format!(
+        "Paused {} at {}\n  checkpoint {} ({})\n  context archived: {} items, {}% of {} tokens",
+        p.name,
+        timestamp::format(out.paused_at),
+        out.checkpoint_id,
+        short(commit),
+        out.items_archived,
+        out.reduction_percentage,
+        thousands(out.tokens_before)
+    );
+    for a in out.agents.iter().filter(|a| a.error.is_some()) {
+        s.push_str(&format!(
+            "\n  warning: flash save of {} failed: {}",
+            a.agent_id,
+            a.error.as_deref().unwrap_or("")
+        ));
+    }
+    if !out.interrupted_agents.is_empty() {
+        s.push_str(&format!(
+            "\n  interrupted (still working at the deadline): {}",
+            out.interrupted_agents.join(", ")
+        ));
+    }
+    s
+}
+
+fn human_resume(p: &Project, out: &ResumeOutcome) -> String {
+    let mut s = format!(
+        "Resumed {} ({}) from checkpoint {} after {}\n  context items restored: {}",
+        p.name,
+        out.status,
+        out.checkpoint_id,
+        duration(out.paused_for_seconds),
+        out.items_restored
+    );
+    if out.files_changed.is_empty() {
+        s.push_str("\n  no file changed since the pause");
+    } else if out.files_restored {
+        s.push_str(&format!("\n  files restored from the checkpoint: {}", out.files_changed.join(", ")));
+    } else {
+        s.push_str(&format!("\n  files changed while paused (kept): {}", out.files_changed.join(", ")));
+    }
+    s
+}
+
+fn checkpoint_json(c: &codeframe_models::Checkpoint) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    v["commit"] = json!(c.commit_id);
+    v
+}
+
+async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    let cps = svc.checkpoints();
+    match command {
+        CheckpointCommand::List => {
+            let list = cps.list(p.id).await?;
+            let doc: Vec<Value> = list.iter().map(checkpoint_json).collect();
+            print(cli.json, &doc, || {
+                if list.is_empty() {
+                    return "no checkpoints".into();
+                }
+                list.iter()
+                    .map(|c| {
+                        format!(
+                            "{:>4}  {}  {}  {:<16} {}",
+                            c.id,
+                            short(c.commit_id.as_deref()),
+                            timestamp::format(c.created_at),
+                            c.trigger.as_str(),
+                            c.name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        CheckpointCommand::Show { id } => {
+            let c = cps.get(p.id, *id).await?;
+            print(cli.json, &checkpoint_json(&c), || {
+                format!(
+                    "checkpoint {} ({}) — {}\n  {} · {}\n  {}\n  phase {} · tasks {}/{} · {} context items · ${:.2}",
+                    c.id,
+                    c.commit_id.as_deref().unwrap_or("no commit"),
+                    c.name,
+                    c.trigger,
+                    timestamp::format(c.created_at),
+                    c.description.replace('\n', "\n  "),
+                    c.metadata.phase,
+                    c.metadata.tasks_completed,
+                    c.metadata.tasks_total,
+                    c.metadata.context_items_count,
+                    c.metadata.total_cost_usd
+                )
+            })
+        }
+        CheckpointCommand::Diff { id, unified } => {
+            let d = cps.diff(p.id, *id, *unified).await?;
+            print(cli.json, &d, || diff_text(&d))
+        }
+        CheckpointCommand::Verify { id } => {
+            let r = cps.verify(p.id, *id).await?;
+            print(cli.json, &json!({"ok": r.ok(), "report": r}), || {
+                if r.ok() {
+                    format!("checkpoint {id}: ok ({} objects)", r.objects_checked)
+                } else {
+                    format!("checkpoint {id}: BROKEN\n  {}", r.problems.join("\n  "))
+                }
+            })?;
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(CliError::Runtime(format!("checkpoint {id} failed verification")))
+            }
+        }
+        CheckpointCommand::Create { name, description } => {
+            let c = svc.create_checkpoint(p.id, name, description).await?;
+            print(cli.json, &checkpoint_json(&c), || {
+                format!("checkpoint {} ({}) created", c.id, short(c.commit_id.as_deref()))
+            })
+        }
+        CheckpointCommand::Restore { id, files, state, context, yes } => {
+            if !(*files || *state || *context) {
+                return Err(CliError::Usage("say what to restore: --files, --state and/or --context".into()));
+            }
+            let what = RestoreWhat { files: *files, state: *state, context: *context, keep_new_items: false };
+            if !yes {
+                let preview = svc.restore_checkpoint(p.id, *id, what, RestoreMode::Preview).await?;
+                if cli.json || !std::io::stdin().is_terminal() {
+                    return Err(CliError::Usage("restore changes files and rows: confirm with --yes".into()));
+                }
+                println!("Restoring checkpoint {id} would change:\n{}", diff_text(&preview.diff));
+                if *state || *context {
+                    println!(
+                        "and replace the project's {}.",
+                        match (*state, *context) {
+                            (true, true) => "rows and context items",
+                            (true, false) => "rows",
+                            _ => "context items",
+                        }
+                    );
+                }
+                print!("Proceed? [y/N] ");
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .map_err(|e| CliError::Runtime(e.to_string()))?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Err(CliError::Usage("restore cancelled".into()));
+                }
+            }
+            let r = svc.restore_checkpoint(p.id, *id, what, RestoreMode::Apply).await?;
+            print(cli.json, &r, || {
+                format!(
+                    "restored checkpoint {id}: {} files written, {} removed, {} context items{}",
+                    r.files_written,
+                    r.files_removed,
+                    r.items_restored,
+                    if r.state_restored { ", project rows" } else { "" }
+                )
+            })
+        }
+    }
+}
+
+fn diff_text(d: &codeframe_checkpoint::FileDiff) -> String {
+    if d.files.is_empty() {
+        return "  no changes".into();
+    }
+    d.files
+        .iter()
+        .map(|f| {
+            let tag = match f.change {
+                FileChange::Added => "A",
+                FileChange::Modified => "M",
+                FileChange::Deleted => "D",
+            };
+            match &f.unified {
+                Some(u) => format!("  {tag} {}\n{u}", f.path),
+                None => format!("  {tag} {}", f.path),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn agent(cli: &Cli, command: &AgentCommand) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    match command {
+        AgentCommand::Add { id, agent_type } => {
+            match svc.register_agent(id, agent_type, None).await {
+                Ok(_)
+                | Err(codeframe_core::CoreError::Conflict(codeframe_core::ConflictKind::AgentExists {
+                    ..
+                })) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let a = svc.assign(p.id, id, "worker").await?;
+            print(cli.json, &a, || format!("agent {id} ({agent_type}) added to {}", p.name))
+        }
+        AgentCommand::List => {
+            let mut conn = svc.db().conn().await?;
+            let all = agents::list_for_project(&mut conn, p.id).await?;
+            let active = agents::active_agent_ids(&mut conn, p.id).await?;
+            let doc: Vec<Value> = all
+                .iter()
+                .map(|a| json!({"agent_id": a.id, "agent_type": a.agent_type, "status": a.status, "active": active.contains(&a.id)}))
+                .collect();
+            print(cli.json, &doc, || {
+                if all.is_empty() {
+                    return "no agents".into();
+                }
+                all.iter()
+                    .map(|a| {
+                        let state = if active.contains(&a.id) { "active" } else { "inactive" };
+                        format!("{}  {}  {}", a.id, a.agent_type, state)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        AgentCommand::Deactivate { id } => {
+            svc.deactivate(p.id, id).await?;
+            print(cli.json, &json!({"agent_id": id, "active": false}), || format!("agent {id} deactivated"))
+        }
+    }
+}
+
+async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    match command {
+        ContextCommand::Add { agent, item_type, source } => {
+            let item_type: ItemType = parse_item_type(item_type)?;
+            let content = match (&source.content, &source.file) {
+                (Some(c), _) => c.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?,
+                (None, None) => return Err(CliError::Usage("give --content or --file".into())),
+            };
+            let item = svc
+                .context()
+                .add_item(
+                    p.id,
+                    NewContextItem {
+                        agent_id: agent.clone(),
+                        item_type,
+                        content,
+                        created_at: None,
+                        access_count: None,
+                    },
+                )
+                .await?;
+            print(cli.json, &item, || {
+                format!("added {} ({}, {} tokens, {})", item.id, item.item_type, item.token_count, item.tier)
+            })
+        }
+        ContextCommand::Import { file } => import(cli, &svc, &p, file).await,
+        ContextCommand::Export { file } => {
+            let items = context::list_for_project(&mut svc.db().conn().await?, p.id).await?;
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(file)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?,
+            );
+            for item in &items {
+                let line = serde_json::to_string(item).map_err(|e| CliError::Runtime(e.to_string()))?;
+                writeln!(out, "{line}").map_err(|e| CliError::Runtime(format!("{}: {e}", file.display())))?;
+            }
+            out.flush().map_err(|e| CliError::Runtime(format!("{}: {e}", file.display())))?;
+            let archived = items.iter().filter(|i| i.archived_at.is_some()).count();
+            print(cli.json, &json!({"exported": items.len(), "archived": archived, "file": file}), || {
+                format!("exported {} items ({archived} archived) to {}", items.len(), file.display())
+            })
+        }
+        ContextCommand::Stats => stats(cli, &svc, &p).await,
+    }
+}
+
+async fn import(cli: &Cli, svc: &ProjectService, p: &Project, file: &Path) -> Result<()> {
+    let f = std::fs::File::open(file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if !cli.json && std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(size);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}") {
+            b.set_style(style);
+        }
+        b.set_message("reading");
+        Some(b)
+    } else {
+        None
+    };
+    let mut items = Vec::new();
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+        if let Some(b) = &bar {
+            b.inc(line.len() as u64 + 1);
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item: NewContextItem =
+            line.parse().map_err(|e| CliError::Usage(format!("{}:{}: {e}", file.display(), n + 1)))?;
+        items.push(item);
+    }
+    if let Some(b) = &bar {
+        b.set_message(format!("importing {} items", items.len()));
+    }
+    let count = items.len();
+    let ids = svc.context().add_items(p.id, items).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    print(cli.json, &json!({"imported": ids.len(), "file": file}), || {
+        format!("imported {count} items into {}", p.name)
+    })
+}
+
+fn totals_json(active: &codeframe_models::TierTotals, archived: i64) -> Value {
+    json!({
+        "active_items": active.total_items(),
+        "archived_items": archived,
+        "active_tokens": active.total_tokens(),
+        "hot": active.hot_items,
+        "warm": active.warm_items,
+        "cold": active.cold_items,
+        "hot_tokens": active.hot_tokens,
+        "warm_tokens": active.warm_tokens,
+        "cold_tokens": active.cold_tokens,
+    })
+}
+
+async fn stats(cli: &Cli, svc: &ProjectService, p: &Project) -> Result<()> {
+    let mut conn = svc.db().conn().await?;
+    let per_agent = context::tier_totals_by_agent(&mut conn, p.id).await?;
+    let mut agent_ids: Vec<String> =
+        agents::list_for_project(&mut conn, p.id).await?.into_iter().map(|a| a.id).collect();
+    for (a, _) in &per_agent {
+        if !agent_ids.contains(a) {
+            agent_ids.push(a.clone());
+        }
+    }
+    agent_ids.sort();
+    drop(conn);
+    let mut total = codeframe_models::TierTotals::default();
+    let mut total_archived = 0;
+    let mut rows = Vec::new();
+    for agent in &agent_ids {
+        let active = per_agent.iter().find(|(a, _)| a == agent).map(|(_, t)| *t).unwrap_or_default();
+        let q = ListQuery {
+            project_id: p.id,
+            agent_id: Some(agent.clone()),
+            state: ArchiveState::Archived,
+            ..Default::default()
+        };
+        let archived = svc.context().list(&ListQuery { limit: Some(0), ..q }).await?.total;
+        total.add(&active);
+        total_archived += archived;
+        let mut v = totals_json(&active, archived);
+        v["agent_id"] = json!(agent);
+        rows.push((agent.clone(), active, archived, v));
+    }
+    let doc = json!({
+        "total": totals_json(&total, total_archived),
+        "agents": rows.iter().map(|r| r.3.clone()).collect::<Vec<_>>(),
+    });
+    print(cli.json, &doc, || {
+        let mut s = format!(
+            "{}: {} active items ({} tokens), {} archived — hot {} / warm {} / cold {}",
+            p.name,
+            thousands(total.total_items()),
+            thousands(total.total_tokens()),
+            thousands(total_archived),
+            total.hot_items,
+            total.warm_items,
+            total.cold_items
+        );
+        for (agent, t, archived, _) in &rows {
+            s.push_str(&format!(
+                "\n  {agent}: {} active ({} tokens), {archived} archived — hot {} / warm {} / cold {}",
+                t.total_items(),
+                thousands(t.total_tokens()),
+                t.hot_items,
+                t.warm_items,
+                t.cold_items
+            ));
+        }
+        s
+    })
+}
+
+async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
+    let home = find_home(cli.home.as_deref())?;
+    let path = home.join(DB_FILE);
+    if !path.is_file() {
+        return Err(CliError::NotFound(format!(
+            "no codeframe database at {} (run `codeframe init`)",
+            path.display()
+        )));
+    }
+    let config = codeframe_api::ServeConfig { addr, database: path.to_string_lossy().into_owned() };
+    let server = codeframe_api::bind(config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+    let bound = server.local_addr().map_err(|e| CliError::Runtime(e.to_string()))?;
+    if let Some(token) = server.first_token() {
+        eprintln!("First start: API token for user {:?} (shown once):\n{token}", codeframe_api::LOCAL_USER);
+    }
+    eprintln!("codeframe API on http://{bound} (Ctrl-C to stop)");
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+/// The walkthrough, end to end, in a scratch directory.
+async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d).map_err(|e| CliError::Usage(format!("{}: {e}", d.display())))?;
+            d
+        }
+        None => std::env::temp_dir().join(format!("codeframe-demo-{}", std::process::id())),
+    };
+    let write = |rel: &str, text: &str| -> Result<()> {
+        let p = dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| CliError::Runtime(e.to_string()))?;
+        }
+        std::fs::write(&p, text).map_err(|e| CliError::Runtime(format!("{}: {e}", p.display())))
+    };
+    write("src/main.rs", "fn main() {\n    println!(\"shop\");\n}\n")?;
+    write("README.md", "# shop\n")?;
+    write(".gitignore", "target/\n")?;
+    write("target/debug/shop", "build output, ignored\n")?;
+    let root = dir.canonicalize().map_err(|e| CliError::Runtime(e.to_string()))?;
+    let home = root.join(".codeframe");
+    std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let db = open_db(&home, true).await?;
+    let svc = ProjectService::with_defaults(db.clone());
+    let owner =
+        auth::ensure_user(&mut db.conn().await?, codeframe_api::LOCAL_USER, timestamp::now_utc()).await?;
+    let name = format!("demo-{}", std::process::id());
+    let p = svc
+        .create_project(NewProject {
+            name,
+            description: "codeframe demo".into(),
+            root_path: root.to_string_lossy().into_owned(),
+            owner_id: Some(owner.id),
+        })
+        .await?;
+    svc.start(p.id).await?;
+    let now = timestamp::now_utc();
+    let days = |d: i64| Some(now - time::Duration::days(d));
+    let mut items = Vec::new();
+    for (agent, kind) in [("planner-1", "planner"), ("coder-1", "backend")] {
+        match svc.register_agent(agent, kind, None).await {
+            Ok(_) | Err(codeframe_core::CoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        svc.assign(p.id, agent, "worker").await?;
+        let item = |t: ItemType, c: &str, created_at| NewContextItem {
+            agent_id: agent.into(),
+            item_type: t,
+            content: c.into(),
+            created_at,
+            access_count: None,
+        };
+        items.push(item(ItemType::Task, "Build the checkout page with a cart summary", None));
+        items.push(item(
+            ItemType::Code,
+            "fn total(items: &[Item]) -> Money { items.iter().map(|i| i.price).sum() }",
+            None,
+        ));
+        items.push(item(
+            ItemType::Error,
+            "error[E0308]: mismatched types: expected `Money`, found `u64`",
+            days(4),
+        ));
+        items.push(item(
+            ItemType::TestResult,
+            "test checkout::empty_cart ... FAILED (yesterday's run)",
+            days(3),
+        ));
+        items.push(item(
+            ItemType::PrdSection,
+            "Requirements v1: a guest can buy without an account",
+            days(10),
+        ));
+    }
+    svc.context().add_items(p.id, items).await?;
+    let before = svc.status(p.id).await?;
+    let paused = svc.pause(p.id, PauseRequest { reason: Some("demo: end of the work day".into()) }).await?;
+    let cp = svc.checkpoints().get(p.id, paused.checkpoint_id).await?;
+    write("src/main.rs", "fn main() {\n    println!(\"shop, edited while paused\");\n}\n")?;
+    let resumed = svc.resume(p.id, ResumeOptions::default()).await?;
+    let after = svc.status(p.id).await?;
+    let doc = json!({
+        "project": {"id": p.id, "name": p.name, "root_path": p.root_path, "home": home},
+        "before": before, "pause": paused, "resume": resumed, "after": after,
+    });
+    print(json, &doc, || {
+        format!(
+            "codeframe demo in {root}\n\n\
+             1. project {name} started with 2 agents and {n} context items ({tokens} tokens; {cold} COLD)\n\
+             2. {pause}\n\
+             3. src/main.rs edited while paused\n\
+             4. {resume}\n\n\
+             Look around:\n  codeframe --home {home} status\n  codeframe --home {home} checkpoints list\n  \
+             codeframe --home {home} context stats\n  \
+             git --git-dir {home}/snapshots.git show refs/codeframe/checkpoints/{cp}:meta.json",
+            root = root.display(),
+            name = p.name,
+            n = before.token_totals.total_items(),
+            tokens = thousands(before.token_totals.total_tokens()),
+            cold = before.token_totals.cold_items,
+            pause = human_pause(&p, &paused, cp.commit_id.as_deref()).replace('\n', "\n "),
+            resume = human_resume(&p, &resumed).replace('\n', "\n "),
+            home = home.display(),
+            cp = cp.id,
+        )
+    })
+}

@@ -1,0 +1,268 @@
+//! `codeframe`: pause, checkpoint and resume coding-agent projects from the command line.
+//!
+//! Every reporting command takes `--json` and then prints exactly one JSON document on
+//! stdout. Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 conflict, 4 not found.
+// A command-line program: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::CliError;
+
+const EXAMPLES: &str = "\
+Examples:
+  codeframe init .                      # make this directory a codeframe project
+  codeframe agent add coder-1 --type backend
+  codeframe context add --agent coder-1 --type TASK --content 'Add login page'
+  codeframe start
+  codeframe pause --reason 'lunch'      # atomic: flash save + checkpoint + paused
+  codeframe status --json
+  codeframe resume                      # files edited while paused are kept and listed
+  codeframe checkpoints list
+  codeframe serve --addr 127.0.0.1:8080 # HTTP + WebSocket API
+  codeframe demo                        # a whole walkthrough in a scratch directory";
+
+/// Pause, checkpoint and resume coding-agent projects, with nothing lost.
+#[derive(Parser, Debug)]
+#[command(name = "codeframe", version, about, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    /// Home directory holding `state.db` (default: $CODEFRAME_HOME, else the nearest
+    /// `.codeframe/` above the current directory).
+    #[arg(long, global = true, env = "CODEFRAME_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The project to act on, by name or id (needed only when the home holds several).
+    #[arg(long, global = true, value_name = "NAME|ID")]
+    pub project: Option<String>,
+    /// Print exactly one JSON document on stdout (errors as JSON on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create the home (`DIR/.codeframe`) and register the project rooted at DIR.
+    #[command(after_help = "Example: codeframe init ~/src/shop --name shop")]
+    Init {
+        /// Project root (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Project name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Start the project (init → planning).
+    Start,
+    /// Show status, pause details, agents and context totals.
+    #[command(after_help = "Example: codeframe status --json | jq .paused_at")]
+    Status,
+    /// Pause: drain agents, flash-save their context, checkpoint, mark paused — all or nothing.
+    #[command(after_help = "Example: codeframe pause --reason 'nightly budget reached' --drain-timeout 10")]
+    Pause {
+        /// Why (at most 500 characters).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Seconds to wait for agents' work in flight (default 30).
+        #[arg(long, value_name = "SECS")]
+        drain_timeout: Option<u64>,
+    },
+    /// Resume a paused project from its pause checkpoint (or another).
+    #[command(after_help = "Example: codeframe resume --checkpoint 3 --restore-files")]
+    Resume {
+        /// Checkpoint to restore from (default: the pause checkpoint).
+        #[arg(long, value_name = "ID")]
+        checkpoint: Option<i64>,
+        /// Also put the checkpoint's files back (otherwise edits made while paused are kept).
+        #[arg(long)]
+        restore_files: bool,
+    },
+    /// List, inspect, compare, verify and restore checkpoints.
+    Checkpoints {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+    /// Register, list and deactivate agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Add, import, export and count context items.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Serve the HTTP + WebSocket API over this home's database.
+    #[command(after_help = "Example: codeframe serve --addr 127.0.0.1:8080")]
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
+    /// Run the whole walkthrough in a scratch directory: init, agents, context, pause, resume.
+    #[command(after_help = "Example: codeframe demo /tmp/codeframe-demo")]
+    Demo {
+        /// Directory to create the demo project in (default: a new temporary directory).
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CheckpointCommand {
+    /// List checkpoints, newest first.
+    List,
+    /// Show one checkpoint.
+    Show {
+        /// Checkpoint id.
+        id: i64,
+    },
+    /// Files changed in the working tree since a checkpoint.
+    Diff {
+        /// Checkpoint id.
+        id: i64,
+        /// Include unified text diffs.
+        #[arg(long)]
+        unified: bool,
+    },
+    /// Restore parts of a checkpoint (previews the changes and asks unless --yes).
+    #[command(after_help = "Example: codeframe checkpoints restore 2 --files --yes")]
+    Restore {
+        /// Checkpoint id.
+        id: i64,
+        /// Restore files.
+        #[arg(long)]
+        files: bool,
+        /// Restore the project's rows (project, agents, tasks, token usage).
+        #[arg(long)]
+        state: bool,
+        /// Restore context items.
+        #[arg(long)]
+        context: bool,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Check that a checkpoint's commit and every object it needs are present.
+    Verify {
+        /// Checkpoint id.
+        id: i64,
+    },
+    /// Make a manual checkpoint.
+    Create {
+        /// Name (at most 100 characters).
+        #[arg(long)]
+        name: String,
+        /// Description (at most 500 characters).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AgentCommand {
+    /// Register an agent (if new) and assign it to the project.
+    Add {
+        /// Agent id (letters, digits, `.`, `_`, `-`).
+        id: String,
+        /// Kind of agent.
+        #[arg(long = "type", default_value = "worker")]
+        agent_type: String,
+    },
+    /// List the project's active agents.
+    List,
+    /// End an agent's assignment (its context is kept).
+    Deactivate {
+        /// Agent id.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ContentSource {
+    /// The content.
+    #[arg(long)]
+    pub content: Option<String>,
+    /// Read the content from a file.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ContextCommand {
+    /// Add one item to an agent's context.
+    #[command(after_help = "Example: codeframe context add --agent coder-1 --type CODE --file src/lib.rs")]
+    Add {
+        /// Agent id.
+        #[arg(long)]
+        agent: String,
+        /// TASK, CODE, ERROR, TEST_RESULT or PRD_SECTION.
+        #[arg(long = "type", value_name = "TYPE")]
+        item_type: String,
+        #[command(flatten)]
+        source: ContentSource,
+    },
+    /// Import items from JSON lines (agent_id, item_type, content, optional created_at and
+    /// access_count). All lines or none.
+    Import {
+        /// The JSONL file.
+        file: PathBuf,
+    },
+    /// Export every item, active and archived, as JSON lines.
+    Export {
+        /// The JSONL file to write.
+        file: PathBuf,
+    },
+    /// Item and token counts per tier, in total and per agent.
+    Stats,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TokenCommand {
+    /// Create an API token (shown once).
+    Create {
+        /// A label for the token.
+        #[arg(long)]
+        name: String,
+        /// The user owning it (default: the local user, who owns projects made by `init`).
+        #[arg(long, default_value = codeframe_api::LOCAL_USER)]
+        user: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    if let Err(e) = codeframe_core::failpoints::configure_from_env() {
+        return output::fail(cli.json, &CliError::Usage(e));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return output::fail(cli.json, &CliError::Runtime(format!("cannot start the runtime: {e}")));
+        }
+    };
+    let json = cli.json;
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output::fail(json, &e),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CODEFRAME_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
