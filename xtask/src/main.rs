@@ -13,6 +13,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("context", "codeframe-context", "context"),
     ("checkpoint", "codeframe-checkpoint", "checkpoint"),
     ("pause", "codeframe-core", "pause"),
+    ("api", "codeframe-api", "api"),
 ];
 
 fn main() -> ExitCode {
