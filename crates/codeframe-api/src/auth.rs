@@ -60,9 +60,17 @@ pub async fn ensure_first_token(db: &Db) -> Result<Option<String>, ApiError> {
 }
 
 /// The caller a bearer token stands for.
-pub(crate) async fn caller_for(db: &Db, token: &str) -> Result<Option<Caller>, ApiError> {
-    let found = auth::find_token(&mut db.conn().await?, &hash_token(token)).await?;
-    Ok(found.map(|t| Caller { user_id: t.user_id }))
+pub(crate) async fn caller_for(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
+    let hash = hash_token(token);
+    if let Some(c) = state.known_tokens.read().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+        return Ok(Some(*c));
+    }
+    let found = auth::find_token(&mut state.service.db().conn().await?, &hash).await?;
+    let caller = found.map(|t| Caller { user_id: t.user_id });
+    if let Some(c) = caller {
+        state.known_tokens.write().unwrap_or_else(|p| p.into_inner()).insert(hash, c);
+    }
+    Ok(caller)
 }
 
 pub(crate) fn bearer(req_headers: &axum::http::HeaderMap) -> Option<&str> {
@@ -75,7 +83,7 @@ pub(crate) async fn require_token(State(state): State<AppState>, mut req: Reques
     let Some(token) = bearer(req.headers()) else {
         return ApiError::unauthorized("missing bearer token").into_response();
     };
-    match caller_for(state.service.db(), token).await {
+    match caller_for(&state, token).await {
         Ok(Some(caller)) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

@@ -47,6 +47,9 @@ pub struct AppState {
     pub service: ProjectService,
     /// Where events go out to WebSockets.
     pub hub: EventHub,
+    /// Token hashes already checked against the database (tokens are never revoked while
+    /// the server runs, so a hit needs no query).
+    pub(crate) known_tokens: Arc<std::sync::RwLock<std::collections::HashMap<String, Caller>>>,
 }
 
 impl AppState {
@@ -54,7 +57,12 @@ impl AppState {
     pub fn new(db: Db) -> Self {
         let hub = EventHub::default();
         let service = ProjectService::with_sink(db, Arc::new(hub.clone()));
-        Self { service, hub }
+        Self::with(service, hub)
+    }
+
+    /// A state from a service (publishing to `hub`) and the hub.
+    pub fn with(service: ProjectService, hub: EventHub) -> Self {
+        Self { service, hub, known_tokens: Arc::default() }
     }
 }
 

@@ -357,18 +357,24 @@ async fn pause_status(
     Extension(c): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
-    visible_project(&s, c, id).await?;
-    let st = s.service.status(id).await?;
-    let paused_at: Option<OffsetDateTime> = st.paused_at;
+    // The hot path of status polling: the project row (already read for the owner check)
+    // and one aggregate over the active context.
+    let p = visible_project(&s, c, id).await?;
+    let mut conn = s.service.db().conn().await?;
+    let mut totals = codeframe_models::TierTotals::default();
+    for (_, t) in codeframe_persistence::context::tier_totals_by_agent(&mut conn, id).await? {
+        totals.add(&t);
+    }
+    let paused_for_seconds = p.paused_at.map(|t| (timestamp::now_utc() - t).whole_seconds().max(0));
     ok(json!({
-        "project_id": st.project_id,
-        "status": st.status,
-        "paused": st.status == codeframe_models::ProjectStatus::Paused,
-        "paused_at": paused_at.map(timestamp::format),
-        "paused_for_seconds": st.paused_for_seconds,
-        "reason": st.pause_reason,
-        "checkpoint_id": st.pause_checkpoint_id,
-        "token_totals": st.token_totals,
+        "project_id": p.id,
+        "status": p.status,
+        "paused": p.status == codeframe_models::ProjectStatus::Paused,
+        "paused_at": p.paused_at.map(timestamp::format),
+        "paused_for_seconds": paused_for_seconds,
+        "reason": p.pause_reason,
+        "checkpoint_id": p.pause_checkpoint_id,
+        "token_totals": totals,
     }))
 }
 

@@ -75,7 +75,7 @@ pub(crate) async fn handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = match bearer(&headers) {
-        Some(token) => match caller_for(state.service.db(), token).await {
+        Some(token) => match caller_for(&state, token).await {
             Ok(Some(c)) => Some(c),
             Ok(None) => return ApiError::unauthorized("invalid token").into_response(),
             Err(e) => return e.into_response(),
@@ -111,7 +111,7 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
                 },
                 _ => String::new(),
             };
-            match caller_for(state.service.db(), &token).await {
+            match caller_for(&state, &token).await {
                 Ok(Some(c)) if !token.is_empty() => {
                     let _ = tx.send(text(json!({"type": "authenticated"}))).await;
                     c

@@ -446,7 +446,7 @@ async fn a_panic_in_a_handler_is_a_500_without_internals() {
         Arc::new(SystemClock),
         ServiceConfig::default(),
     );
-    let srv = serve(AppState { service, hub }, db, tmp).await;
+    let srv = serve(AppState::with(service, hub), db, tmp).await;
     let id = srv.project("boom").await;
     let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/agents/a/context"), None).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);

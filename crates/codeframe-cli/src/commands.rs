@@ -325,6 +325,10 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                 Err(CliError::Runtime(format!("checkpoint {id} failed verification")))
             }
         }
+        CheckpointCommand::Delete { id } => {
+            cps.delete(p.id, *id).await?;
+            print(cli.json, &json!({"deleted": id}), || format!("checkpoint {id} deleted"))
+        }
         CheckpointCommand::Create { name, description } => {
             let c = svc.create_checkpoint(p.id, name, description).await?;
             print(cli.json, &checkpoint_json(&c), || {

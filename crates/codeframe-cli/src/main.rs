@@ -157,6 +157,11 @@ pub(crate) enum CheckpointCommand {
         /// Checkpoint id.
         id: i64,
     },
+    /// Delete a checkpoint (its row and ref; the pause checkpoint of a paused project is kept).
+    Delete {
+        /// Checkpoint id.
+        id: i64,
+    },
     /// Make a manual checkpoint.
     Create {
         /// Name (at most 100 characters).

@@ -141,6 +141,10 @@ fn the_walkthrough_with_json_outputs() {
     assert_eq!(json(d, &["checkpoints", "show", &id])["commit"], first["commit"]);
     let diff = json(d, &["checkpoints", "diff", &id]);
     assert_eq!(diff["files"][0]["path"], "src/main.rs");
+    let manual = json(d, &["checkpoints", "create", "--name", "manual"]);
+    let manual_id = manual["id"].as_i64().unwrap().to_string();
+    assert_eq!(json(d, &["checkpoints", "delete", &manual_id])["deleted"], manual["id"]);
+    assert_eq!(code(&run_in(d, &["checkpoints", "show", &manual_id])), 4);
 
     let stats = json(d, &["context", "stats"]);
     for field in ["active_items", "archived_items", "active_tokens", "hot", "warm", "cold"] {

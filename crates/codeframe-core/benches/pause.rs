@@ -191,6 +191,13 @@ async fn bench(n: usize, a: usize, f: usize) -> Res<()> {
 }
 
 fn main() -> Res<()> {
+    // CODEFRAME_BENCH_LOG=codeframe_core=debug shows each step's duration on stderr.
+    if let Ok(filter) = std::env::var("CODEFRAME_BENCH_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let only = std::env::var("CODEFRAME_BENCH_SCENARIO").ok();
     rt.block_on(async {

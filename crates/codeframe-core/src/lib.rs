@@ -13,17 +13,20 @@
 //! most an orphan ref, which [`ProjectService::open`] reconciles.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), codeframe_core::CoreError> {
 //! use codeframe_core::ProjectService;
 //! use codeframe_models::{PauseRequest, ResumeOptions};
 //! use codeframe_persistence::Db;
 //!
-//! let service = ProjectService::with_defaults(Db::open("state.db").await?);
-//! let project = service.create("demo", std::path::Path::new("/tmp/demo")).await?;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = ProjectService::with_defaults(Db::open(".codeframe/state.db").await?);
+//! let project = service.create("shop", std::path::Path::new(".")).await?;
 //! service.start(project.id).await?;
+//! let _permit = service.enter(project.id, "coder-1").await?; // agents work inside permits
+//! drop(_permit);
 //! let paused = service.pause(project.id, PauseRequest { reason: Some("lunch".into()) }).await?;
-//! println!("checkpoint {}, {}% of context archived", paused.checkpoint_id, paused.reduction_percentage);
-//! service.resume(project.id, ResumeOptions::default()).await?;
+//! println!("checkpoint {} — {}% of context archived", paused.checkpoint_id, paused.reduction_percentage);
+//! let resumed = service.resume(project.id, ResumeOptions::default()).await?;
+//! println!("back to {}; files edited meanwhile: {:?}", resumed.status, resumed.files_changed);
 //! # Ok(()) }
 //! ```
 
