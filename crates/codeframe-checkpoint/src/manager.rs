@@ -301,7 +301,7 @@ fn write_snapshot(
     put("state/token_usage.json", state::canonical_json("state/token_usage.json", &state.token_usage)?)?;
     for (n, chunk) in state.context_items.chunks(CONTEXT_CHUNK).enumerate() {
         let name = format!("state/context/{n:06}.jsonl");
-        let bytes = state::jsonl(&name, chunk)?;
+        let bytes = state::items_jsonl(&name, chunk)?;
         put(&name, bytes)?;
     }
     let tree = store.write_tree(entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
@@ -310,8 +310,15 @@ fn write_snapshot(
     Ok((commit, stats))
 }
 
-/// Reads the state stored in a checkpoint commit.
+/// Reads the state stored in a checkpoint commit; a missing object makes it unreadable.
 fn read_state(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
+    read_state_inner(store, id, commit).map_err(|e| match e {
+        CheckpointError::Store { message, .. } => CheckpointError::Unreadable { id, reason: message },
+        other => other,
+    })
+}
+
+fn read_state_inner(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
     let unreadable = |reason: String| CheckpointError::Unreadable { id, reason };
     let tree = store.commit_tree(commit)?;
     let state_tree =

@@ -86,11 +86,53 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// One item per line, in the order given (by id).
-pub(crate) fn jsonl<T: Serialize>(file: &str, items: &[T]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(items.len() * 512);
+/// A context item with its fields declared in sorted order, so serde writes canonical JSON
+/// directly (no intermediate `Value`): the hot path of every pause.
+#[derive(Serialize)]
+struct ItemRecord<'a> {
+    access_count: i64,
+    agent_id: &'a str,
+    #[serde(with = "codeframe_models::timestamp::rfc3339::option")]
+    archived_at: Option<time::OffsetDateTime>,
+    archived_by_flash_save: Option<i64>,
+    content: &'a str,
+    #[serde(with = "codeframe_models::timestamp::rfc3339")]
+    created_at: time::OffsetDateTime,
+    id: &'a str,
+    importance_score: f64,
+    item_type: codeframe_models::ItemType,
+    #[serde(with = "codeframe_models::timestamp::rfc3339")]
+    last_accessed: time::OffsetDateTime,
+    project_id: i64,
+    tier: codeframe_models::Tier,
+    token_count: i64,
+}
+
+impl<'a> From<&'a ContextItem> for ItemRecord<'a> {
+    fn from(i: &'a ContextItem) -> Self {
+        Self {
+            access_count: i.access_count,
+            agent_id: &i.agent_id,
+            archived_at: i.archived_at,
+            archived_by_flash_save: i.archived_by_flash_save,
+            content: &i.content,
+            created_at: i.created_at,
+            id: &i.id,
+            importance_score: i.importance_score,
+            item_type: i.item_type,
+            last_accessed: i.last_accessed,
+            project_id: i.project_id,
+            tier: i.tier,
+            token_count: i.token_count,
+        }
+    }
+}
+
+/// Context items, one canonical JSON object per line, in the order given (by id).
+pub(crate) fn items_jsonl(file: &str, items: &[ContextItem]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(items.len() * 640);
     for item in items {
-        out.extend(canonical_json(file, item)?);
+        serde_json::to_writer(&mut out, &ItemRecord::from(item)).map_err(|e| state_err(file, e))?;
         out.push(b'\n');
     }
     Ok(out)
@@ -115,6 +157,31 @@ fn state_err(file: &str, e: impl std::fmt::Display) -> CheckpointError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_lines_are_canonical_and_match_the_generic_form() {
+        let item = ContextItem {
+            id: "i1".into(),
+            project_id: 1,
+            agent_id: "a".into(),
+            item_type: codeframe_models::ItemType::Code,
+            content: "fn «x»() {}\n".into(),
+            token_count: 5,
+            importance_score: 0.123_456_789_012_345_67,
+            tier: codeframe_models::Tier::Cold,
+            access_count: 2,
+            created_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            last_accessed: time::macros::datetime!(2026-01-02 0:00 UTC),
+            archived_at: Some(time::macros::datetime!(2026-01-03 0:00 UTC)),
+            archived_by_flash_save: Some(4),
+        };
+        let fast = items_jsonl("t", std::slice::from_ref(&item)).ok();
+        let mut generic = canonical_json("t", &item).ok().unwrap_or_default();
+        generic.push(b'\n');
+        assert_eq!(fast, Some(generic));
+        let back: Option<Vec<ContextItem>> = fast.and_then(|b| parse_jsonl("t", &b).ok());
+        assert_eq!(back, Some(vec![item]));
+    }
 
     #[test]
     fn keys_are_sorted_at_every_level() {

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use codeframe_checkpoint::{CheckpointError, RestoreWhat};
+use codeframe_checkpoint::RestoreWhat;
 use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
 use codeframe_persistence::projects;
 use tracing::{debug, error, info};
@@ -28,14 +28,8 @@ impl ProjectService {
         let checkpoint_id =
             options.checkpoint_id.or(project.pause_checkpoint_id).ok_or(CoreError::NoCheckpoint(id))?;
         let checkpoints = &self.inner.checkpoints;
-        let verified = checkpoints.verify(id, checkpoint_id).await?;
-        if !verified.ok() {
-            error!(project_id = id, checkpoint_id, problems = ?verified.problems, "resume refused: checkpoint is unreadable");
-            return Err(CoreError::Checkpoint(CheckpointError::Unreadable {
-                id: checkpoint_id,
-                reason: verified.problems.join("; "),
-            }));
-        }
+        // No separate verify pass: everything the resume reads is checked as it is read, and
+        // a missing or corrupt object fails the transaction before anything is committed.
         let mut files_changed = if options.restore_files {
             Vec::new()
         } else {
