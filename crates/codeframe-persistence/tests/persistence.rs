@@ -841,3 +841,42 @@ async fn deleting_a_project_cascades_to_its_rows_only() {
 fn timestamps_are_stored_in_the_fixed_format() {
     assert_eq!(timestamp::format(T0), "2026-03-01T12:00:00.123456Z");
 }
+
+#[tokio::test]
+async fn upsert_replaces_given_items_and_keeps_the_others() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "ups", &["a"]).await;
+    let mut tx = db.begin().await.unwrap();
+    let original = items(4, p.id, "a");
+    context::insert_many(&mut tx, &original).await.unwrap();
+    let mut changed = original[0].clone();
+    changed.content = "rewritten".into();
+    changed.access_count = 99;
+    let fresh_item = item(50, p.id, "a", Tier::Hot);
+    assert_eq!(context::upsert_many(&mut tx, &[changed.clone(), fresh_item.clone()]).await.unwrap(), 2);
+    let now = context::list_for_project(&mut tx, p.id).await.unwrap();
+    assert_eq!(now.len(), 5);
+    assert_eq!(context::get(&mut tx, &changed.id).await.unwrap(), changed);
+    assert_eq!(context::get(&mut tx, &fresh_item.id).await.unwrap(), fresh_item);
+    assert_eq!(context::get(&mut tx, &original[1].id).await.unwrap(), original[1]);
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn users_and_tokens_are_stored_by_hash() {
+    use codeframe_persistence::auth;
+    let (_d, db) = fresh().await;
+    let mut c = db.conn().await.unwrap();
+    assert_eq!(auth::count_tokens(&mut c).await.unwrap(), 0);
+    let u = auth::ensure_user(&mut c, "alice", T0).await.unwrap();
+    assert_eq!(auth::ensure_user(&mut c, "alice", T0 + Duration::days(1)).await.unwrap(), u, "idempotent");
+    let t = auth::insert_token(&mut c, u.id, "laptop", "hash-1", T0).await.unwrap();
+    assert_eq!((t.user_id, t.name.as_str(), t.last_used_at), (u.id, "laptop", None));
+    assert_eq!(auth::find_token(&mut c, "hash-1").await.unwrap(), Some(t));
+    assert_eq!(auth::find_token(&mut c, "hash-2").await.unwrap(), None);
+    let e = auth::insert_token(&mut c, u.id, "dup", "hash-1", T0).await.unwrap_err();
+    assert_eq!(constraint(e), (ConstraintKind::Unique, "api_tokens.token_hash".into()));
+    let e = auth::insert_token(&mut c, 999, "ghost", "hash-3", T0).await.unwrap_err();
+    assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
+    assert_eq!(auth::count_tokens(&mut c).await.unwrap(), 1);
+}
