@@ -387,14 +387,19 @@ fn diff_of(store: &Store, root: &std::path::Path, d: &Delta<'_>, unified: bool) 
     Ok(FileDiff { files })
 }
 
+/// The project's store, which a checkpoint needs to exist.
+fn open_store(root: &std::path::Path, id: CheckpointId) -> Result<Store> {
+    Store::open_existing(root)?
+        .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot store".into() })
+}
+
 /// Validates, then makes the working tree's files equal to the checkpoint's.
 fn restore_files_blocking(
     root: &std::path::Path,
     id: CheckpointId,
     commit: ObjectId,
 ) -> Result<FilesRestored> {
-    let store = Store::open_existing(root)?
-        .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot store".into() })?;
+    let store = open_store(root, id)?;
     let files = checkpoint_files(&store, id, commit)?;
     let (current, _) = worktree::snapshot(&store, root, false)?;
     let delta = restore::delta(&files, &current);
@@ -616,10 +621,7 @@ impl CheckpointManager for GitCheckpointManager {
         drop(conn);
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         blocking(move || {
-            let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
-                id: checkpoint_id,
-                reason: "no snapshot store".into(),
-            })?;
+            let store = open_store(&root, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
             let (current, _) = worktree::snapshot(&store, &root, false)?;
             diff_of(&store, &root, &restore::delta(&files, &current), unified)
@@ -689,10 +691,7 @@ impl CheckpointManager for GitCheckpointManager {
         // Read and validate everything before changing anything.
         let root2 = root.clone();
         let (diff, snapshot) = blocking(move || {
-            let store = Store::open_existing(&root2)?.ok_or_else(|| CheckpointError::Unreadable {
-                id: checkpoint_id,
-                reason: "no snapshot store".into(),
-            })?;
+            let store = open_store(&root2, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
             let (current, _) = worktree::snapshot(&store, &root2, false)?;
             let diff = diff_of(&store, &root2, &restore::delta(&files, &current), false)?;
@@ -752,10 +751,7 @@ impl CheckpointManager for GitCheckpointManager {
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         let snapshot = blocking(move || {
-            let store = Store::open_existing(&root)?.ok_or_else(|| CheckpointError::Unreadable {
-                id: checkpoint_id,
-                reason: "no snapshot store".into(),
-            })?;
+            let store = open_store(&root, checkpoint_id)?;
             read_state(&store, checkpoint_id, commit)
         })
         .await?;
