@@ -660,3 +660,72 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
+    use codeframe_core::EventSink;
+    use codeframe_models::{EventKind, ProjectEvent};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let state = AppState::new(db.clone());
+    let hub = state.hub.clone();
+    let srv = serve(state, db, tmp).await;
+    let id = srv.project("firehose").await;
+    let mut slow = srv.ws_connect(Some(&srv.alice)).await;
+    let mut fast = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut slow, json!({"type": "subscribe", "project_id": id})).await;
+    ws_send(&mut fast, json!({"type": "subscribe", "project_id": id})).await;
+    assert_eq!(ws_next(&mut slow, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    assert_eq!(ws_next(&mut fast, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+
+    // The fast subscriber keeps reading; the slow one reads nothing while far more events than
+    // the hub holds (each ~1 KB) are published, paced so that a reader can keep up.
+    let total = 3 * codeframe_api::HUB_CAPACITY;
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen_by_reader = Arc::clone(&seen);
+    let reader = tokio::spawn(async move {
+        while let Some(v) = ws_next(&mut fast, Duration::from_secs(10)).await {
+            if v["type"] == "project_paused" {
+                let n = seen_by_reader.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if n == total {
+                    break;
+                }
+            }
+        }
+    });
+    let reason = "r".repeat(500);
+    for n in 0..total {
+        let event = ProjectEvent {
+            project_id: id,
+            timestamp: codeframe_models::timestamp::now_utc(),
+            kind: EventKind::ProjectPaused {
+                checkpoint_id: n as i64,
+                reason: Some(reason.clone()),
+                items_archived: 0,
+                reduction_percentage: 0.0,
+            },
+        };
+        hub.publish(&event).await.unwrap();
+        while n >= seen.load(std::sync::atomic::Ordering::SeqCst) + 1024 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(30), reader).await.unwrap().unwrap();
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        total,
+        "the reading subscriber got every event"
+    );
+    // The slow one gets what fitted in its buffers, then a close frame saying why.
+    let mut last = None;
+    while let Some(v) = ws_next(&mut slow, Duration::from_secs(10)).await {
+        let closed = v["type"] == "closed";
+        last = Some(v);
+        if closed {
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last["type"], "closed", "{last}");
+    assert_eq!(last["frame"], "1013");
+}

@@ -182,3 +182,38 @@ impl CoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_say_why() {
+        let c = ConflictKind::AlreadyPaused {
+            paused_at: Some(time::macros::datetime!(2026-01-01 0:00 UTC)),
+            checkpoint_id: Some(3),
+        };
+        assert_eq!(
+            c.to_string(),
+            "project is already paused since 2026-01-01T00:00:00.000000Z (checkpoint 3)"
+        );
+        let c = ConflictKind::InvalidTransition { from: ProjectStatus::Init, action: "pause" };
+        assert_eq!(c.to_string(), "cannot pause a project that is init");
+        let json = serde_json::to_value(ConflictKind::NotPaused { status: ProjectStatus::Active }).ok();
+        assert_eq!(json, Some(serde_json::json!({"kind": "not_paused", "status": "active"})));
+    }
+
+    #[test]
+    fn storage_errors_map_to_the_core_kinds() {
+        let e: CoreError = DbError::NotFound { entity: "project", id: "4".into() }.into();
+        assert!(e.is_not_found());
+        let e: CoreError =
+            DbError::Conflict { entity: "project", id: "4".into(), expected: 1, actual: 2 }.into();
+        assert!(matches!(e, CoreError::Conflict(ConflictKind::Concurrent)));
+        let e = CoreError::from_unique(
+            DbError::Constraint { kind: ConstraintKind::Unique, constraint: "projects.name".into() },
+            || ConflictKind::NameTaken { name: "x".into() },
+        );
+        assert!(e.is_conflict());
+    }
+}

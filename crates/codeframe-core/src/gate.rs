@@ -114,3 +114,43 @@ impl RunGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_gate_refuses_permits_and_an_open_one_grants_them() {
+        let gate = RunGate::new(7, false);
+        let p = gate.enter("a");
+        assert!(p.is_ok());
+        gate.close();
+        assert!(matches!(gate.enter("b"), Err(CoreError::Paused(7))));
+        gate.open();
+        assert!(gate.enter("b").is_ok());
+    }
+
+    #[tokio::test]
+    async fn drain_returns_at_once_when_idle_and_lists_agents_at_the_deadline() {
+        let gate = RunGate::new(1, false);
+        assert!(gate.drain(Duration::from_secs(10)).await.is_empty());
+        let _a = gate.enter("agent-b");
+        let _b = gate.enter("agent-a");
+        let _c = gate.enter("agent-a");
+        assert_eq!(gate.in_flight(), ["agent-a", "agent-b"]);
+        assert_eq!(gate.drain(Duration::from_millis(50)).await, ["agent-a", "agent-b"]);
+    }
+
+    #[tokio::test]
+    async fn drain_wakes_as_soon_as_the_last_permit_is_dropped() {
+        let gate = RunGate::new(1, false);
+        let permit = gate.enter("a");
+        let g = Arc::clone(&gate);
+        let waiter = tokio::spawn(async move { g.drain(Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        drop(permit);
+        let left = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(left, Ok(Ok(v)) if v.is_empty()));
+    }
+}
