@@ -215,3 +215,18 @@ impl Server {
             .map_err(|source| ServeError::Io { addr, source })
     }
 }
+
+/// Binds (see [`bind`]) and serves until Ctrl-C. A token made on this first start is logged
+/// once at INFO level; programs that show it themselves use [`bind`] and
+/// [`Server::first_token`].
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let server = bind(config).await?;
+    if let Some(token) = server.first_token() {
+        tracing::info!(user = LOCAL_USER, token, "first start: API token created (shown once)");
+    }
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
