@@ -246,7 +246,26 @@ pub(crate) enum TokenCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One clear line (the full usage is one `--help` away), as JSON with --json.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("bad usage");
+            let message = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+            let json = std::env::args().any(|a| a == "--json");
+            return output::fail(json, &CliError::Usage(format!("{message} (see --help)")));
+        }
+    };
     init_logging();
     if let Err(e) = codeframe_core::failpoints::configure_from_env() {
         return output::fail(cli.json, &CliError::Usage(e));

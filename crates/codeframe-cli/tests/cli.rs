@@ -233,7 +233,13 @@ fn exit_codes_for_usage_conflict_and_not_found() {
     // No home yet: not found.
     assert_eq!(code(&run_in(d, &["status"])), 4);
     json(d, &["init"]);
-    assert_eq!(code(&run_in(d, &["frobnicate"])), 2, "unknown command");
+    let out = run_in(d, &["frobnicate"]);
+    assert_eq!(code(&out), 2, "unknown command");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "one clear line");
+    let out = run_in(d, &["--json", "frobnicate"]);
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "usage");
+    assert!(run_in(d, &["--help"]).status.success());
     assert_eq!(code(&run_in(d, &["pause", "--drain-timeout", "soon"])), 2, "bad flag value");
     assert_eq!(code(&run_in(d, &["context", "add", "--agent", "x", "--type", "TASK"])), 2, "no content");
     assert_eq!(code(&run_in(d, &["--project", "nope", "status"])), 4);
