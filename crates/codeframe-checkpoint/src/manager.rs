@@ -491,7 +491,19 @@ impl GitCheckpointManager {
             }
             items = snapshot.context_items.len();
             if what.keep_new_items {
-                context::upsert_many(ex, &snapshot.context_items).await?;
+                // Write back only what differs: after an untouched pause that is nothing, and
+                // reading is far cheaper than rewriting every row.
+                let current = context::list_for_project(ex, project_id).await?;
+                let by_id: std::collections::HashMap<&str, &ContextItem> =
+                    current.iter().map(|i| (i.id.as_str(), i)).collect();
+                let changed: Vec<ContextItem> = snapshot
+                    .context_items
+                    .iter()
+                    .filter(|i| by_id.get(i.id.as_str()).is_none_or(|c| *c != *i))
+                    .cloned()
+                    .collect();
+                debug!(project_id, changed = changed.len(), "context items differing from the checkpoint");
+                context::upsert_many(ex, &changed).await?;
             } else {
                 context::replace_for_project(ex, project_id, &snapshot.context_items).await?;
             }
