@@ -472,8 +472,9 @@ async fn list_agents(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    let st = s.service.status(id).await?;
-    ok(json!({"agents": st.active_agents}))
+    let agents =
+        codeframe_persistence::agents::active_agent_ids(&mut s.service.db().conn().await?, id).await?;
+    ok(json!({"agents": agents}))
 }
 
 #[derive(Deserialize)]
