@@ -25,6 +25,7 @@ pub const HUB_CAPACITY: usize = 4096;
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const AUTH_WAIT: Duration = Duration::from_secs(10);
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The broadcast hub the service publishes into. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -176,6 +177,16 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     info!(user_id = caller.user_id, missed, "dropping a websocket subscriber that fell behind");
                     close(tx, 1013, "too slow: events were dropped; reconnect").await;
+                    // Wait (briefly) for the client's close reply: dropping a socket with unread
+                    // input resets it, and the reset can discard the close frame in flight.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                        while let Some(Ok(msg)) = rx.next().await {
+                            if matches!(msg, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
