@@ -1,14 +1,11 @@
-//! Bearer API tokens: random 32 bytes, shown once, stored as a SHA-256 hash.
-
-use std::fmt::Write as _;
+//! Bearer API tokens (made and checked by `codeframe_core::auth`) and the owner check.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
-use codeframe_models::{Project, ProjectId, timestamp};
-use codeframe_persistence::{Db, auth};
-use sha2::{Digest, Sha256};
+use codeframe_core::auth::hash_token;
+use codeframe_models::{Project, ProjectId};
 
 use crate::{ApiError, AppState};
 
@@ -19,54 +16,13 @@ pub struct Caller {
     pub user_id: i64,
 }
 
-/// The user that owns projects made by the local command line, and the first token.
-pub const LOCAL_USER: &str = "local";
-
-/// SHA-256 of a token, hex.
-pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// A new random token: `cf_` and 64 hex digits (32 random bytes).
-pub fn generate_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    Ok(bytes.iter().fold(String::from("cf_"), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
-}
-
-/// Creates a token for `user` (created if missing); returns the token, which is not stored.
-pub async fn create_token(db: &Db, user: &str, name: &str) -> Result<String, ApiError> {
-    let token = generate_token()?;
-    let now = timestamp::now_utc();
-    let mut tx = db.begin().await?;
-    let u = auth::ensure_user(&mut tx, user, now).await?;
-    auth::insert_token(&mut tx, u.id, name, &hash_token(&token), now).await?;
-    tx.commit().await?;
-    Ok(token)
-}
-
-/// When no token exists, creates one for the local user and returns it (to print once).
-pub async fn ensure_first_token(db: &Db) -> Result<Option<String>, ApiError> {
-    if auth::count_tokens(&mut db.conn().await?).await? > 0 {
-        return Ok(None);
-    }
-    create_token(db, LOCAL_USER, "first start").await.map(Some)
-}
-
 /// The caller a bearer token stands for.
 pub(crate) async fn caller_for(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
     let hash = hash_token(token);
     if let Some(c) = state.known_tokens.read().unwrap_or_else(|p| p.into_inner()).get(&hash) {
         return Ok(Some(*c));
     }
-    let found = auth::find_token(&mut state.service.db().conn().await?, &hash).await?;
-    let caller = found.map(|t| Caller { user_id: t.user_id });
+    let caller = state.service.authenticate(token).await?.map(|user_id| Caller { user_id });
     if let Some(c) = caller {
         state.known_tokens.write().unwrap_or_else(|p| p.into_inner()).insert(hash, c);
     }

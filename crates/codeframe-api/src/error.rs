@@ -3,9 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use codeframe_checkpoint::CheckpointError;
-use codeframe_context::ContextError;
-use codeframe_core::{ConflictKind, CoreError};
+use codeframe_core::{CoreError, ErrorClass};
 use serde_json::{Value, json};
 use tracing::error;
 
@@ -60,86 +58,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn conflict_code(kind: &ConflictKind) -> &'static str {
-    match kind {
-        ConflictKind::AlreadyPaused { .. } => "already_paused",
-        ConflictKind::NotPaused { .. } => "not_paused",
-        ConflictKind::InvalidTransition { .. } => "invalid_transition",
-        ConflictKind::Concurrent => "concurrent_update",
-        ConflictKind::NameTaken { .. } => "name_taken",
-        ConflictKind::AlreadyAssigned { .. } => "already_assigned",
-        ConflictKind::AgentExists { .. } => "agent_exists",
-    }
-}
-
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
-        let message = e.to_string();
-        match e {
-            CoreError::NotFound { .. } | CoreError::NoCheckpoint(_) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", message)
-            }
-            CoreError::Conflict(kind) => Self::new(StatusCode::CONFLICT, conflict_code(&kind), message)
-                .with_details(serde_json::to_value(&kind).unwrap_or_else(|_| json!({}))),
-            CoreError::Paused(id) => {
-                Self::new(StatusCode::CONFLICT, "paused", message).with_details(json!({"project_id": id}))
-            }
-            CoreError::Invalid(_) | CoreError::BadRoot { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
-            }
-            CoreError::Context(c) => c.into(),
-            CoreError::Checkpoint(c) => c.into(),
-            CoreError::Db(_) | CoreError::Injected(_) => Self::internal(message),
+        let class = e.class();
+        if class == ErrorClass::Internal {
+            return Self::internal(e);
         }
-    }
-}
-
-impl From<ContextError> for ApiError {
-    fn from(e: ContextError) -> Self {
-        let message = e.to_string();
-        match e {
-            ContextError::UnknownProject(_)
-            | ContextError::UnknownAgent { .. }
-            | ContextError::UnknownItem(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
-            ContextError::ContentTooLarge { size, limit } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "content_too_large", message)
-                    .with_details(json!({"size": size, "limit": limit}))
-            }
-            ContextError::EmptyContent { .. }
-            | ContextError::InvalidItemType(_)
-            | ContextError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
-            ContextError::Tokenizer(_) | ContextError::Storage(_) => Self::internal(message),
-        }
-    }
-}
-
-impl From<CheckpointError> for ApiError {
-    fn from(e: CheckpointError) -> Self {
-        let message = e.to_string();
-        match e {
-            CheckpointError::NotFound(_) | CheckpointError::UnknownProject(_) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", message)
-            }
-            CheckpointError::InUse(_) => Self::new(StatusCode::CONFLICT, "checkpoint_in_use", message),
-            CheckpointError::Unreadable { .. } => {
-                Self::new(StatusCode::CONFLICT, "checkpoint_unreadable", message)
-            }
-            CheckpointError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
-            CheckpointError::UnsafePath { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path", message)
-            }
-            CheckpointError::BadRoot(_) => Self::new(StatusCode::CONFLICT, "project_root_missing", message),
-            CheckpointError::Store { .. }
-            | CheckpointError::Io { .. }
-            | CheckpointError::State { .. }
-            | CheckpointError::Db(_)
-            | CheckpointError::Worker(_) => Self::internal(message),
-        }
-    }
-}
-
-impl From<codeframe_persistence::DbError> for ApiError {
-    fn from(e: codeframe_persistence::DbError) -> Self {
-        CoreError::from(e).into()
+        let status = StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, e.code(), e.to_string()).with_details(e.details())
     }
 }

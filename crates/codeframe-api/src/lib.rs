@@ -4,11 +4,19 @@
 //! makes the first API token when none exists, and binds a listener. Every route is
 //! described once in a table from which both the router and the OpenAPI document
 //! (`GET /api/openapi.json`) are built. Errors always have one shape:
-//! `{"error": {"code", "message", "details"}}`.
+//! `{"error": {"code", "message", "details"}}`; the status of a core error comes from
+//! [`codeframe_core::ErrorClass`], the same mapping the command line's exit codes use.
 //!
 //! Auth: `Authorization: Bearer <token>`; tokens are random, stored as SHA-256 hashes, each
 //! owned by a user, and a token sees only its owner's projects (another owner's project is a
 //! 404). The WebSocket at `/ws` takes the token in the header or as its first message.
+//!
+//! Events: the server tails the database's event log ([`EventHub`]), so WebSocket
+//! subscribers receive every event of their projects whichever process wrote it (this server,
+//! the command line, an application embedding `codeframe-core`); a subscriber that sends
+//! `since` first receives what it missed.
+//!
+//! This crate uses `codeframe-core` and `codeframe-models` only: core is the only door.
 
 mod auth;
 mod error;
@@ -26,12 +34,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use codeframe_core::ProjectService;
-use codeframe_persistence::Db;
+use codeframe_core::{Db, ProjectService, ServiceConfig};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use auth::{Caller, LOCAL_USER, create_token, ensure_first_token, generate_token, hash_token};
+pub use auth::Caller;
+pub use codeframe_core::auth::LOCAL_USER;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 pub use routes::RouteSpec;
@@ -40,7 +48,10 @@ pub use ws::{EventHub, HUB_CAPACITY};
 /// Largest request body accepted (bulk context uploads included).
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
 
-/// What handlers share: the project service and the event hub it publishes to.
+/// How often a running server applies event retention and deletes expired leases.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// What handlers share: the project service and the event hub fed by the event log.
 #[derive(Clone)]
 pub struct AppState {
     /// The service.
@@ -53,14 +64,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state over `db` with the default managers publishing to a new hub.
-    pub fn new(db: Db) -> Self {
-        let hub = EventHub::default();
-        let service = ProjectService::with_sink(db, Arc::new(hub.clone()));
-        Self::with(service, hub)
+    /// A state over `db` with the default managers, and a hub tailing the event log from now.
+    pub async fn new(db: Db) -> Result<Self, codeframe_core::CoreError> {
+        Self::from_service(ProjectService::with_defaults(db)).await
     }
 
-    /// A state from a service (publishing to `hub`) and the hub.
+    /// A state over a service, with a hub tailing its event log from now on.
+    pub async fn from_service(service: ProjectService) -> Result<Self, codeframe_core::CoreError> {
+        let hub = EventHub::follow(&service).await?;
+        Ok(Self::with(service, hub))
+    }
+
+    /// A state from a service and a hub (see [`EventHub::follow`]).
     pub fn with(service: ProjectService, hub: EventHub) -> Self {
         Self { service, hub, known_tokens: Arc::default() }
     }
@@ -142,6 +157,8 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// Database path or `sqlite:` URL.
     pub database: String,
+    /// The project service's settings (leases, polling, event retention).
+    pub service: ServiceConfig,
 }
 
 /// A bound server, ready to run.
@@ -157,10 +174,10 @@ pub struct Server {
 pub enum ServeError {
     /// The database could not be opened.
     #[error(transparent)]
-    Db(#[from] codeframe_persistence::DbError),
-    /// The first token could not be made.
-    #[error("cannot create the first API token: {0}")]
-    Token(String),
+    Db(#[from] codeframe_core::DbError),
+    /// The service could not start (the first token, the event log).
+    #[error("cannot start the service: {0}")]
+    Service(#[from] codeframe_core::CoreError),
     /// The address could not be bound, or serving failed.
     #[error("{addr}: {source}")]
     Io {
@@ -175,8 +192,9 @@ pub enum ServeError {
 /// Opens the database, makes the first token when none exists, and binds the address.
 pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
     let db = Db::open(&config.database).await?;
-    let first_token = ensure_first_token(&db).await.map_err(|e| ServeError::Token(e.message))?;
-    let state = AppState::new(db);
+    let service = ProjectService::with_config(db, config.service);
+    let first_token = service.ensure_first_token().await?;
+    let state = AppState::from_service(service).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServeError::Io { addr: config.addr, source })?;
@@ -209,10 +227,22 @@ impl Server {
             .local_addr()
             .map_err(|source| ServeError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         tracing::info!(%addr, "serving");
-        axum::serve(self.listener, self.router)
+        let service = self.state.service.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(e) = service.housekeeping().await {
+                    tracing::warn!(error = %e, "housekeeping failed; retrying later");
+                }
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|source| ServeError::Io { addr, source })
+            .map_err(|source| ServeError::Io { addr, source });
+        housekeeping.abort();
+        served
     }
 }
 

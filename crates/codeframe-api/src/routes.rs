@@ -6,9 +6,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
-use codeframe_checkpoint::{RestoreMode, RestoreWhat};
-use codeframe_context::{ArchiveState, ListQuery};
-use codeframe_models::{ItemType, NewContextItem, NewProject, PauseRequest, ResumeOptions, Tier, timestamp};
+use codeframe_core::{ArchiveState, ListQuery, RestoreMode, RestoreWhat};
+use codeframe_models::{
+    EventSeq, ItemType, NewContextItem, NewProject, PauseRequest, ResumeOptions, Tier, timestamp,
+};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -89,6 +90,17 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
                 200,
             ),
             get(pause_status),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/events",
+                "listEvents",
+                "The project's events after a seq, oldest first (410 when retention removed some)",
+                false,
+                200,
+            ),
+            get(list_events),
         ),
         (
             spec(
@@ -293,9 +305,7 @@ async fn create_project(
 }
 
 async fn list_projects(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {
-    let mine: Vec<_> =
-        s.service.list().await?.into_iter().filter(|p| p.owner_id == Some(c.user_id)).collect();
-    ok(json!({"projects": mine}))
+    ok(json!({"projects": s.service.list_owned(c.user_id).await?}))
 }
 
 async fn get_project(
@@ -360,11 +370,7 @@ async fn pause_status(
     // The hot path of status polling: the project row (already read for the owner check)
     // and one aggregate over the active context.
     let p = visible_project(&s, c, id).await?;
-    let mut conn = s.service.db().conn().await?;
-    let mut totals = codeframe_models::TierTotals::default();
-    for (_, t) in codeframe_persistence::context::tier_totals_by_agent(&mut conn, id).await? {
-        totals.add(&t);
-    }
+    let (totals, _) = s.service.token_totals(id).await?;
     let paused_for_seconds = p.paused_at.map(|t| (timestamp::now_utc() - t).whole_seconds().max(0));
     ok(json!({
         "project_id": p.id,
@@ -378,13 +384,43 @@ async fn pause_status(
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    since: EventSeq,
+    #[serde(default = "default_events_limit")]
+    limit: i64,
+}
+
+fn default_events_limit() -> i64 {
+    100
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    if !(1..=1000).contains(&q.limit) || q.since < 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "since must be ≥ 0 and limit 1..=1000",
+        ));
+    }
+    ok(s.service.events_since(id, q.since, q.limit).await?)
+}
+
 async fn list_checkpoints(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    ok(json!({"checkpoints": s.service.checkpoints().list(id).await.map_err(ApiError::from)?}))
+    ok(json!({"checkpoints": s.service.list_checkpoints(id).await?}))
 }
 
 #[derive(Deserialize)]
@@ -411,7 +447,7 @@ async fn get_checkpoint(
     ApiPath((id, cid)): ApiPath<(i64, i64)>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    ok(s.service.checkpoints().get(id, cid).await.map_err(ApiError::from)?)
+    ok(s.service.checkpoint(id, cid).await?)
 }
 
 async fn delete_checkpoint(
@@ -420,7 +456,7 @@ async fn delete_checkpoint(
     ApiPath((id, cid)): ApiPath<(i64, i64)>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    s.service.checkpoints().delete(id, cid).await.map_err(ApiError::from)?;
+    s.service.delete_checkpoint(id, cid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -437,7 +473,7 @@ async fn diff_checkpoint(
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    ok(s.service.checkpoints().diff(id, cid, q.unified).await.map_err(ApiError::from)?)
+    ok(s.service.diff_checkpoint(id, cid, q.unified).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -472,9 +508,7 @@ async fn list_agents(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    let agents =
-        codeframe_persistence::agents::active_agent_ids(&mut s.service.db().conn().await?, id).await?;
-    ok(json!({"agents": agents}))
+    ok(json!({"agents": s.service.active_agents(id).await?}))
 }
 
 #[derive(Deserialize)]
@@ -504,12 +538,11 @@ async fn assign_agent(
     ApiJson(body): ApiJson<AssignAgent>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    match s.service.register_agent(&body.agent_id, &body.agent_type, body.provider.as_deref()).await {
-        Ok(_)
-        | Err(codeframe_core::CoreError::Conflict(codeframe_core::ConflictKind::AgentExists { .. })) => {}
-        Err(e) => return Err(e.into()),
-    }
-    created(s.service.assign(id, &body.agent_id, &body.role).await?)
+    let assigned = s
+        .service
+        .add_agent(id, &body.agent_id, &body.agent_type, body.provider.as_deref(), &body.role)
+        .await?;
+    created(assigned)
 }
 
 async fn deactivate_agent(
@@ -569,7 +602,7 @@ async fn list_context(
         limit: Some(limit),
         offset: q.offset.unwrap_or(0),
     };
-    let page = s.service.context().list(&query).await?;
+    let page = s.service.list_context(&query).await?;
     ok(json!({"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}))
 }
 
@@ -603,7 +636,7 @@ async fn add_context(
     ApiJson(body): ApiJson<AddItem>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    created(s.service.context().add_item(id, body.into_new(&agent)).await?)
+    created(s.service.add_context_item(id, body.into_new(&agent)).await?)
 }
 
 #[derive(Deserialize)]
@@ -620,7 +653,7 @@ async fn add_context_bulk(
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     let items: Vec<NewContextItem> = body.items.into_iter().map(|i| i.into_new(&agent)).collect();
-    let ids = s.service.context().add_items(id, items).await?;
+    let ids = s.service.add_context_items(id, items).await?;
     created(json!({"ids": ids, "count": ids.len()}))
 }
 
@@ -630,7 +663,7 @@ async fn context_stats(
     ApiPath((id, agent)): ApiPath<(i64, String)>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    let t = s.service.context().token_totals(id, &agent).await?;
+    let t = s.service.agent_token_totals(id, &agent).await?;
     ok(json!({
         "project_id": id,
         "agent_id": agent,
@@ -679,6 +712,6 @@ async fn restore_archived(
     ApiJsonOrDefault(body): ApiJsonOrDefault<RestoreArchivedBody>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    let n = s.service.context().restore_archived(id, &agent, body.flash_save_id).await?;
+    let n = s.service.restore_archived(id, &agent, body.flash_save_id).await?;
     ok(json!({"restored": n}))
 }

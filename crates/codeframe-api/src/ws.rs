@@ -1,21 +1,29 @@
-//! The WebSocket: per-project subscriptions to [`ProjectEvent`]s, fed by a broadcast hub.
+//! The WebSocket: per-project subscriptions to [`ProjectEvent`]s, fed by one tail of the
+//! database's event log.
+//!
+//! The [`EventHub`] reads the log (woken at once by this process's commits, polling for other
+//! processes' ones) and broadcasts each event, serialised once, to every session. A session
+//! that subscribes with `since` first replays that project's later events from the log, then
+//! streams live ones; the `seq` of each event makes the boundary exact (no gap, no duplicate).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use codeframe_core::{EventError, EventSink};
-use codeframe_models::{ProjectEvent, ProjectId};
+use codeframe_core::{CoreError, ProjectService};
+use codeframe_models::{EventSeq, ProjectEvent, ProjectId};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::auth::{Caller, bearer, caller_for, visible_project};
 use crate::{ApiError, AppState};
@@ -26,22 +34,69 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const AUTH_WAIT: Duration = Duration::from_secs(10);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Events read from the log per query while replaying.
+const REPLAY_PAGE: i64 = 500;
 
-/// The broadcast hub the service publishes into. Cheap to clone.
+/// One event as broadcast: serialised once for every subscriber.
 #[derive(Debug, Clone)]
-pub struct EventHub {
-    tx: broadcast::Sender<ProjectEvent>,
+pub struct HubEvent {
+    /// Its position in the event log.
+    pub seq: EventSeq,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// The event as JSON text.
+    pub json: Utf8Bytes,
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
-        Self { tx: broadcast::channel(HUB_CAPACITY).0 }
+impl HubEvent {
+    fn of(event: &ProjectEvent) -> Option<Self> {
+        let json = serde_json::to_string(event).ok()?;
+        Some(Self { seq: event.seq, project_id: event.project_id, json: Utf8Bytes::from(json) })
     }
 }
 
+/// The event fan-out of a server: one tail of the event log, broadcast to every WebSocket
+/// session. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventHub {
+    tx: broadcast::Sender<HubEvent>,
+    /// The `seq` of the last event broadcast.
+    cursor: Arc<AtomicI64>,
+}
+
 impl EventHub {
-    /// A receiver of every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ProjectEvent> {
+    /// A hub fed by a task tailing `service`'s event log from its current head: events
+    /// committed by this process arrive at once, those of other processes within the
+    /// service's poll interval. The task lives as long as the runtime.
+    pub async fn follow(service: &ProjectService) -> Result<Self, CoreError> {
+        let mut tail = service.tail_events(None, None).await?;
+        let hub =
+            Self { tx: broadcast::channel(HUB_CAPACITY).0, cursor: Arc::new(AtomicI64::new(tail.cursor())) };
+        let (feed, retry) = (hub.clone(), service.config().poll_interval);
+        tokio::spawn(async move {
+            loop {
+                match tail.next_batch().await {
+                    Ok(batch) => {
+                        for event in &batch {
+                            if let Some(e) = HubEvent::of(event) {
+                                // No receiver is not a failure: nobody is listening.
+                                let _ = feed.tx.send(e);
+                            }
+                            feed.cursor.store(event.seq, Ordering::Release);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "event tail: cannot read the event log; retrying");
+                        tokio::time::sleep(retry).await;
+                    }
+                }
+            }
+        });
+        Ok(hub)
+    }
+
+    /// A receiver of every event broadcast from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
         self.tx.subscribe()
     }
 
@@ -49,23 +104,27 @@ impl EventHub {
     pub fn receivers(&self) -> usize {
         self.tx.receiver_count()
     }
-}
 
-#[async_trait]
-impl EventSink for EventHub {
-    async fn publish(&self, event: &ProjectEvent) -> Result<(), EventError> {
-        // No receiver is not a failure: nobody is listening.
-        let _ = self.tx.send(event.clone());
-        Ok(())
+    /// The `seq` of the last event broadcast.
+    pub fn cursor(&self) -> EventSeq {
+        self.cursor.load(Ordering::Acquire)
     }
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
-    Auth { token: String },
-    Subscribe { project_id: ProjectId },
-    Unsubscribe { project_id: ProjectId },
+    Auth {
+        token: String,
+    },
+    Subscribe {
+        project_id: ProjectId,
+        #[serde(default)]
+        since: Option<EventSeq>,
+    },
+    Unsubscribe {
+        project_id: ProjectId,
+    },
     Ping,
 }
 
@@ -128,7 +187,8 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
         }
     };
     let mut events = state.hub.subscribe();
-    let mut subscriptions: HashSet<ProjectId> = HashSet::new();
+    // Subscribed projects, each with the `seq` of the last event sent for it.
+    let mut subscriptions: HashMap<ProjectId, EventSeq> = HashMap::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_seen = Instant::now();
     debug!(user_id = caller.user_id, "websocket session open");
@@ -139,12 +199,15 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
                 last_seen = Instant::now();
                 let reply = match msg {
                     Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
-                        Ok(ClientMessage::Subscribe { project_id }) => {
+                        Ok(ClientMessage::Subscribe { project_id, since }) => {
                             match visible_project(&state, caller, project_id).await {
-                                Ok(_) => {
-                                    subscriptions.insert(project_id);
-                                    Some(text(json!({"type": "subscribed", "project_id": project_id})))
-                                }
+                                Ok(_) => match subscribe(&state, &mut tx, project_id, since).await {
+                                    Ok(last) => {
+                                        subscriptions.insert(project_id, last);
+                                        None
+                                    }
+                                    Err(()) => break,
+                                },
                                 Err(e) => Some(error_message(e.code, &e.message)),
                             }
                         }
@@ -167,13 +230,17 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
                 }
             }
             event = events.recv() => match event {
-                Ok(ev) if subscriptions.contains(&ev.project_id) => {
-                    let Ok(json) = serde_json::to_string(&ev) else { continue };
-                    if tx.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
+                Ok(ev) => {
+                    // Live events at or before what was replayed were sent already.
+                    let Some(last) = subscriptions.get_mut(&ev.project_id) else { continue };
+                    if ev.seq <= *last {
+                        continue;
+                    }
+                    *last = ev.seq;
+                    if tx.send(Message::Text(ev.json)).await.is_err() {
                         break;
                     }
                 }
-                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     info!(user_id = caller.user_id, missed, "dropping a websocket subscriber that fell behind");
                     close(tx, 1013, "too slow: events were dropped; reconnect").await;
@@ -203,4 +270,55 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
         }
     }
     debug!(user_id = caller.user_id, "websocket session closed");
+}
+
+type WsSink = SplitSink<WebSocket, Message>;
+
+/// Acknowledges a subscription and, with `since`, replays the project's events after it from
+/// the log (or says there is a gap). Returns the `seq` the live stream continues after; `Err`
+/// when the socket is gone.
+async fn subscribe(
+    state: &AppState,
+    tx: &mut WsSink,
+    project_id: ProjectId,
+    since: Option<EventSeq>,
+) -> Result<EventSeq, ()> {
+    let live_from = state.hub.cursor();
+    let Some(since) = since else {
+        let ack = json!({"type": "subscribed", "project_id": project_id, "seq": live_from});
+        return tx.send(text(ack)).await.map(|()| live_from).map_err(drop);
+    };
+    tx.send(text(json!({"type": "subscribed", "project_id": project_id, "since": since})))
+        .await
+        .map_err(drop)?;
+    let mut cursor = since;
+    loop {
+        match state.service.events_since(project_id, cursor, REPLAY_PAGE).await {
+            Ok(page) => {
+                for event in &page.events {
+                    let Some(e) = HubEvent::of(event) else { continue };
+                    tx.send(Message::Text(e.json)).await.map_err(drop)?;
+                }
+                cursor = page.next_since;
+                if !page.has_more {
+                    debug!(project_id, since, until = cursor, "events replayed");
+                    return Ok(cursor);
+                }
+            }
+            Err(e @ CoreError::EventGap { .. }) => {
+                let mut gap = json!({"type": "gap", "project_id": project_id, "message": e.to_string()});
+                if let (Some(g), Some(d)) = (gap.as_object_mut(), e.details().as_object()) {
+                    g.extend(d.clone());
+                }
+                tx.send(text(gap)).await.map_err(drop)?;
+                // Live from here: the client reloads the project's state.
+                return Ok(live_from);
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                tx.send(error_message(e.code, &e.message)).await.map_err(drop)?;
+                return Ok(live_from);
+            }
+        }
+    }
 }

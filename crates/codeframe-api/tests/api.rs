@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use codeframe_api::{AppState, EventHub, create_token, router};
-use codeframe_checkpoint::GitCheckpointManager;
-use codeframe_context::{ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager};
-use codeframe_core::{NoopSink, ProjectService, ServiceConfig};
-use codeframe_models::{
-    ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId, SystemClock, TierTotals,
+use codeframe_api::{AppState, EventHub, router};
+use codeframe_core::{
+    CheckpointManager, CheckpointSpec, ContextError, ContextManager, Db, FileDiff, GitCheckpointManager,
+    ItemPage, ListQuery, NoopSink, ProjectService, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
+    ServiceConfig, SqlContextManager, Tx, VerifyReport,
 };
-use codeframe_persistence::{Db, Tx};
+use codeframe_models::{
+    Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId,
+    SystemClock, TierTotals,
+};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -47,8 +49,8 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
-    let alice = create_token(&db, "alice", "test").await.unwrap();
-    let bob = create_token(&db, "bob", "test").await.unwrap();
+    let alice = state.service.create_token("alice", "test").await.unwrap();
+    let bob = state.service.create_token("bob", "test").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -66,7 +68,22 @@ async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
 async fn start() -> Srv {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
-    serve(AppState::new(db.clone()), db, tmp).await
+    serve(AppState::new(db.clone()).await.unwrap(), db, tmp).await
+}
+
+/// A server over a service built from its parts (a checkpoint manager wrapper, settings).
+async fn start_with(checkpoints: fn(Db) -> Arc<dyn CheckpointManager>, config: ServiceConfig) -> Srv {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let service = ProjectService::new(
+        db.clone(),
+        Arc::new(SqlContextManager::new(db.clone())),
+        checkpoints(db.clone()),
+        Arc::new(NoopSink),
+        Arc::new(SystemClock),
+        config,
+    );
+    serve(AppState::from_service(service).await.unwrap(), db, tmp).await
 }
 
 impl Srv {
@@ -431,13 +448,36 @@ impl ContextManager for PanickingContext {
     ) -> Result<u64, ContextError> {
         self.0.restore_archived(p, a, id).await
     }
+    async fn prepare_items(
+        &self,
+        p: ProjectId,
+        i: Vec<NewContextItem>,
+    ) -> Result<Vec<ContextItem>, ContextError> {
+        self.0.prepare_items(p, i).await
+    }
+    async fn insert_items(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        i: &[ContextItem],
+    ) -> Result<(), ContextError> {
+        self.0.insert_items(tx, p, i).await
+    }
+    async fn restore_archived_in(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        a: &str,
+        id: Option<FlashSaveId>,
+    ) -> Result<u64, ContextError> {
+        self.0.restore_archived_in(tx, p, a, id).await
+    }
 }
 
 #[tokio::test]
 async fn a_panic_in_a_handler_is_a_500_without_internals() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
-    let hub = EventHub::default();
     let service = ProjectService::new(
         db.clone(),
         Arc::new(PanickingContext(SqlContextManager::new(db.clone()))),
@@ -446,6 +486,7 @@ async fn a_panic_in_a_handler_is_a_500_without_internals() {
         Arc::new(SystemClock),
         ServiceConfig::default(),
     );
+    let hub = EventHub::follow(&service).await.unwrap();
     let srv = serve(AppState::with(service, hub), db, tmp).await;
     let id = srv.project("boom").await;
     let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/agents/a/context"), None).await;
@@ -649,7 +690,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 24);
+    assert_eq!(documented.len(), 25);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -663,13 +704,8 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
-    use codeframe_core::EventSink;
-    use codeframe_models::{EventKind, ProjectEvent};
-    let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
-    let state = AppState::new(db.clone());
-    let hub = state.hub.clone();
-    let srv = serve(state, db, tmp).await;
+    use codeframe_models::EventKind;
+    let srv = start().await;
     let id = srv.project("firehose").await;
     let mut slow = srv.ws_connect(Some(&srv.alice)).await;
     let mut fast = srv.ws_connect(Some(&srv.alice)).await;
@@ -679,7 +715,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
     assert_eq!(ws_next(&mut fast, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
 
     // The fast subscriber keeps reading; the slow one reads nothing while far more events than
-    // the hub holds (each ~1 KB) are published, paced so that a reader can keep up.
+    // the hub holds (each ~1 KB) are committed to the log, paced so that a reader can keep up.
     let total = 3 * codeframe_api::HUB_CAPACITY;
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen_by_reader = Arc::clone(&seen);
@@ -694,23 +730,28 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
         }
     });
     let reason = "r".repeat(500);
-    for n in 0..total {
-        let event = ProjectEvent {
-            project_id: id,
-            timestamp: codeframe_models::timestamp::now_utc(),
-            kind: EventKind::ProjectPaused {
+    let mut n = 0;
+    while n < total {
+        // Written as another process would (no in-process wake-up): the tail's poll finds them.
+        let mut tx = srv.db.begin().await.unwrap();
+        for _ in 0..256 {
+            let kind = EventKind::ProjectPaused {
                 checkpoint_id: n as i64,
                 reason: Some(reason.clone()),
                 items_archived: 0,
                 reduction_percentage: 0.0,
-            },
-        };
-        hub.publish(&event).await.unwrap();
+            };
+            codeframe_persistence::events::append(&mut tx, id, kind, codeframe_models::timestamp::now_utc())
+                .await
+                .unwrap();
+            n += 1;
+        }
+        tx.commit().await.unwrap();
         while n >= seen.load(std::sync::atomic::Ordering::SeqCst) + 1024 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    tokio::time::timeout(Duration::from_secs(30), reader).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), reader).await.unwrap().unwrap();
     assert_eq!(
         seen.load(std::sync::atomic::Ordering::SeqCst),
         total,
@@ -730,4 +771,341 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
     };
     assert!(received < total, "the slow subscriber was dropped before receiving everything ({received})");
     assert!(matches!(ending, Some(1013) | None), "{ending:?}");
+}
+
+// ---------------------------------------------------------------- the event log: catch-up, gaps
+
+/// Reads WebSocket messages until `n` events arrived (or nothing came for 10 s).
+async fn ws_events(ws: &mut WsClient, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let Some(v) = ws_next(ws, Duration::from_secs(10)).await else { break };
+        if v.get("seq").is_some() && v["type"] != "subscribed" {
+            got.push(v);
+        }
+    }
+    got
+}
+
+/// Appends events as another process would: straight to the log, no wake-up of the server.
+async fn append_elsewhere(db: &Db, project: i64, from: usize, count: usize) {
+    let mut tx = db.begin().await.unwrap();
+    for n in from..from + count {
+        let kind =
+            codeframe_models::EventKind::ContextAdded { agents: vec![format!("a{n}")], items_added: 1 };
+        codeframe_persistence::events::append(&mut tx, project, kind, codeframe_models::timestamp::now_utc())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_with_since_catches_up_on_a_missed_burst_exactly_once_then_streams_live() {
+    let srv = start().await;
+    let id = srv.project("catch-up").await;
+    let mut ws = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "project_id": id})).await;
+    let ack = ws_next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(ack["type"], "subscribed");
+    srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w1"}))).await;
+    let first = ws_events(&mut ws, 1).await;
+    assert_eq!(first[0]["type"], "agent_added");
+    let last_seen = first[0]["seq"].as_i64().unwrap();
+    drop(ws);
+
+    // Missed while disconnected: a burst of 1,000 events.
+    append_elsewhere(&srv.db, id, 0, 1000).await;
+    // Reconnect with `since`, while another writer keeps committing (the replay/live boundary).
+    let writer = {
+        let db = srv.db.clone();
+        tokio::spawn(async move {
+            for batch in 0..20 {
+                append_elsewhere(&db, id, 1000 + batch * 10, 10).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut ws = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "project_id": id, "since": last_seen})).await;
+    let ack = ws_next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((ack["type"].as_str(), ack["since"].as_i64()), (Some("subscribed"), Some(last_seen)));
+    let got = ws_events(&mut ws, 1200).await;
+    writer.await.unwrap();
+    assert_eq!(got.len(), 1200, "every missed and concurrent event");
+    let seqs: Vec<i64> = got.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, each once");
+    assert!(seqs[0] > last_seen);
+    let names: Vec<&str> = got.iter().map(|e| e["agents"][0].as_str().unwrap()).collect();
+    let expected: Vec<String> = (0..1200).map(|n| format!("a{n}")).collect();
+    assert_eq!(names, expected, "exactly the events written, in the order written");
+
+    // Then live events, with their seq, and nothing twice.
+    srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
+    let live = ws_events(&mut ws, 4).await;
+    let kinds: Vec<&str> = live.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]);
+    assert!(live[0]["seq"].as_i64().unwrap() > *seqs.last().unwrap());
+    assert_eq!(ws_next(&mut ws, Duration::from_millis(500)).await, None, "no duplicate");
+}
+
+#[tokio::test]
+async fn the_events_route_pages_the_log_and_a_since_past_retention_is_a_gap() {
+    let srv = start().await;
+    let id = srv.project("paged").await;
+    for n in 0..8 {
+        let (s, _) = srv
+            .alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": format!("w{n}")})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    // status_changed (start) and eight agent_added, in order, three at a time.
+    let mut since = 0;
+    let mut all = Vec::new();
+    loop {
+        let (s, page) =
+            srv.alice("GET", &format!("/api/projects/{id}/events?since={since}&limit=3"), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        all.extend(page["events"].as_array().unwrap().iter().cloned());
+        since = page["next_since"].as_i64().unwrap();
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = all.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "status_changed");
+    assert_eq!(kinds[1..], ["agent_added"; 8]);
+    assert_eq!(all[8]["agent_id"], "w7");
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/events?limit=0"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = srv.call("GET", &format!("/api/projects/{id}/events"), Some(&srv.bob), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another owner's events are not found");
+
+    // Retention keeps the newest 5: the 4 oldest are gone.
+    let config = ServiceConfig {
+        event_retention: codeframe_core::EventRetention { max_events_per_project: 5, ..Default::default() },
+        ..Default::default()
+    };
+    let retention = ProjectService::with_config(srv.db.clone(), config);
+    assert_eq!(retention.prune_events(None).await.unwrap(), 4);
+    let pruned_through = all[3]["seq"].as_i64().unwrap();
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/events?since=0"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::GONE, Some("gap")), "{v}");
+    assert_eq!(v["error"]["details"]["pruned_through"], pruned_through);
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/events?since={pruned_through}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["events"].as_array().unwrap().len(), 5);
+    // A seq the log never reached is a gap too (a client from another database).
+    let (s, _) = srv.alice("GET", &format!("/api/projects/{id}/events?since=999999"), None).await;
+    assert_eq!(s, StatusCode::GONE);
+
+    // The WebSocket says so the same way, then streams live events.
+    let mut ws = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "project_id": id, "since": 1})).await;
+    assert_eq!(ws_next(&mut ws, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    let gap = ws_next(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((gap["type"].as_str(), gap["pruned_through"].as_i64()), (Some("gap"), Some(pruned_through)));
+    srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "late"}))).await;
+    let live = ws_events(&mut ws, 1).await;
+    assert_eq!((live[0]["type"].as_str(), live[0]["agent_id"].as_str()), (Some("agent_added"), Some("late")));
+}
+
+// ---------------------------------------------------------------- cancellation
+
+/// The checkpoint manager, with a snapshot write that takes long enough for an HTTP client to
+/// give up, and that fails once when `FAIL_NEXT_WRITE` is set (after writing its ref).
+struct SlowWrites(Arc<dyn CheckpointManager>);
+
+static FAIL_NEXT_WRITE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FAILED_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+#[async_trait]
+impl CheckpointManager for SlowWrites {
+    async fn reserve_id(&self) -> codeframe_core::Result<CheckpointId, codeframe_core::CheckpointError> {
+        self.0.reserve_id().await
+    }
+    async fn prepare(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> Result<codeframe_core::PreparedCheckpoint, codeframe_core::CheckpointError> {
+        self.0.prepare(tx, p, id, spec).await
+    }
+    async fn write(
+        &self,
+        tx: &mut Tx<'_>,
+        prepared: codeframe_core::PreparedCheckpoint,
+    ) -> Result<Checkpoint, codeframe_core::CheckpointError> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let cp = self.0.write(tx, prepared).await?;
+        if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            FAILED_ID.store(cp.id, std::sync::atomic::Ordering::SeqCst);
+            return Err(codeframe_core::CheckpointError::Worker("disk full (injected)".into()));
+        }
+        Ok(cp)
+    }
+    async fn discard(&self, p: ProjectId, id: CheckpointId) -> Result<(), codeframe_core::CheckpointError> {
+        self.0.discard(p, id).await
+    }
+    async fn list(&self, p: ProjectId) -> Result<Vec<Checkpoint>, codeframe_core::CheckpointError> {
+        self.0.list(p).await
+    }
+    async fn get(
+        &self,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> Result<Checkpoint, codeframe_core::CheckpointError> {
+        self.0.get(p, id).await
+    }
+    async fn delete(&self, p: ProjectId, id: CheckpointId) -> Result<(), codeframe_core::CheckpointError> {
+        self.0.delete(p, id).await
+    }
+    async fn delete_row(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> Result<(), codeframe_core::CheckpointError> {
+        self.0.delete_row(tx, p, id).await
+    }
+    async fn diff(
+        &self,
+        p: ProjectId,
+        id: CheckpointId,
+        u: bool,
+    ) -> Result<FileDiff, codeframe_core::CheckpointError> {
+        self.0.diff(p, id, u).await
+    }
+    async fn verify(
+        &self,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> Result<VerifyReport, codeframe_core::CheckpointError> {
+        self.0.verify(p, id).await
+    }
+    async fn restore(
+        &self,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+        m: RestoreMode,
+    ) -> Result<RestoreReport, codeframe_core::CheckpointError> {
+        self.0.restore(p, id, w, m).await
+    }
+    async fn restore_in(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+        m: RestoreMode,
+    ) -> Result<RestoreReport, codeframe_core::CheckpointError> {
+        self.0.restore_in(tx, p, id, w, m).await
+    }
+    async fn restore_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+    ) -> Result<usize, codeframe_core::CheckpointError> {
+        self.0.restore_rows(tx, p, id, w).await
+    }
+    async fn restore_files(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> Result<codeframe_core::FilesRestored, codeframe_core::CheckpointError> {
+        self.0.restore_files(tx, p, id).await
+    }
+    async fn reconcile(&self, p: ProjectId) -> Result<ReconcileReport, codeframe_core::CheckpointError> {
+        self.0.reconcile(p).await
+    }
+}
+
+fn slow_writes(db: Db) -> Arc<dyn CheckpointManager> {
+    Arc::new(SlowWrites(Arc::new(GitCheckpointManager::new(db))))
+}
+
+fn store_refs(root: &Path) -> Vec<String> {
+    let out = Command::new("git")
+        .args(["--git-dir", ".codeframe/snapshots.git", "for-each-ref", "--format=%(refname)"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// POSTs a pause with a client that gives up after 300 ms (the pause takes 1.5 s).
+async fn pause_and_hang_up(srv: &Srv, id: i64) {
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let sent = client
+        .post(format!("{}/api/projects/{id}/pause", srv.base))
+        .bearer_auth(&srv.alice)
+        .json(&json!({"reason": "hang up"}))
+        .send()
+        .await;
+    assert!(sent.as_ref().is_err_and(reqwest::Error::is_timeout), "{sent:?}");
+}
+
+/// Waits until no pause holds the project's gate (the detached pause has ended).
+async fn settled(svc: &ProjectService, id: i64) -> codeframe_core::GateStatus {
+    for _ in 0..200 {
+        let gate = svc.gate_status(id).await.unwrap();
+        if !gate.pausing {
+            return gate;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the pause never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_whose_http_client_disconnects_runs_to_completion() {
+    let srv = start_with(slow_writes, ServiceConfig::default()).await;
+    let id = srv.project("hang-up").await;
+    let root = srv.root("hang-up");
+    let svc = ProjectService::with_defaults(srv.db.clone());
+    pause_and_hang_up(&srv, id).await;
+    let gate = settled(&svc, id).await;
+    let p = svc.get(id).await.unwrap();
+    assert_eq!(p.status, codeframe_models::ProjectStatus::Paused, "the pause finished on its own task");
+    assert!(gate.closed);
+    let cp = p.pause_checkpoint_id.unwrap();
+    assert!(svc.verify_checkpoint(id, cp).await.unwrap().ok(), "its checkpoint is readable");
+    assert_eq!(store_refs(&root), [format!("refs/codeframe/checkpoints/{cp}")], "no orphan ref");
+    assert!(matches!(svc.enter(id, "agent").await, Err(codeframe_core::CoreError::Paused(_))));
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/resume"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    drop(svc.enter(id, "agent").await.unwrap());
+    let (s, again) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert!(again["checkpoint_id"].as_i64().unwrap() > cp, "a fresh id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_that_fails_after_its_client_disconnected_rolls_back_cleanly() {
+    let srv = start_with(slow_writes, ServiceConfig::default()).await;
+    let id = srv.project("hang-up-fail").await;
+    let root = srv.root("hang-up-fail");
+    let svc = ProjectService::with_defaults(srv.db.clone());
+    let before = svc.get(id).await.unwrap();
+    FAIL_NEXT_WRITE.store(true, std::sync::atomic::Ordering::SeqCst);
+    pause_and_hang_up(&srv, id).await;
+    let gate = settled(&svc, id).await;
+    let failed = FAILED_ID.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(failed > 0, "the injected failure happened");
+    assert_eq!(svc.get(id).await.unwrap(), before, "exactly as before");
+    assert!(!gate.closed, "the gate is open again");
+    assert!(svc.list_checkpoints(id).await.unwrap().is_empty());
+    assert!(store_refs(&root).is_empty(), "the rolled-back ref was discarded");
+    drop(svc.enter(id, "agent").await.expect("permits work"));
+    let (s, next) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
+    assert_eq!(s, StatusCode::OK, "{next}");
+    let fresh = next["checkpoint_id"].as_i64().unwrap();
+    assert!(fresh > failed, "the rolled-back id {failed} is never reused ({fresh})");
+    assert_eq!(store_refs(&root), [format!("refs/codeframe/checkpoints/{fresh}")]);
 }

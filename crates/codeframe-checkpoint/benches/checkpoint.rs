@@ -96,8 +96,9 @@ async fn checkpoint(db: &Db, cm: &GitCheckpointManager, project: i64) -> Res<(f6
         pause_reason: None,
     };
     let started = Instant::now();
+    let id = cm.reserve_id().await?;
     let mut tx = db.begin().await?;
-    let cp = cm.create(&mut tx, project, spec).await?;
+    let cp = cm.create(&mut tx, project, id, spec).await?;
     tx.commit().await?;
     Ok((started.elapsed().as_secs_f64() * 1000.0, cp.id))
 }

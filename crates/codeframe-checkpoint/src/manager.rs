@@ -169,14 +169,25 @@ pub struct ReconcileReport {
 }
 
 /// Checkpoints of projects. Object safe: use it as `Arc<dyn CheckpointManager>`.
+///
+/// Ids: a checkpoint's id comes from [`CheckpointManager::reserve_id`], which commits on its own
+/// before the checkpoint's transaction begins. An id is therefore never handed out twice, even
+/// when a checkpoint's transaction rolls back, and the ref named after it
+/// (`refs/codeframe/checkpoints/<id>`) is written create-only: nothing ever overwrites the ref
+/// of a committed checkpoint.
 #[async_trait]
 pub trait CheckpointManager: Send + Sync {
+    /// Hands out a fresh checkpoint id (committed at once; never handed out again).
+    async fn reserve_id(&self) -> Result<CheckpointId>;
+
     /// First half of [`CheckpointManager::create`]: validates the spec, reads the project's
-    /// state through `tx` (a consistent snapshot) and inserts the checkpoint row through it.
+    /// state through `tx` (a consistent snapshot) and inserts the checkpoint row, with the
+    /// reserved `checkpoint_id`, through it.
     async fn prepare(
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
+        checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint>;
 
@@ -191,9 +202,10 @@ pub trait CheckpointManager: Send + Sync {
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
+        checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
     ) -> Result<Checkpoint> {
-        let prepared = self.prepare(tx, project_id, spec).await?;
+        let prepared = self.prepare(tx, project_id, checkpoint_id, spec).await?;
         self.write(tx, prepared).await
     }
 
@@ -206,8 +218,20 @@ pub trait CheckpointManager: Send + Sync {
     /// One checkpoint of the project.
     async fn get(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<Checkpoint>;
 
-    /// Deletes a checkpoint (row and ref). The checkpoint of a current pause cannot be deleted.
+    /// Deletes a checkpoint (row and ref) in a transaction of its own. The checkpoint of a
+    /// current pause cannot be deleted.
     async fn delete(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()>;
+
+    /// Deletes a checkpoint's row inside the caller's transaction (the checkpoint of a current
+    /// pause cannot be deleted). Once the transaction commits, remove the ref with
+    /// [`CheckpointManager::discard`]; a crash in between leaves an orphan ref that
+    /// [`CheckpointManager::reconcile`] removes.
+    async fn delete_row(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+    ) -> Result<()>;
 
     /// Files added, modified and deleted in the working tree since the checkpoint, with
     /// unified text diffs when `unified` is set.
@@ -224,6 +248,18 @@ pub trait CheckpointManager: Send + Sync {
     /// Restores parts of a checkpoint in its own transaction (see [`RestoreMode`]).
     async fn restore(
         &self,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport>;
+
+    /// [`CheckpointManager::restore`] inside the caller's transaction: rows are written through
+    /// `tx`; files are written before this returns, so the caller commits (or, on error, rolls
+    /// back) right after.
+    async fn restore_in(
+        &self,
+        tx: &mut Tx<'_>,
         project_id: ProjectId,
         checkpoint_id: CheckpointId,
         what: RestoreWhat,
@@ -514,11 +550,16 @@ impl GitCheckpointManager {
 
 #[async_trait]
 impl CheckpointManager for GitCheckpointManager {
+    async fn reserve_id(&self) -> Result<CheckpointId> {
+        Ok(checkpoints::reserve_id(&mut self.db.conn().await?).await?)
+    }
+
     #[instrument(skip(self, tx, spec), fields(name = %spec.name, trigger = %spec.trigger))]
     async fn prepare(
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
+        checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint> {
         let started = Instant::now();
@@ -536,6 +577,7 @@ impl CheckpointManager for GitCheckpointManager {
         let checkpoint = checkpoints::insert(
             tx,
             &NewCheckpoint {
+                id: Some(checkpoint_id),
                 project_id,
                 name: spec.name,
                 description: spec.description,
@@ -603,21 +645,26 @@ impl CheckpointManager for GitCheckpointManager {
 
     async fn delete(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
         let mut tx = self.db.begin().await?;
+        self.delete_row(&mut tx, project_id, checkpoint_id).await?;
+        tx.commit().await?;
+        self.discard(project_id, checkpoint_id).await?;
+        info!(project_id, checkpoint_id, "checkpoint deleted");
+        Ok(())
+    }
+
+    async fn delete_row(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+    ) -> Result<()> {
         let project =
-            projects::find(&mut tx, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
-        self.row(&mut tx, project_id, checkpoint_id).await?;
+            projects::find(tx, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
+        self.row(tx, project_id, checkpoint_id).await?;
         if project.status == ProjectStatus::Paused && project.pause_checkpoint_id == Some(checkpoint_id) {
             return Err(CheckpointError::InUse(checkpoint_id));
         }
-        checkpoints::delete(&mut tx, checkpoint_id).await?;
-        let root = PathBuf::from(project.root_path);
-        blocking(move || match Store::open_existing(&root)? {
-            Some(store) => store.delete_ref(checkpoint_id).map(|_| ()),
-            None => Ok(()),
-        })
-        .await?;
-        tx.commit().await?;
-        info!(project_id, checkpoint_id, "checkpoint deleted");
+        checkpoints::delete(tx, checkpoint_id).await?;
         Ok(())
     }
 
@@ -687,7 +734,6 @@ impl CheckpointManager for GitCheckpointManager {
         .await
     }
 
-    #[instrument(skip(self))]
     async fn restore(
         &self,
         project_id: ProjectId,
@@ -695,10 +741,31 @@ impl CheckpointManager for GitCheckpointManager {
         what: RestoreWhat,
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
-        let started = Instant::now();
         let mut tx = self.db.begin().await?;
-        let root = self.project_root(&mut tx, project_id).await?;
-        let cp = self.row(&mut tx, project_id, checkpoint_id).await?;
+        match self.restore_in(&mut tx, project_id, checkpoint_id, what, mode).await {
+            Ok(report) => {
+                tx.commit().await?;
+                Ok(report)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    #[instrument(skip(self, tx))]
+    async fn restore_in(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+        mode: RestoreMode,
+    ) -> Result<RestoreReport> {
+        let started = Instant::now();
+        let root = self.project_root(tx, project_id).await?;
+        let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         // Read and validate everything before changing anything.
         let root2 = root.clone();
@@ -721,24 +788,20 @@ impl CheckpointManager for GitCheckpointManager {
             state_restored: false,
         };
         if mode == RestoreMode::Preview {
-            tx.rollback().await?;
             return Ok(report);
         }
-        report.items_restored =
-            Self::apply_rows(&mut tx, project_id, snapshot, what, self.clock.now()).await?;
+        report.items_restored = Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
             let applied = blocking(move || restore_files_blocking(&root, checkpoint_id, commit)).await;
             match applied {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
-                    warn!(project_id, checkpoint_id, error = %e, "file restore failed; rows rolled back");
-                    tx.rollback().await?;
+                    warn!(project_id, checkpoint_id, error = %e, "file restore failed; rows to be rolled back");
                     return Err(e);
                 }
             }
         }
-        tx.commit().await?;
         report.applied = true;
         info!(
             project_id,

@@ -189,7 +189,8 @@ impl Store {
         Ok(commit.id)
     }
 
-    /// Points the checkpoint's ref at `commit`, replacing any leftover of a crashed attempt.
+    /// Creates the checkpoint's ref pointing at `commit`. Create-only: ids are never reused, so
+    /// an existing ref belongs to another checkpoint and must never be overwritten.
     pub(crate) fn set_ref(&self, id: CheckpointId, commit: ObjectId) -> Result<()> {
         let name = checkpoint_ref(id);
         let edit = RefEdit {
@@ -199,7 +200,7 @@ impl Store {
                     force_create_reflog: false,
                     message: "checkpoint".into(),
                 },
-                expected: PreviousValue::Any,
+                expected: PreviousValue::MustNotExist,
                 new: Target::Object(commit),
             },
             name: name.as_str().try_into().map_err(|e| self.err(e))?,

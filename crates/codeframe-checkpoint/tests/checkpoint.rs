@@ -151,8 +151,9 @@ fn spec(name: &str) -> CheckpointSpec {
 }
 
 async fn create(f: &Fx, name: &str) -> codeframe_models::Checkpoint {
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = f.cm.create(&mut tx, f.project, spec(name)).await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, id, spec(name)).await.unwrap();
     tx.commit().await.unwrap();
     cp
 }
@@ -262,12 +263,13 @@ async fn identical_state_gives_identical_blobs_and_unchanged_checkpoints_cost_al
 #[tokio::test]
 async fn checkpoint_names_and_descriptions_are_validated() {
     let f = fx_plain().await;
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let e = f.cm.create(&mut tx, f.project, spec(&"n".repeat(101))).await.unwrap_err();
+    let e = f.cm.create(&mut tx, f.project, id, spec(&"n".repeat(101))).await.unwrap_err();
     assert!(matches!(e, CheckpointError::Invalid(_)), "{e}");
-    let e = f.cm.create(&mut tx, f.project, spec("  ")).await.unwrap_err();
+    let e = f.cm.create(&mut tx, f.project, id, spec("  ")).await.unwrap_err();
     assert!(matches!(e, CheckpointError::Invalid(_)));
-    let e = f.cm.create(&mut tx, 4242, spec("x")).await.unwrap_err();
+    let e = f.cm.create(&mut tx, 4242, id, spec("x")).await.unwrap_err();
     assert!(matches!(e, CheckpointError::UnknownProject(4242)));
     drop(tx);
     assert!(f.cm.list(f.project).await.unwrap().is_empty());
@@ -277,8 +279,9 @@ async fn checkpoint_names_and_descriptions_are_validated() {
 async fn a_missing_root_is_a_typed_error() {
     let f = fx_plain().await;
     std::fs::remove_dir_all(&f.root).unwrap();
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    assert!(matches!(f.cm.create(&mut tx, f.project, spec("x")).await, Err(CheckpointError::BadRoot(_))));
+    assert!(matches!(f.cm.create(&mut tx, f.project, id, spec("x")).await, Err(CheckpointError::BadRoot(_))));
 }
 
 // ---------------------------------------------------------------- transactions
@@ -286,8 +289,9 @@ async fn a_missing_root_is_a_typed_error() {
 #[tokio::test]
 async fn rollback_plus_discard_leaves_no_ref_and_no_row() {
     let f = fx_plain().await;
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = f.cm.create(&mut tx, f.project, spec("doomed")).await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, id, spec("doomed")).await.unwrap();
     assert!(
         !store_git(&f.root, &["for-each-ref", "refs/codeframe/"]).is_empty(),
         "the ref is written before commit"
@@ -306,13 +310,15 @@ async fn reconcile_removes_orphan_refs_and_reports_missing_commits() {
     let f = fx_plain().await;
     let kept = create(&f, "kept").await;
     // A row whose commit vanished (e.g. a store restored from an old backup).
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let broken = f.cm.create(&mut tx, f.project, spec("broken")).await.unwrap();
+    let broken = f.cm.create(&mut tx, f.project, id, spec("broken")).await.unwrap();
     checkpoints::set_commit(&mut tx, broken.id, "0123456789012345678901234567890123456789").await.unwrap();
     tx.commit().await.unwrap();
     // A crash between writing the ref and committing leaves an orphan ref.
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let orphan = f.cm.create(&mut tx, f.project, spec("orphan")).await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, id, spec("orphan")).await.unwrap();
     drop(tx);
 
     let report = f.cm.reconcile(f.project).await.unwrap();
@@ -327,17 +333,28 @@ async fn reconcile_removes_orphan_refs_and_reports_missing_commits() {
 }
 
 #[tokio::test]
-async fn an_id_reused_after_a_rollback_replaces_the_orphan_ref() {
+async fn a_rolled_back_id_is_never_reused_and_a_committed_ref_is_never_overwritten() {
     let f = fx_plain().await;
+    let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let orphan = f.cm.create(&mut tx, f.project, spec("orphan")).await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, id, spec("orphan")).await.unwrap();
     drop(tx);
-    // SQLite hands the rolled-back id out again; the new checkpoint takes over the ref.
+    // The rolled-back id stays burnt: the next checkpoint gets a fresh one, and the orphan
+    // ref (left for reconciliation) names nothing that exists.
     let fresh = create(&f, "fresh").await;
-    assert_eq!(fresh.id, orphan.id);
+    assert!(fresh.id > orphan.id, "{} after {}", fresh.id, orphan.id);
     assert!(f.cm.verify(f.project, fresh.id).await.unwrap().ok());
-    let commit = store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]);
-    assert_eq!(commit.trim(), fresh.commit_id.as_deref().unwrap());
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().removed_refs, vec![orphan.id]);
+    // A late writer for a committed checkpoint's id cannot move its ref.
+    let before = store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]);
+    std::fs::write(f.root.join("late.txt"), "late").unwrap();
+    let mut tx = f.db.begin().await.unwrap();
+    checkpoints::delete(&mut tx, fresh.id).await.unwrap(); // so the row insert itself succeeds
+    let e = f.cm.create(&mut tx, f.project, fresh.id, spec("late")).await.unwrap_err();
+    drop(tx);
+    assert!(e.to_string().contains(&checkpoint_ref(fresh.id)), "{e}");
+    assert_eq!(store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]), before);
+    assert!(f.cm.verify(f.project, fresh.id).await.unwrap().ok());
 }
 
 // ---------------------------------------------------------------- list, get, delete, verify

@@ -4,14 +4,16 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use codeframe_checkpoint::{FileChange, RestoreMode, RestoreWhat};
-use codeframe_context::{ArchiveState, ListQuery, parse_item_type};
-use codeframe_core::{PauseOptions, ProjectService};
-use codeframe_models::{
-    ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ResumeOptions, ResumeOutcome,
-    timestamp,
+use codeframe_core::CoreError;
+use codeframe_core::auth::LOCAL_USER;
+use codeframe_core::{
+    ArchiveState, Db, FileChange, FileDiff, ListQuery, PauseOptions, ProjectService, RestoreMode,
+    RestoreWhat, parse_item_type,
 };
-use codeframe_persistence::{Db, agents, auth, context};
+use codeframe_models::{
+    ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ProjectEvent, ResumeOptions,
+    ResumeOutcome, timestamp,
+};
 use serde_json::{Value, json};
 
 use crate::output::{CliError, duration, print, short, thousands};
@@ -111,7 +113,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             let (svc, p) = open_project(&cli).await?;
             let options = PauseOptions { drain_timeout: drain_timeout.map(Duration::from_secs) };
             let out = svc.pause_with(p.id, PauseRequest { reason: reason.clone() }, options).await?;
-            let cp = svc.checkpoints().get(p.id, out.checkpoint_id).await?;
+            let cp = svc.checkpoint(p.id, out.checkpoint_id).await?;
             print(json, &out, || human_pause(&p, &out, cp.commit_id.as_deref()))
         }
         Command::Resume { checkpoint, restore_files } => {
@@ -126,12 +128,13 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Context { command } => context_cmd(&cli, command).await,
         Command::Token { command: TokenCommand::Create { name, user } } => {
             let home = find_home(cli.home.as_deref())?;
-            let db = open_db(&home, false).await?;
-            let token = codeframe_api::create_token(&db, user, name).await?;
+            let svc = ProjectService::with_defaults(open_db(&home, false).await?);
+            let token = svc.create_token(user, name).await?;
             print(json, &json!({"token": token, "name": name, "user": user}), || {
                 format!("{token}\n(shown once; send it as `Authorization: Bearer <token>`)")
             })
         }
+        Command::Events { since, follow } => events(&cli, *since, *follow).await,
         Command::Serve { addr } => serve(&cli, *addr).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }
@@ -158,8 +161,7 @@ async fn init(cli: &Cli, dir: Option<&Path>, name: Option<&str>) -> Result<()> {
             root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into())
         }
     };
-    let owner =
-        auth::ensure_user(&mut db.conn().await?, codeframe_api::LOCAL_USER, timestamp::now_utc()).await?;
+    let owner = svc.ensure_user(LOCAL_USER).await?;
     let p = svc
         .create_project(NewProject {
             name,
@@ -263,10 +265,9 @@ fn checkpoint_json(c: &codeframe_models::Checkpoint) -> Value {
 
 async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
     let (svc, p) = open_project(cli).await?;
-    let cps = svc.checkpoints();
     match command {
         CheckpointCommand::List => {
-            let list = cps.list(p.id).await?;
+            let list = svc.list_checkpoints(p.id).await?;
             let doc: Vec<Value> = list.iter().map(checkpoint_json).collect();
             print(cli.json, &doc, || {
                 if list.is_empty() {
@@ -288,7 +289,7 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
             })
         }
         CheckpointCommand::Show { id } => {
-            let c = cps.get(p.id, *id).await?;
+            let c = svc.checkpoint(p.id, *id).await?;
             print(cli.json, &checkpoint_json(&c), || {
                 format!(
                     "checkpoint {} ({}) — {}\n  {} · {}\n  {}\n  phase {} · tasks {}/{} · {} context items · ${:.2}",
@@ -307,11 +308,11 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
             })
         }
         CheckpointCommand::Diff { id, unified } => {
-            let d = cps.diff(p.id, *id, *unified).await?;
+            let d = svc.diff_checkpoint(p.id, *id, *unified).await?;
             print(cli.json, &d, || diff_text(&d))
         }
         CheckpointCommand::Verify { id } => {
-            let r = cps.verify(p.id, *id).await?;
+            let r = svc.verify_checkpoint(p.id, *id).await?;
             print(cli.json, &json!({"ok": r.ok(), "report": r}), || {
                 if r.ok() {
                     format!("checkpoint {id}: ok ({} objects)", r.objects_checked)
@@ -326,7 +327,7 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
             }
         }
         CheckpointCommand::Delete { id } => {
-            cps.delete(p.id, *id).await?;
+            svc.delete_checkpoint(p.id, *id).await?;
             print(cli.json, &json!({"deleted": id}), || format!("checkpoint {id} deleted"))
         }
         CheckpointCommand::Create { name, description } => {
@@ -381,7 +382,7 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
     }
 }
 
-fn diff_text(d: &codeframe_checkpoint::FileDiff) -> String {
+fn diff_text(d: &FileDiff) -> String {
     if d.files.is_empty() {
         return "  no changes".into();
     }
@@ -406,23 +407,14 @@ async fn agent(cli: &Cli, command: &AgentCommand) -> Result<()> {
     let (svc, p) = open_project(cli).await?;
     match command {
         AgentCommand::Add { id, agent_type } => {
-            match svc.register_agent(id, agent_type, None).await {
-                Ok(_)
-                | Err(codeframe_core::CoreError::Conflict(codeframe_core::ConflictKind::AgentExists {
-                    ..
-                })) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let a = svc.assign(p.id, id, "worker").await?;
+            let a = svc.add_agent(p.id, id, agent_type, None, "worker").await?;
             print(cli.json, &a, || format!("agent {id} ({agent_type}) added to {}", p.name))
         }
         AgentCommand::List => {
-            let mut conn = svc.db().conn().await?;
-            let all = agents::list_for_project(&mut conn, p.id).await?;
-            let active = agents::active_agent_ids(&mut conn, p.id).await?;
+            let all = svc.agents(p.id).await?;
             let doc: Vec<Value> = all
                 .iter()
-                .map(|a| json!({"agent_id": a.id, "agent_type": a.agent_type, "status": a.status, "active": active.contains(&a.id)}))
+                .map(|a| json!({"agent_id": a.agent.id, "agent_type": a.agent.agent_type, "status": a.agent.status, "active": a.active}))
                 .collect();
             print(cli.json, &doc, || {
                 if all.is_empty() {
@@ -430,8 +422,8 @@ async fn agent(cli: &Cli, command: &AgentCommand) -> Result<()> {
                 }
                 all.iter()
                     .map(|a| {
-                        let state = if active.contains(&a.id) { "active" } else { "inactive" };
-                        format!("{}  {}  {}", a.id, a.agent_type, state)
+                        let state = if a.active { "active" } else { "inactive" };
+                        format!("{}  {}  {}", a.agent.id, a.agent.agent_type, state)
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -448,7 +440,7 @@ async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
     let (svc, p) = open_project(cli).await?;
     match command {
         ContextCommand::Add { agent, item_type, source } => {
-            let item_type: ItemType = parse_item_type(item_type)?;
+            let item_type: ItemType = parse_item_type(item_type).map_err(CoreError::from)?;
             let content = match (&source.content, &source.file) {
                 (Some(c), _) => c.clone(),
                 (None, Some(f)) => std::fs::read_to_string(f)
@@ -456,8 +448,7 @@ async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
                 (None, None) => return Err(CliError::Usage("give --content or --file".into())),
             };
             let item = svc
-                .context()
-                .add_item(
+                .add_context_item(
                     p.id,
                     NewContextItem {
                         agent_id: agent.clone(),
@@ -474,7 +465,7 @@ async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
         }
         ContextCommand::Import { file } => import(cli, &svc, &p, file).await,
         ContextCommand::Export { file } => {
-            let items = context::list_for_project(&mut svc.db().conn().await?, p.id).await?;
+            let items = svc.context_items(p.id).await?;
             let mut out = std::io::BufWriter::new(
                 std::fs::File::create(file)
                     .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?,
@@ -523,7 +514,7 @@ async fn import(cli: &Cli, svc: &ProjectService, p: &Project, file: &Path) -> Re
         b.set_message(format!("importing {} items", items.len()));
     }
     let count = items.len();
-    let ids = svc.context().add_items(p.id, items).await?;
+    let ids = svc.add_context_items(p.id, items).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -547,29 +538,26 @@ fn totals_json(active: &codeframe_models::TierTotals, archived: i64) -> Value {
 }
 
 async fn stats(cli: &Cli, svc: &ProjectService, p: &Project) -> Result<()> {
-    let mut conn = svc.db().conn().await?;
-    let per_agent = context::tier_totals_by_agent(&mut conn, p.id).await?;
-    let mut agent_ids: Vec<String> =
-        agents::list_for_project(&mut conn, p.id).await?.into_iter().map(|a| a.id).collect();
-    for (a, _) in &per_agent {
-        if !agent_ids.contains(a) {
-            agent_ids.push(a.clone());
+    let (_, per_agent) = svc.token_totals(p.id).await?;
+    let mut agent_ids: Vec<String> = svc.agents(p.id).await?.into_iter().map(|a| a.agent.id).collect();
+    for a in &per_agent {
+        if !agent_ids.contains(&a.agent_id) {
+            agent_ids.push(a.agent_id.clone());
         }
     }
     agent_ids.sort();
-    drop(conn);
     let mut total = codeframe_models::TierTotals::default();
     let mut total_archived = 0;
     let mut rows = Vec::new();
     for agent in &agent_ids {
-        let active = per_agent.iter().find(|(a, _)| a == agent).map(|(_, t)| *t).unwrap_or_default();
+        let active = per_agent.iter().find(|a| a.agent_id == *agent).map(|a| a.totals).unwrap_or_default();
         let q = ListQuery {
             project_id: p.id,
             agent_id: Some(agent.clone()),
             state: ArchiveState::Archived,
             ..Default::default()
         };
-        let archived = svc.context().list(&ListQuery { limit: Some(0), ..q }).await?.total;
+        let archived = svc.list_context(&ListQuery { limit: Some(0), ..q }).await?.total;
         total.add(&active);
         total_archived += archived;
         let mut v = totals_json(&active, archived);
@@ -605,6 +593,78 @@ async fn stats(cli: &Cli, svc: &ProjectService, p: &Project) -> Result<()> {
     })
 }
 
+/// One event as a line: JSON, or `seq  time  type  field=value …`.
+fn event_line(json: bool, event: &ProjectEvent) -> Result<String> {
+    let mut v = serde_json::to_value(event).map_err(|e| CliError::Runtime(e.to_string()))?;
+    if json {
+        return Ok(v.to_string());
+    }
+    let fields = v.as_object_mut().map(std::mem::take).unwrap_or_default();
+    let details: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "seq" | "type" | "project_id" | "timestamp"))
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    Ok(format!(
+        "{:>6}  {}  {:<22} {}",
+        event.seq,
+        timestamp::format(event.timestamp),
+        event.kind.name(),
+        details.join(" ")
+    ))
+}
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends the command quietly.
+fn emit(line: &str) -> Result<bool> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(CliError::Runtime(format!("stdout: {e}"))),
+    }
+}
+
+async fn events(cli: &Cli, since: i64, follow: bool) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    let mut cursor = since;
+    let mut printed = 0usize;
+    loop {
+        let page = svc.events_since(p.id, cursor, 1000).await?;
+        for event in &page.events {
+            if !emit(&event_line(cli.json, event)?)? {
+                return Ok(());
+            }
+            printed += 1;
+        }
+        cursor = page.next_since;
+        if !page.has_more {
+            break;
+        }
+    }
+    if !follow {
+        if printed == 0 && !cli.json {
+            emit(&format!("no events of {} after seq {since}", p.name))?;
+        }
+        return Ok(());
+    }
+    let mut tail = svc.tail_events(Some(p.id), Some(cursor)).await?;
+    loop {
+        tokio::select! {
+            batch = tail.next_batch() => {
+                for event in &batch? {
+                    if !emit(&event_line(cli.json, event)?)? {
+                        return Ok(());
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
 async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
     let home = find_home(cli.home.as_deref())?;
     let path = home.join(DB_FILE);
@@ -614,11 +674,15 @@ async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
             path.display()
         )));
     }
-    let config = codeframe_api::ServeConfig { addr, database: path.to_string_lossy().into_owned() };
+    let config = codeframe_api::ServeConfig {
+        addr,
+        database: path.to_string_lossy().into_owned(),
+        service: codeframe_core::ServiceConfig::default(),
+    };
     let server = codeframe_api::bind(config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
     let bound = server.local_addr().map_err(|e| CliError::Runtime(e.to_string()))?;
     if let Some(token) = server.first_token() {
-        eprintln!("First start: API token for user {:?} (shown once):\n{token}", codeframe_api::LOCAL_USER);
+        eprintln!("First start: API token for user {LOCAL_USER:?} (shown once):\n{token}");
     }
     eprintln!("codeframe API on http://{bound} (Ctrl-C to stop)");
     server
@@ -654,8 +718,7 @@ async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
     std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(e.to_string()))?;
     let db = open_db(&home, true).await?;
     let svc = ProjectService::with_defaults(db.clone());
-    let owner =
-        auth::ensure_user(&mut db.conn().await?, codeframe_api::LOCAL_USER, timestamp::now_utc()).await?;
+    let owner = svc.ensure_user(LOCAL_USER).await?;
     let name = format!("demo-{}", std::process::id());
     let p = svc
         .create_project(NewProject {
@@ -670,11 +733,7 @@ async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
     let days = |d: i64| Some(now - time::Duration::days(d));
     let mut items = Vec::new();
     for (agent, kind) in [("planner-1", "planner"), ("coder-1", "backend")] {
-        match svc.register_agent(agent, kind, None).await {
-            Ok(_) | Err(codeframe_core::CoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        svc.assign(p.id, agent, "worker").await?;
+        svc.add_agent(p.id, agent, kind, None, "worker").await?;
         let item = |t: ItemType, c: &str, created_at| NewContextItem {
             agent_id: agent.into(),
             item_type: t,
@@ -704,10 +763,10 @@ async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
             days(10),
         ));
     }
-    svc.context().add_items(p.id, items).await?;
+    svc.add_context_items(p.id, items).await?;
     let before = svc.status(p.id).await?;
     let paused = svc.pause(p.id, PauseRequest { reason: Some("demo: end of the work day".into()) }).await?;
-    let cp = svc.checkpoints().get(p.id, paused.checkpoint_id).await?;
+    let cp = svc.checkpoint(p.id, paused.checkpoint_id).await?;
     write("src/main.rs", "fn main() {\n    println!(\"shop, edited while paused\");\n}\n")?;
     let resumed = svc.resume(p.id, ResumeOptions::default()).await?;
     let after = svc.status(p.id).await?;

@@ -1,7 +1,7 @@
 //! `codeframe`: pause, checkpoint and resume coding-agent projects from the command line.
 //!
 //! Every reporting command takes `--json` and then prints exactly one JSON document on
-//! stdout. Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 conflict, 4 not found.
+//! stdout (`events` prints JSON lines, one per event). Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 conflict, 4 not found.
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -25,6 +25,7 @@ Examples:
   codeframe status --json
   codeframe resume                      # files edited while paused are kept and listed
   codeframe checkpoints list
+  codeframe events --follow             # what happens, from any process
   codeframe serve --addr 127.0.0.1:8080 # HTTP + WebSocket API
   codeframe demo                        # a whole walkthrough in a scratch directory";
 
@@ -101,6 +102,19 @@ pub(crate) enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Print the project's events (pauses, resumes, checkpoints, agents, context), or follow
+    /// them as any process commits them. With --json: one JSON object per line.
+    #[command(
+        after_help = "Examples:\n  codeframe events --since 120\n  codeframe events --follow --json | jq .type"
+    )]
+    Events {
+        /// Only events after this seq (default: every event kept).
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        since: i64,
+        /// Keep running and print new events as they are committed (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
     },
     /// Serve the HTTP + WebSocket API over this home's database.
     #[command(after_help = "Example: codeframe serve --addr 127.0.0.1:8080")]
@@ -240,7 +254,7 @@ pub(crate) enum TokenCommand {
         #[arg(long)]
         name: String,
         /// The user owning it (default: the local user, who owns projects made by `init`).
-        #[arg(long, default_value = codeframe_api::LOCAL_USER)]
+        #[arg(long, default_value = codeframe_core::auth::LOCAL_USER)]
         user: String,
     },
 }

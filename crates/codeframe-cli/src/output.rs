@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use codeframe_core::CoreError;
+use codeframe_core::{CoreError, ErrorClass};
 use serde::Serialize;
 
 /// A failure, with the exit code it maps to.
@@ -45,43 +45,22 @@ impl CliError {
 }
 
 impl From<CoreError> for CliError {
+    /// The exit code follows [`codeframe_core::ErrorClass`], the mapping the API's HTTP
+    /// statuses follow too.
     fn from(e: CoreError) -> Self {
         let m = e.to_string();
-        if e.is_conflict() || matches!(e, CoreError::Paused(_)) {
-            Self::Conflict(m)
-        } else if e.is_not_found() {
-            Self::NotFound(m)
-        } else if e.is_invalid() {
-            Self::Usage(m)
-        } else if let CoreError::Checkpoint(codeframe_checkpoint::CheckpointError::InUse(_)) = e {
-            Self::Conflict(m)
-        } else {
-            Self::Runtime(m)
+        match e.class() {
+            ErrorClass::Invalid => Self::Usage(m),
+            ErrorClass::NotFound | ErrorClass::Gone => Self::NotFound(m),
+            ErrorClass::Conflict => Self::Conflict(m),
+            ErrorClass::Internal => Self::Runtime(m),
         }
     }
 }
 
-impl From<codeframe_context::ContextError> for CliError {
-    fn from(e: codeframe_context::ContextError) -> Self {
+impl From<codeframe_core::DbError> for CliError {
+    fn from(e: codeframe_core::DbError) -> Self {
         CoreError::from(e).into()
-    }
-}
-
-impl From<codeframe_checkpoint::CheckpointError> for CliError {
-    fn from(e: codeframe_checkpoint::CheckpointError) -> Self {
-        CoreError::from(e).into()
-    }
-}
-
-impl From<codeframe_persistence::DbError> for CliError {
-    fn from(e: codeframe_persistence::DbError) -> Self {
-        CoreError::from(e).into()
-    }
-}
-
-impl From<codeframe_api::ApiError> for CliError {
-    fn from(e: codeframe_api::ApiError) -> Self {
-        Self::Runtime(e.message)
     }
 }
 
@@ -154,5 +133,24 @@ mod tests {
         assert_eq!(duration(192), "3m 12s");
         assert_eq!(duration(7300), "2h 1m");
         assert_eq!(short(Some("0123456789abcdef")), "0123456");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_core_error_class() {
+        use codeframe_core::{CheckpointError, ConflictKind};
+        let errors = [
+            CoreError::NotFound { entity: "project", id: "1".into() },
+            CoreError::Conflict(ConflictKind::Concurrent),
+            CoreError::Paused(1),
+            CoreError::Pausing(1),
+            CoreError::Checkpoint(CheckpointError::Unreadable { id: 1, reason: "gone".into() }),
+            CoreError::Invalid(codeframe_models::ModelError::Empty { field: "name" }),
+            CoreError::EventGap { project_id: 1, since: 1, pruned_through: 5, head: 9 },
+            CoreError::Injected("x"),
+        ];
+        for e in errors {
+            let class = e.class();
+            assert_eq!(CliError::from(e).code(), class.exit_code(), "{class:?}");
+        }
     }
 }

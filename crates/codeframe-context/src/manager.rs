@@ -54,6 +54,20 @@ pub trait ContextManager: Send + Sync {
     /// Adds many items in one transaction (all or none). Returns their ids, in input order.
     async fn add_items(&self, project_id: ProjectId, items: Vec<NewContextItem>) -> Result<Vec<String>>;
 
+    /// The first half of [`ContextManager::add_items`], touching no database: validates the
+    /// items, counts their tokens, scores and tiers them, and gives them ids. Done before a
+    /// transaction begins, so tokenizing never holds the write lock.
+    async fn prepare_items(
+        &self,
+        project_id: ProjectId,
+        items: Vec<NewContextItem>,
+    ) -> Result<Vec<ContextItem>>;
+
+    /// The second half: stores prepared items inside the caller's transaction, after checking
+    /// the project exists and every agent is actively assigned to it.
+    async fn insert_items(&self, tx: &mut Tx<'_>, project_id: ProjectId, items: &[ContextItem])
+    -> Result<()>;
+
     /// Records an access (access_count + 1, last_accessed = now); returns the item.
     async fn touch(&self, item_id: &str) -> Result<ContextItem>;
 
@@ -99,6 +113,15 @@ pub trait ContextManager: Send + Sync {
     /// one flash save. Returns how many.
     async fn restore_archived(
         &self,
+        project_id: ProjectId,
+        agent_id: &str,
+        flash_save_id: Option<FlashSaveId>,
+    ) -> Result<u64>;
+
+    /// [`ContextManager::restore_archived`] inside the caller's transaction.
+    async fn restore_archived_in(
+        &self,
+        tx: &mut Tx<'_>,
         project_id: ProjectId,
         agent_id: &str,
         flash_save_id: Option<FlashSaveId>,
@@ -244,32 +267,54 @@ impl SqlContextManager {
 impl ContextManager for SqlContextManager {
     #[instrument(skip(self, item), fields(agent_id = %item.agent_id, item_type = %item.item_type))]
     async fn add_item(&self, project_id: ProjectId, item: NewContextItem) -> Result<ContextItem> {
-        let agent_ids = [item.agent_id.clone()];
         let mut prepared = self.prepare(project_id, vec![item]).await?;
         let mut tx = self.db.begin().await?;
-        Self::check_agents(&mut tx, project_id, &agent_ids).await?;
-        context::insert_many(&mut tx, &prepared).await?;
+        self.insert_items(&mut tx, project_id, &prepared).await?;
         tx.commit().await?;
         prepared.pop().ok_or_else(|| ContextError::UnknownItem("(new item)".into()))
     }
 
     #[instrument(skip(self, items), fields(count = items.len()))]
     async fn add_items(&self, project_id: ProjectId, items: Vec<NewContextItem>) -> Result<Vec<String>> {
-        let started = Instant::now();
         let prepared = self.prepare(project_id, items).await?;
-        let agent_ids: BTreeSet<&str> = prepared.iter().map(|i| i.agent_id.as_str()).collect();
-        let agent_ids: Vec<String> = agent_ids.into_iter().map(str::to_owned).collect();
         let mut tx = self.db.begin().await?;
-        Self::check_agents(&mut tx, project_id, &agent_ids).await?;
-        context::insert_many(&mut tx, &prepared).await?;
+        self.insert_items(&mut tx, project_id, &prepared).await?;
         tx.commit().await?;
+        Ok(prepared.into_iter().map(|i| i.id).collect())
+    }
+
+    async fn prepare_items(
+        &self,
+        project_id: ProjectId,
+        items: Vec<NewContextItem>,
+    ) -> Result<Vec<ContextItem>> {
+        self.prepare(project_id, items).await
+    }
+
+    async fn insert_items(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        items: &[ContextItem],
+    ) -> Result<()> {
+        let started = Instant::now();
+        if let Some(stray) = items.iter().find(|i| i.project_id != project_id) {
+            return Err(ContextError::Invalid(codeframe_models::ModelError::Invalid {
+                field: "project_id",
+                reason: format!("item {} was prepared for project {}", stray.id, stray.project_id),
+            }));
+        }
+        let agent_ids: BTreeSet<&str> = items.iter().map(|i| i.agent_id.as_str()).collect();
+        let agent_ids: Vec<String> = agent_ids.into_iter().map(str::to_owned).collect();
+        Self::check_agents(tx, project_id, &agent_ids).await?;
+        context::insert_many(tx, items).await?;
         info!(
             project_id,
-            count = prepared.len(),
+            count = items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "context items added"
         );
-        Ok(prepared.into_iter().map(|i| i.id).collect())
+        Ok(())
     }
 
     async fn touch(&self, item_id: &str) -> Result<ContextItem> {
@@ -400,14 +445,25 @@ impl ContextManager for SqlContextManager {
         flash_save_id: Option<FlashSaveId>,
     ) -> Result<u64> {
         let mut tx = self.db.begin().await?;
-        if projects::find(&mut tx, project_id).await?.is_none() {
+        let n = self.restore_archived_in(&mut tx, project_id, agent_id, flash_save_id).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn restore_archived_in(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        agent_id: &str,
+        flash_save_id: Option<FlashSaveId>,
+    ) -> Result<u64> {
+        if projects::find(tx, project_id).await?.is_none() {
             return Err(ContextError::UnknownProject(project_id));
         }
-        if agents::get(&mut tx, agent_id).await.is_err() {
+        if agents::get(tx, agent_id).await.is_err() {
             return Err(ContextError::UnknownAgent { project_id, agent_id: agent_id.to_owned() });
         }
-        let n = context::restore_archived(&mut tx, project_id, agent_id, flash_save_id).await?;
-        tx.commit().await?;
+        let n = context::restore_archived(tx, project_id, agent_id, flash_save_id).await?;
         info!(project_id, agent_id, restored = n, "archived context restored");
         Ok(n)
     }

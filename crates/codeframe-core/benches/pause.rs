@@ -135,14 +135,15 @@ async fn setup(n: usize, a: usize, f: usize) -> Res<Scenario> {
     projects::update(&mut tx, &p, now).await?;
     tx.commit().await?;
     // The last checkpoint, before 10 % of the files change.
-    let mut tx = db.begin().await?;
     let spec = CheckpointSpec {
         name: "baseline".into(),
         description: String::new(),
         trigger: CheckpointTrigger::Manual,
         pause_reason: None,
     };
-    svc.checkpoints().create(&mut tx, project, spec).await?;
+    let id = svc.checkpoints().reserve_id().await?;
+    let mut tx = db.begin().await?;
+    svc.checkpoints().create(&mut tx, project, id, spec).await?;
     tx.commit().await?;
     Ok(Scenario { _dir: dir, svc, db, project, root, agents: agent_ids, files: f })
 }

@@ -1,102 +1,200 @@
-//! Checkpoint and context operations that publish events.
+//! Checkpoints through the service: manual checkpoints, restores and deletions, each with its
+//! event in the same transaction, and the read-only operations callers above core need.
 
-use codeframe_checkpoint::{CheckpointSpec, RestoreMode, RestoreReport, RestoreWhat};
-use codeframe_models::{Checkpoint, CheckpointTrigger, EventKind, FlashSaveReport, ProjectId, ProjectStatus};
-use tracing::error;
+use codeframe_checkpoint::{CheckpointSpec, FileDiff, RestoreMode, RestoreReport, RestoreWhat, VerifyReport};
+use codeframe_models::{Checkpoint, CheckpointId, CheckpointTrigger, EventKind, ProjectId, ProjectStatus};
+use codeframe_persistence::{permits, projects};
+use tracing::{error, info};
 
+use crate::event_log::Outbox;
+use crate::gate::lease_now;
 use crate::{ConflictKind, CoreError, ProjectService, Result};
 
 impl ProjectService {
-    /// Makes a manual checkpoint of the project in a transaction of its own.
+    /// Makes a manual checkpoint of the project in a transaction of its own. Runs to
+    /// completion (or rolls back) even if the caller stops waiting.
     pub async fn create_checkpoint(
         &self,
         id: ProjectId,
         name: &str,
         description: &str,
     ) -> Result<Checkpoint> {
-        let lock = self.transition_lock(id);
-        let _guard = lock.lock().await;
-        self.get(id).await?;
         let spec = CheckpointSpec {
             name: name.to_owned(),
             description: description.to_owned(),
             trigger: CheckpointTrigger::Manual,
             pause_reason: None,
         };
+        let service = self.clone();
+        self.detached("create checkpoint", async move { service.run_create_checkpoint(id, spec).await }).await
+    }
+
+    async fn run_create_checkpoint(&self, id: ProjectId, spec: CheckpointSpec) -> Result<Checkpoint> {
+        self.get(id).await?;
+        let checkpoint_id = self.inner.checkpoints.reserve_id().await?;
         let mut tx = self.inner.db.begin().await?;
-        let created = self.inner.checkpoints.create(&mut tx, id, spec).await;
-        let cp = match created {
-            Ok(cp) => cp,
-            Err(e) => {
-                drop(tx);
-                return Err(e.into());
-            }
-        };
-        if let Err(e) = tx.commit().await {
-            if let Err(d) = self.inner.checkpoints.discard(id, cp.id).await {
-                error!(project_id = id, checkpoint_id = cp.id, error = %d, "could not discard the checkpoint ref");
-            }
-            return Err(e.into());
-        }
-        self.publish(
-            id,
-            EventKind::CheckpointCreated {
+        let mut outbox = Outbox::default();
+        let created: Result<Checkpoint> = async {
+            let cp = self.inner.checkpoints.create(&mut tx, id, checkpoint_id, spec).await?;
+            let kind = EventKind::CheckpointCreated {
                 checkpoint_id: cp.id,
                 checkpoint_name: cp.name.clone(),
                 trigger: cp.trigger.as_str().to_owned(),
-            },
-        )
+            };
+            outbox.record(&mut tx, id, kind, self.now()).await?;
+            Ok(cp)
+        }
         .await;
-        Ok(cp)
+        let committed = match created {
+            Ok(cp) => tx.commit().await.map(|()| cp).map_err(CoreError::from),
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        match committed {
+            Ok(cp) => {
+                self.deliver(outbox).await;
+                Ok(cp)
+            }
+            Err(e) => {
+                if let Err(d) = self.inner.checkpoints.discard(id, checkpoint_id).await {
+                    error!(project_id = id, checkpoint_id, error = %d, "could not discard the checkpoint ref");
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// Restores parts of a checkpoint, or previews the restore. Applying is refused while
-    /// the project is paused (resume restores from the pause checkpoint).
+    /// Restores parts of a checkpoint, or previews the restore. Applying is refused while the
+    /// project is paused or being paused (resume restores from the pause checkpoint); that is
+    /// decided inside the restore's transaction, so a pause committed a moment earlier by
+    /// another process is seen. Runs to completion (or rolls back) even if the caller stops
+    /// waiting.
     pub async fn restore_checkpoint(
         &self,
         id: ProjectId,
-        checkpoint_id: i64,
+        checkpoint_id: CheckpointId,
         what: RestoreWhat,
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
-        let lock = self.transition_lock(id);
-        let _guard = lock.lock().await;
-        let project = self.get(id).await?;
-        if mode == RestoreMode::Apply && project.status == ProjectStatus::Paused {
-            return Err(CoreError::Conflict(ConflictKind::InvalidTransition {
-                from: ProjectStatus::Paused,
-                action: "restore a checkpoint into",
-            }));
+        if mode == RestoreMode::Preview {
+            self.get(id).await?;
+            return Ok(self.inner.checkpoints.restore(id, checkpoint_id, what, mode).await?);
         }
-        let report = self.inner.checkpoints.restore(id, checkpoint_id, what, mode).await?;
-        if report.applied {
-            let files_changed =
-                i64::try_from(report.files_written + report.files_removed).unwrap_or(i64::MAX);
-            self.publish(id, EventKind::CheckpointRestored { checkpoint_id, files_changed }).await;
-        }
-        Ok(report)
+        let service = self.clone();
+        self.detached("restore checkpoint", async move { service.run_restore(id, checkpoint_id, what).await })
+            .await
     }
 
-    /// Flash-saves one agent when it is due (or `force`); `None` when it was not due.
-    pub async fn flash_save(
+    async fn run_restore(
         &self,
         id: ProjectId,
-        agent_id: &str,
-        force: bool,
-    ) -> Result<Option<FlashSaveReport>> {
-        let report = self.inner.context.flash_save_now(id, agent_id, force).await?;
-        if let Some(r) = &report {
-            self.publish(
-                id,
-                EventKind::FlashSaveCompleted {
-                    agent_id: agent_id.to_owned(),
-                    flash_save_id: r.flash_save_id,
-                    items_archived: r.items_archived,
-                    reduction_percentage: r.reduction_percentage,
-                },
-            )
-            .await;
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+    ) -> Result<RestoreReport> {
+        let mut tx = self.inner.db.begin().await?;
+        let mut outbox = Outbox::default();
+        let result: Result<RestoreReport> = async {
+            let before =
+                projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+            if before.status == ProjectStatus::Paused {
+                return Err(CoreError::Conflict(ConflictKind::InvalidTransition {
+                    from: ProjectStatus::Paused,
+                    action: "restore a checkpoint into",
+                }));
+            }
+            let gate = permits::gate(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+            if gate.pausing_at(lease_now()) && !self.clear_dead_pause(&mut tx, id, &gate).await? {
+                return Err(CoreError::Pausing(id));
+            }
+            let report = self
+                .inner
+                .checkpoints
+                .restore_in(&mut tx, id, checkpoint_id, what, RestoreMode::Apply)
+                .await?;
+            let now = self.now();
+            let files_changed =
+                i64::try_from(report.files_written + report.files_removed).unwrap_or(i64::MAX);
+            outbox
+                .record(&mut tx, id, EventKind::CheckpointRestored { checkpoint_id, files_changed }, now)
+                .await?;
+            let after = projects::get(&mut tx, id).await?;
+            if after.status != before.status {
+                outbox
+                    .record(
+                        &mut tx,
+                        id,
+                        EventKind::StatusChanged { from: before.status, to: after.status },
+                        now,
+                    )
+                    .await?;
+            }
+            Ok(report)
         }
-        Ok(report)
+        .await;
+        match result {
+            Ok(report) => {
+                tx.commit().await?;
+                info!(project_id = id, checkpoint_id, "checkpoint restored");
+                self.deliver(outbox).await;
+                Ok(report)
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a checkpoint (its row, then its ref). The pause checkpoint of a paused project
+    /// cannot be deleted.
+    pub async fn delete_checkpoint(&self, id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
+        let service = self.clone();
+        self.detached("delete checkpoint", async move {
+            let mut tx = service.inner.db.begin().await?;
+            service.inner.checkpoints.delete_row(&mut tx, id, checkpoint_id).await?;
+            let mut outbox = Outbox::default();
+            outbox.record(&mut tx, id, EventKind::CheckpointDeleted { checkpoint_id }, service.now()).await?;
+            tx.commit().await?;
+            // After the commit; a crash before this leaves an orphan ref that opening the
+            // project removes.
+            service.inner.checkpoints.discard(id, checkpoint_id).await?;
+            info!(project_id = id, checkpoint_id, "checkpoint deleted");
+            service.deliver(outbox).await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The project's checkpoints, newest first.
+    pub async fn list_checkpoints(&self, id: ProjectId) -> Result<Vec<Checkpoint>> {
+        Ok(self.inner.checkpoints.list(id).await?)
+    }
+
+    /// One checkpoint of the project.
+    pub async fn checkpoint(&self, id: ProjectId, checkpoint_id: CheckpointId) -> Result<Checkpoint> {
+        Ok(self.inner.checkpoints.get(id, checkpoint_id).await?)
+    }
+
+    /// Files changed in the working tree since a checkpoint (with unified diffs on request).
+    pub async fn diff_checkpoint(
+        &self,
+        id: ProjectId,
+        checkpoint_id: CheckpointId,
+        unified: bool,
+    ) -> Result<FileDiff> {
+        Ok(self.inner.checkpoints.diff(id, checkpoint_id, unified).await?)
+    }
+
+    /// Checks that a checkpoint's commit and every object it needs are present and readable.
+    pub async fn verify_checkpoint(
+        &self,
+        id: ProjectId,
+        checkpoint_id: CheckpointId,
+    ) -> Result<VerifyReport> {
+        Ok(self.inner.checkpoints.verify(id, checkpoint_id).await?)
     }
 }

@@ -1,8 +1,9 @@
 use codeframe_checkpoint::CheckpointError;
 use codeframe_context::ContextError;
-use codeframe_models::{CheckpointId, ModelError, ProjectStatus};
+use codeframe_models::{CheckpointId, EventSeq, ModelError, ProjectId, ProjectStatus};
 use codeframe_persistence::{ConstraintKind, DbError};
 use serde::Serialize;
+use serde_json::{Value, json};
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -32,6 +33,8 @@ pub enum ConflictKind {
     },
     /// Another change to the project committed first (stale version).
     Concurrent,
+    /// Another pause of the project is in progress (draining or committing).
+    PauseInProgress,
     /// A project with this name exists.
     NameTaken {
         /// The name.
@@ -65,6 +68,7 @@ impl std::fmt::Display for ConflictKind {
             Self::NotPaused { status } => write!(f, "project is not paused (status {status})"),
             Self::InvalidTransition { from, action } => write!(f, "cannot {action} a project that is {from}"),
             Self::Concurrent => write!(f, "the project was changed concurrently; try again"),
+            Self::PauseInProgress => write!(f, "a pause of the project is already in progress"),
             Self::NameTaken { name } => write!(f, "a project named {name:?} already exists"),
             Self::AlreadyAssigned { agent_id } => {
                 write!(f, "agent {agent_id:?} is already assigned to the project")
@@ -90,7 +94,30 @@ pub enum CoreError {
     Conflict(ConflictKind),
     /// The project is paused: the run gate refuses new work.
     #[error("project {0} is paused")]
-    Paused(i64),
+    Paused(ProjectId),
+    /// A pause of the project is in progress: the run gate refuses new work.
+    #[error("project {0} is being paused")]
+    Pausing(ProjectId),
+    /// Events asked for are no longer kept (retention), or the position is unknown: the client
+    /// missed events and should reload the project's state.
+    #[error(
+        "events of project {project_id} after seq {since} are not available (kept: after seq {pruned_through}, \
+         up to seq {head}); reload the project's state"
+    )]
+    EventGap {
+        /// The project.
+        project_id: ProjectId,
+        /// The position asked for.
+        since: EventSeq,
+        /// Retention deleted the project's events up to this position.
+        pruned_through: EventSeq,
+        /// The newest position of the log.
+        head: EventSeq,
+    },
+    /// The operation's task ended before it finished (the runtime is shutting down); what it
+    /// did was rolled back.
+    #[error("operation cancelled: {0}")]
+    Cancelled(String),
     /// Bad input (a name, a reason, a path).
     #[error(transparent)]
     Invalid(#[from] ModelError),
@@ -129,9 +156,111 @@ impl From<DbError> for CoreError {
     }
 }
 
+/// What kind of failure an error is: the one mapping behind both the API's HTTP statuses and
+/// the command line's exit codes, so the two never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The input was rejected; nothing changed. HTTP 422, exit 2.
+    Invalid,
+    /// Something named does not exist (or is not the caller's). HTTP 404, exit 4.
+    NotFound,
+    /// The state does not allow it (already paused, not paused, in use …); nothing changed.
+    /// HTTP 409, exit 3.
+    Conflict,
+    /// What was asked for existed once and is gone (events past retention). HTTP 410, exit 4.
+    Gone,
+    /// Anything else (storage, I/O); logged in full, reported without internals.
+    /// HTTP 500, exit 1.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The HTTP status of an error of this class.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::Invalid => 422,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::Gone => 410,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The command line's exit code for an error of this class.
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::Invalid => 2,
+            Self::NotFound | Self::Gone => 4,
+            Self::Conflict => 3,
+            Self::Internal => 1,
+        }
+    }
+}
+
 impl CoreError {
     pub(crate) fn project_not_found(id: i64) -> Self {
         Self::NotFound { entity: "project", id: id.to_string() }
+    }
+
+    /// The class of this error (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        self.classify().0
+    }
+
+    /// A stable machine-readable code (`not_found`, `already_paused`, `paused`, `gap`, …).
+    pub fn code(&self) -> &'static str {
+        self.classify().1
+    }
+
+    /// Structured details for clients (empty object when there are none).
+    pub fn details(&self) -> Value {
+        match self {
+            Self::Conflict(kind) => serde_json::to_value(kind).unwrap_or_else(|_| json!({})),
+            Self::Paused(id) | Self::Pausing(id) => json!({"project_id": id}),
+            Self::EventGap { project_id, since, pruned_through, head } => {
+                json!({"project_id": project_id, "since": since, "pruned_through": pruned_through, "head": head})
+            }
+            Self::Context(ContextError::ContentTooLarge { size, limit }) => {
+                json!({"size": size, "limit": limit})
+            }
+            _ => json!({}),
+        }
+    }
+
+    fn classify(&self) -> (ErrorClass, &'static str) {
+        use ErrorClass::{Conflict, Gone, Internal, Invalid, NotFound};
+        match self {
+            Self::NotFound { .. } | Self::NoCheckpoint(_) => (NotFound, "not_found"),
+            Self::Conflict(kind) => (Conflict, conflict_code(kind)),
+            Self::Paused(_) => (Conflict, "paused"),
+            Self::Pausing(_) => (Conflict, "pausing"),
+            Self::Invalid(_) | Self::BadRoot { .. } => (Invalid, "invalid"),
+            Self::EventGap { .. } => (Gone, "gap"),
+            Self::Context(e) => match e {
+                ContextError::UnknownProject(_)
+                | ContextError::UnknownAgent { .. }
+                | ContextError::UnknownItem(_) => (NotFound, "not_found"),
+                ContextError::ContentTooLarge { .. } => (Invalid, "content_too_large"),
+                ContextError::EmptyContent { .. }
+                | ContextError::InvalidItemType(_)
+                | ContextError::Invalid(_) => (Invalid, "invalid"),
+                ContextError::Tokenizer(_) | ContextError::Storage(_) => (Internal, "internal"),
+            },
+            Self::Checkpoint(e) => match e {
+                CheckpointError::NotFound(_) | CheckpointError::UnknownProject(_) => (NotFound, "not_found"),
+                CheckpointError::InUse(_) => (Conflict, "checkpoint_in_use"),
+                CheckpointError::Unreadable { .. } => (Conflict, "checkpoint_unreadable"),
+                CheckpointError::BadRoot(_) => (Conflict, "project_root_missing"),
+                CheckpointError::Invalid(_) => (Invalid, "invalid"),
+                CheckpointError::UnsafePath { .. } => (Invalid, "unsafe_path"),
+                CheckpointError::Store { .. }
+                | CheckpointError::Io { .. }
+                | CheckpointError::State { .. }
+                | CheckpointError::Db(_)
+                | CheckpointError::Worker(_) => (Internal, "internal"),
+            },
+            Self::Db(_) | Self::Injected(_) | Self::Cancelled(_) => (Internal, "internal"),
+        }
     }
 
     /// Whether this is a refused transition ([`CoreError::Conflict`]).
@@ -141,37 +270,12 @@ impl CoreError {
 
     /// Whether something named does not exist (project, checkpoint, agent, item).
     pub fn is_not_found(&self) -> bool {
-        match self {
-            Self::NotFound { .. } | Self::NoCheckpoint(_) => true,
-            Self::Context(e) => matches!(
-                e,
-                ContextError::UnknownProject(_)
-                    | ContextError::UnknownAgent { .. }
-                    | ContextError::UnknownItem(_)
-            ),
-            Self::Checkpoint(e) => {
-                matches!(e, CheckpointError::NotFound(_) | CheckpointError::UnknownProject(_))
-            }
-            _ => false,
-        }
+        self.class() == ErrorClass::NotFound
     }
 
     /// Whether the input was rejected as invalid.
     pub fn is_invalid(&self) -> bool {
-        match self {
-            Self::Invalid(_) | Self::BadRoot { .. } => true,
-            Self::Context(e) => matches!(
-                e,
-                ContextError::Invalid(_)
-                    | ContextError::EmptyContent { .. }
-                    | ContextError::ContentTooLarge { .. }
-                    | ContextError::InvalidItemType(_)
-            ),
-            Self::Checkpoint(e) => {
-                matches!(e, CheckpointError::Invalid(_) | CheckpointError::UnsafePath { .. })
-            }
-            _ => false,
-        }
+        self.class() == ErrorClass::Invalid
     }
 
     /// Maps a unique-constraint error to the conflict it means.
@@ -180,6 +284,19 @@ impl CoreError {
             DbError::Constraint { kind: ConstraintKind::Unique, .. } => Self::Conflict(conflict()),
             _ => e.into(),
         }
+    }
+}
+
+fn conflict_code(kind: &ConflictKind) -> &'static str {
+    match kind {
+        ConflictKind::AlreadyPaused { .. } => "already_paused",
+        ConflictKind::NotPaused { .. } => "not_paused",
+        ConflictKind::InvalidTransition { .. } => "invalid_transition",
+        ConflictKind::Concurrent => "concurrent_update",
+        ConflictKind::PauseInProgress => "pause_in_progress",
+        ConflictKind::NameTaken { .. } => "name_taken",
+        ConflictKind::AlreadyAssigned { .. } => "already_assigned",
+        ConflictKind::AgentExists { .. } => "agent_exists",
     }
 }
 
@@ -215,5 +332,32 @@ mod tests {
             || ConflictKind::NameTaken { name: "x".into() },
         );
         assert!(e.is_conflict());
+    }
+
+    #[test]
+    fn one_class_decides_the_http_status_and_the_exit_code() {
+        let cases = [
+            (CoreError::project_not_found(1), 404, 4, "not_found"),
+            (
+                CoreError::Conflict(ConflictKind::NotPaused { status: ProjectStatus::Active }),
+                409,
+                3,
+                "not_paused",
+            ),
+            (CoreError::Paused(1), 409, 3, "paused"),
+            (CoreError::Pausing(1), 409, 3, "pausing"),
+            (CoreError::Checkpoint(CheckpointError::InUse(2)), 409, 3, "checkpoint_in_use"),
+            (CoreError::Invalid(ModelError::Empty { field: "name" }), 422, 2, "invalid"),
+            (CoreError::EventGap { project_id: 1, since: 1, pruned_through: 9, head: 20 }, 410, 4, "gap"),
+            (CoreError::Injected("x"), 500, 1, "internal"),
+        ];
+        for (e, status, exit, code) in cases {
+            assert_eq!(
+                (e.class().http_status(), e.class().exit_code(), e.code()),
+                (status, exit, code),
+                "{e}"
+            );
+        }
+        assert_eq!(CoreError::Paused(7).details(), json!({"project_id": 7}));
     }
 }

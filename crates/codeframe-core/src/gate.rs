@@ -1,35 +1,82 @@
-use std::collections::BTreeMap;
+//! The run gate, in the database: permits are leases, a pause closes the gate with a marker on
+//! the project row, and every process sees the same gate.
+//!
+//! - [`ProjectService::enter`] takes a lease in one statement that refuses when the project
+//!   is paused or a pause holds the gate; the [`Permit`] it returns is renewed in the
+//!   background while it is held and released when it is dropped.
+//! - A pause writes the pausing marker (refusing new permits everywhere from that moment),
+//!   then waits for every live lease of the project, whichever process holds it, up to the
+//!   drain deadline. A holder killed with kill -9 stops blocking once its lease expires.
+//! - Per process, one small task per project with local permits renews them and watches the
+//!   project row, so a permit learns within the poll interval that a pause began elsewhere
+//!   (at once when it began in this process).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use codeframe_models::ProjectId;
-use tokio::sync::Notify;
+use codeframe_models::{ProjectId, ProjectStatus, timestamp, validate};
+use codeframe_persistence::permits::{self, Lease};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use tracing::{debug, info, warn};
 
-use crate::CoreError;
+use crate::{ConflictKind, CoreError, ProjectService, Result};
 
-/// The run gate of a project: agents do each unit of work inside a [`Permit`]. Pause closes
-/// the gate (new permits are refused with [`CoreError::Paused`]) and waits for the permits in
-/// flight; resume opens it again.
-#[derive(Debug)]
-pub struct RunGate {
-    project_id: ProjectId,
-    state: Mutex<GateState>,
-    changed: Notify,
+/// One permit of a project, as the database has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PermitInfo {
+    /// The permit's id.
+    pub permit_id: i64,
+    /// The agent doing the work.
+    pub agent_id: String,
+    /// Who holds it (`host:pid:instance:node` of a service).
+    pub holder: String,
+    /// When it was taken.
+    #[serde(with = "timestamp::rfc3339")]
+    pub acquired_at: OffsetDateTime,
+    /// When it lapses unless renewed.
+    #[serde(with = "timestamp::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
-#[derive(Debug, Default)]
-struct GateState {
-    closed: bool,
-    next_id: u64,
-    in_flight: BTreeMap<u64, String>,
+impl From<Lease> for PermitInfo {
+    fn from(l: Lease) -> Self {
+        Self {
+            permit_id: l.id,
+            agent_id: l.agent_id,
+            holder: l.holder,
+            acquired_at: l.acquired_at,
+            expires_at: l.expires_at,
+        }
+    }
 }
 
-/// Permission for one unit of an agent's work; dropping it ends the unit.
+/// The run gate of a project, as every process sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateStatus {
+    /// The project.
+    pub project_id: ProjectId,
+    /// Whether new permits are refused (the project is paused or being paused).
+    pub closed: bool,
+    /// Whether a pause is in progress (draining or committing).
+    pub pausing: bool,
+    /// Live permits, oldest first.
+    pub permits: Vec<PermitInfo>,
+}
+
+/// Permission for one unit of an agent's work. While it is held its lease is renewed; dropping
+/// it (or [`Permit::release`]) ends the unit. A pause anywhere waits for it, up to its deadline.
 #[derive(Debug)]
 pub struct Permit {
-    gate: Arc<RunGate>,
-    id: u64,
+    id: i64,
     agent_id: String,
+    local: Arc<LocalGate>,
+    service: ProjectService,
+    closing: watch::Receiver<bool>,
+    released: bool,
 }
 
 impl Permit {
@@ -37,79 +84,421 @@ impl Permit {
     pub fn agent_id(&self) -> &str {
         &self.agent_id
     }
+
+    /// The permit's id (its lease row).
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The project.
+    pub fn project_id(&self) -> ProjectId {
+        self.local.project_id
+    }
+
+    /// Whether a pause of the project has begun (or finished): the agent should finish or stop
+    /// its unit early. Seen at once for a pause in this process, within the service's poll
+    /// interval for one elsewhere.
+    pub fn is_pause_requested(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Completes when a pause of the project begins (at once if one has).
+    pub async fn pause_requested(&self) {
+        let mut rx = self.closing.clone();
+        // An error means the gate's state is gone with its service: nothing will tell us.
+        if rx.wait_for(|closing| *closing).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Ends the unit now and waits until the database knows (dropping the permit does the
+    /// same in the background).
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.local.forget(self.id);
+        let result = self.service.release_lease(self.id).await;
+        self.local.released.notify_waiters();
+        result
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.lock().in_flight.remove(&self.id);
-        self.gate.changed.notify_waiters();
+        if self.released {
+            return;
+        }
+        self.local.forget(self.id);
+        let (service, id, local) = (self.service.clone(), self.id, Arc::clone(&self.local));
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(e) = service.release_lease(id).await {
+                        warn!(permit_id = id, error = %e, "permit not released; its lease will expire");
+                    }
+                    local.released.notify_waiters();
+                });
+            }
+            // No runtime to write with: the lease expires on its own.
+            Err(_) => warn!(permit_id = id, "permit dropped outside a runtime; its lease will expire"),
+        }
     }
 }
 
-impl RunGate {
-    /// A gate for a project, open or closed.
-    pub fn new(project_id: ProjectId, closed: bool) -> Arc<Self> {
-        Arc::new(Self {
+/// What this process knows of one project's gate.
+#[derive(Debug)]
+pub(crate) struct LocalGate {
+    project_id: ProjectId,
+    /// True while the project refuses work (pausing or paused), as last seen.
+    closing: watch::Sender<bool>,
+    /// Permits this process holds.
+    held: Mutex<HashSet<i64>>,
+    /// Whether the keeper task (renewal, watching the row) runs.
+    keeper_running: AtomicBool,
+    /// A permit of this process was released (wakes this process's drains at once).
+    released: Notify,
+}
+
+impl LocalGate {
+    fn new(project_id: ProjectId) -> Self {
+        Self {
             project_id,
-            state: Mutex::new(GateState { closed, ..Default::default() }),
-            changed: Notify::new(),
+            closing: watch::channel(false).0,
+            held: Mutex::new(HashSet::new()),
+            keeper_running: AtomicBool::new(false),
+            released: Notify::new(),
+        }
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashSet<i64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget(&self, id: i64) {
+        self.held().remove(&id);
+    }
+
+    pub(crate) fn set_closing(&self, closing: bool) {
+        self.closing.send_if_modified(|c| std::mem::replace(c, closing) != closing);
+    }
+}
+
+/// The per-process registry of gates, and this service instance's holder name.
+#[derive(Debug)]
+pub(crate) struct Gates {
+    pub(crate) holder: String,
+    map: Mutex<std::collections::HashMap<ProjectId, Arc<LocalGate>>>,
+}
+
+impl Gates {
+    pub(crate) fn new() -> Self {
+        Self { holder: holder_name(), map: Mutex::default() }
+    }
+
+    pub(crate) fn local(&self, project_id: ProjectId) -> Arc<LocalGate> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(project_id).or_insert_with(|| Arc::new(LocalGate::new(project_id))))
+    }
+}
+
+/// `host:pid:instance:node`: the host and pid let an operator find the process holding a
+/// lease; `node` names this boot of this machine and this pid namespace, so a process on the
+/// same node can tell that a holder died (see [`holder_is_dead`]).
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+        .replace(':', "_");
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let node = local_node().unwrap_or_else(|| "-".to_owned());
+    format!("{host}:{}:{}:{node}", std::process::id(), instance.get(..8).unwrap_or(&instance))
+}
+
+/// This boot of this machine, in this pid namespace: where a pid names one process. `None`
+/// where `/proc` cannot tell (then only lease expiry frees what a dead holder held).
+fn local_node() -> Option<String> {
+    static NODE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        use sha2::Digest;
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let digest = sha2::Sha256::digest(format!("{}|{}", boot.trim(), pid_ns.display()));
+        Some(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())
+    })
+    .clone()
+}
+
+/// Whether `holder` (a service's name, possibly with a `#…` suffix) is a process of this node
+/// that no longer exists. Only ever true when that is certain: a holder elsewhere, or a pid
+/// reused by another process, counts as alive, and its lease expires on its own.
+pub(crate) fn holder_is_dead(holder: &str) -> bool {
+    let base = holder.split('#').next().unwrap_or(holder);
+    let mut parts = base.rsplitn(4, ':');
+    let (Some(node), Some(_instance), Some(pid)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    match local_node() {
+        Some(ours) if ours == node && pid != std::process::id() => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+/// Leases live in real time, whatever clock the service uses for the domain's timestamps:
+/// they are about processes being alive.
+pub(crate) fn lease_now() -> OffsetDateTime {
+    timestamp::now_utc()
+}
+
+impl ProjectService {
+    fn lease_ttl(&self) -> time::Duration {
+        time::Duration::try_from(self.inner.config.lease_ttl).unwrap_or(time::Duration::seconds(30))
+    }
+
+    fn renew_every(&self) -> Duration {
+        (self.inner.config.lease_ttl / 3).max(Duration::from_millis(10))
+    }
+
+    /// Takes a run-gate permit for one unit of an agent's work: refused with
+    /// [`CoreError::Paused`] while the project is paused and [`CoreError::Pausing`] while a
+    /// pause (in any process) is in progress.
+    pub async fn enter(&self, id: ProjectId, agent_id: &str) -> Result<Permit> {
+        validate::agent_id(agent_id)?;
+        let local = self.inner.gates.local(id);
+        let mut conn = self.inner.db.conn().await?;
+        let holder = &self.inner.gates.holder;
+        let mut retried = false;
+        let permit_id = loop {
+            let now = lease_now();
+            if let Some(permit_id) =
+                permits::acquire(&mut conn, id, agent_id, holder, now, now + self.lease_ttl()).await?
+            {
+                break permit_id;
+            }
+            let gate = permits::gate(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+            if gate.status != ProjectStatus::Paused
+                && !retried
+                && self.clear_dead_pause(&mut conn, id, &gate).await?
+            {
+                retried = true;
+                continue;
+            }
+            drop(conn);
+            local.set_closing(true);
+            return Err(if gate.status == ProjectStatus::Paused {
+                CoreError::Paused(id)
+            } else {
+                CoreError::Pausing(id)
+            });
+        };
+        drop(conn);
+        // The gate was open when the lease was taken. (A pause closing it right after is seen
+        // by the keeper within the poll interval.)
+        local.set_closing(false);
+        local.held().insert(permit_id);
+        debug!(project_id = id, agent_id, permit_id, "permit taken");
+        self.ensure_keeper(&local);
+        Ok(Permit {
+            id: permit_id,
+            agent_id: agent_id.to_owned(),
+            closing: local.closing.subscribe(),
+            local,
+            service: self.clone(),
+            released: false,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) async fn release_lease(&self, permit_id: i64) -> Result<()> {
+        permits::release(&mut self.inner.db.conn().await?, permit_id).await?;
+        debug!(permit_id, "permit released");
+        Ok(())
     }
 
-    /// Takes a permit for `agent_id`, or fails with [`CoreError::Paused`] if the gate is closed.
-    pub fn enter(self: &Arc<Self>, agent_id: &str) -> Result<Permit, CoreError> {
-        let mut s = self.lock();
-        if s.closed {
-            return Err(CoreError::Paused(self.project_id));
+    /// Starts the task that renews this process's permits of a project and watches its row,
+    /// unless it runs. It stops when the process holds no permit of the project.
+    fn ensure_keeper(&self, local: &Arc<LocalGate>) {
+        if local.keeper_running.swap(true, Ordering::AcqRel) {
+            return;
         }
-        s.next_id += 1;
-        let id = s.next_id;
-        s.in_flight.insert(id, agent_id.to_owned());
-        Ok(Permit { gate: Arc::clone(self), id, agent_id: agent_id.to_owned() })
-    }
-
-    /// Refuses new permits.
-    pub fn close(&self) {
-        self.lock().closed = true;
-    }
-
-    /// Accepts new permits again.
-    pub fn open(&self) {
-        self.lock().closed = false;
-    }
-
-    /// Whether new permits are refused.
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
-    /// Agents holding permits now (sorted, each once).
-    pub fn in_flight(&self) -> Vec<String> {
-        let mut agents: Vec<String> = self.lock().in_flight.values().cloned().collect();
-        agents.sort();
-        agents.dedup();
-        agents
-    }
-
-    /// Waits until no permit is in flight or `deadline` passes; returns the agents still in
-    /// flight at the deadline (empty when everything drained).
-    pub async fn drain(&self, deadline: Duration) -> Vec<String> {
-        let until = tokio::time::Instant::now() + deadline;
-        loop {
-            // Register for the wake-up before looking, so a permit dropped in between is seen.
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().in_flight.is_empty() {
-                return Vec::new();
+        let (service, local) = (self.clone(), Arc::clone(local));
+        tokio::spawn(async move {
+            let mut last_renew = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(service.inner.config.poll_interval).await;
+                {
+                    let held = local.held();
+                    if held.is_empty() {
+                        // Decided under the lock `enter` inserts under: a permit taken after
+                        // this sees the flag down and starts a new keeper.
+                        local.keeper_running.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+                if let Err(e) = service.keep(&local, &mut last_renew).await {
+                    warn!(project_id = local.project_id, error = %e, "permit keeper: database error; retrying");
+                }
             }
+        });
+    }
+
+    async fn keep(&self, local: &LocalGate, last_renew: &mut tokio::time::Instant) -> Result<()> {
+        let id = local.project_id;
+        let mut conn = self.inner.db.conn().await?;
+        let now = lease_now();
+        match permits::gate(&mut conn, id).await? {
+            Some(g) => local.set_closing(g.status == ProjectStatus::Paused || g.pausing_at(now)),
+            None => local.set_closing(true),
+        }
+        if last_renew.elapsed() >= self.renew_every() {
+            let kept =
+                permits::renew(&mut conn, id, &self.inner.gates.holder, now + self.lease_ttl()).await?;
+            *last_renew = tokio::time::Instant::now();
+            let mut held = local.held();
+            let revoked: Vec<i64> = held.iter().filter(|p| !kept.contains(p)).copied().collect();
+            if !revoked.is_empty() {
+                // A committed pause ends every permit; their holders learn it here.
+                info!(project_id = id, permits = ?revoked, "permits revoked by a pause");
+                held.retain(|p| kept.contains(p));
+                local.set_closing(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// The run gate of a project as every process sees it.
+    pub async fn gate_status(&self, id: ProjectId) -> Result<GateStatus> {
+        let mut conn = self.inner.db.conn().await?;
+        let gate = permits::gate(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let now = lease_now();
+        let live = permits::live(&mut conn, id, now).await?;
+        let pausing = gate.pausing_at(now);
+        Ok(GateStatus {
+            project_id: id,
+            closed: pausing || gate.status == ProjectStatus::Paused,
+            pausing,
+            permits: live.into_iter().map(PermitInfo::from).collect(),
+        })
+    }
+
+    /// Removes the pausing marker of a pause whose process died on this node (killed, or
+    /// interrupted with Ctrl-C), so the gate need not wait for the marker to expire. Returns
+    /// whether it did.
+    pub(crate) async fn clear_dead_pause(
+        &self,
+        ex: &mut impl codeframe_persistence::Executor,
+        id: ProjectId,
+        gate: &permits::GateRow,
+    ) -> Result<bool> {
+        let Some(holder) = gate.pausing_holder.as_deref() else { return Ok(false) };
+        if !self.inner.config.reclaim_from_dead_holders
+            || !gate.pausing_at(lease_now())
+            || !holder_is_dead(holder)
+        {
+            return Ok(false);
+        }
+        let cleared = permits::clear_pausing(ex, id, holder).await?;
+        if cleared {
+            warn!(project_id = id, holder, "the process holding the gate for a pause is gone; gate reopened");
+        }
+        Ok(cleared)
+    }
+
+    /// Closes the gate for a pause: writes the pausing marker for `pause_holder`, so every
+    /// process refuses new permits from now on. Refused (nothing written) when the project
+    /// cannot be paused or another pause holds the gate.
+    pub(crate) async fn close_gate(&self, id: ProjectId, pause_holder: &str) -> Result<()> {
+        let mut tx = self.inner.db.begin().await?;
+        let now = lease_now();
+        if !permits::set_pausing(&mut tx, id, pause_holder, now, now + self.lease_ttl()).await? {
+            let project = codeframe_persistence::projects::find(&mut tx, id)
+                .await?
+                .ok_or_else(|| CoreError::project_not_found(id))?;
+            crate::pause::refuse_unpausable(&project)?;
+            let gate = permits::gate(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+            let reclaimed = self.clear_dead_pause(&mut tx, id, &gate).await?
+                && permits::set_pausing(&mut tx, id, pause_holder, now, now + self.lease_ttl()).await?;
+            if !reclaimed {
+                return Err(CoreError::Conflict(ConflictKind::PauseInProgress));
+            }
+        }
+        tx.commit().await?;
+        self.inner.gates.local(id).set_closing(true);
+        debug!(project_id = id, holder = pause_holder, "run gate closed for a pause");
+        Ok(())
+    }
+
+    /// Removes a failed pause's marker: the gate opens again (unless the project is paused).
+    pub(crate) async fn reopen_gate(&self, id: ProjectId, pause_holder: &str) {
+        let result = async {
+            let mut conn = self.inner.db.conn().await?;
+            permits::clear_pausing(&mut conn, id, pause_holder).await?;
+            Ok::<_, CoreError>(permits::gate(&mut conn, id).await?)
+        }
+        .await;
+        match result {
+            Ok(gate) => {
+                let paused = gate.is_some_and(|g| g.status == ProjectStatus::Paused);
+                self.inner.gates.local(id).set_closing(paused);
+                debug!(project_id = id, "run gate reopened");
+            }
+            // The marker expires on its own (lease_ttl): the gate never stays closed for good.
+            Err(e) => {
+                warn!(project_id = id, error = %e, "could not reopen the run gate; it reopens when the pause's hold expires")
+            }
+        }
+    }
+
+    /// Waits until no live permit of the project remains (in any process) or `deadline`
+    /// passes, renewing the pause's hold on the gate meanwhile. Returns the agents still
+    /// holding permits at the deadline (sorted, each once).
+    pub(crate) async fn drain(
+        &self,
+        id: ProjectId,
+        pause_holder: &str,
+        deadline: Duration,
+    ) -> Result<Vec<String>> {
+        let until = tokio::time::Instant::now() + deadline;
+        let local = self.inner.gates.local(id);
+        let mut last_renew = tokio::time::Instant::now();
+        loop {
+            // Register for this process's release wake-up before looking.
+            let released = local.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let mut conn = self.inner.db.conn().await?;
+            let now = lease_now();
+            let mut live = permits::live(&mut conn, id, now).await?;
+            if self.inner.config.reclaim_from_dead_holders {
+                for dead in live.iter().filter(|l| holder_is_dead(&l.holder)) {
+                    warn!(project_id = id, permit_id = dead.id, holder = %dead.holder, agent_id = %dead.agent_id, "permit holder is gone; its permit ends now");
+                    permits::release(&mut conn, dead.id).await?;
+                }
+                live.retain(|l| !holder_is_dead(&l.holder));
+            }
+            if live.is_empty() {
+                return Ok(Vec::new());
+            }
+            if tokio::time::Instant::now() >= until {
+                let mut agents: Vec<String> = live.into_iter().map(|l| l.agent_id).collect();
+                agents.sort();
+                agents.dedup();
+                return Ok(agents);
+            }
+            if last_renew.elapsed() >= self.renew_every() {
+                if !permits::renew_pausing(&mut conn, id, pause_holder, now + self.lease_ttl()).await? {
+                    return Err(CoreError::Conflict(ConflictKind::PauseInProgress));
+                }
+                last_renew = tokio::time::Instant::now();
+            }
+            drop(conn);
+            let wait = self.inner.config.poll_interval.min(until - tokio::time::Instant::now());
             tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep_until(until) => return self.in_flight(),
+                () = &mut released => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -119,38 +508,18 @@ impl RunGate {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_closed_gate_refuses_permits_and_an_open_one_grants_them() {
-        let gate = RunGate::new(7, false);
-        let p = gate.enter("a");
-        assert!(p.is_ok());
-        gate.close();
-        assert!(matches!(gate.enter("b"), Err(CoreError::Paused(7))));
-        gate.open();
-        assert!(gate.enter("b").is_ok());
-    }
-
-    #[tokio::test]
-    async fn drain_returns_at_once_when_idle_and_lists_agents_at_the_deadline() {
-        let gate = RunGate::new(1, false);
-        assert!(gate.drain(Duration::from_secs(10)).await.is_empty());
-        let _a = gate.enter("agent-b");
-        let _b = gate.enter("agent-a");
-        let _c = gate.enter("agent-a");
-        assert_eq!(gate.in_flight(), ["agent-a", "agent-b"]);
-        assert_eq!(gate.drain(Duration::from_millis(50)).await, ["agent-a", "agent-b"]);
-    }
-
-    #[tokio::test]
-    async fn drain_wakes_as_soon_as_the_last_permit_is_dropped() {
-        let gate = RunGate::new(1, false);
-        let permit = gate.enter("a");
-        let g = Arc::clone(&gate);
-        let waiter = tokio::spawn(async move { g.drain(Duration::from_secs(30)).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished());
-        drop(permit);
-        let left = tokio::time::timeout(Duration::from_secs(5), waiter).await;
-        assert!(matches!(left, Ok(Ok(v)) if v.is_empty()));
+    #[test]
+    fn a_holder_is_dead_only_when_certain() {
+        let ours = holder_name();
+        assert!(!holder_is_dead(&ours), "this process is alive");
+        assert!(!holder_is_dead(&format!("{ours}#pause-1234")));
+        let Some(node) = local_node() else { return };
+        // A pid that cannot exist on this node: dead.
+        assert!(holder_is_dead(&format!("h:4194305:abcd1234:{node}")));
+        assert!(holder_is_dead(&format!("h:4194305:abcd1234:{node}#pause-9")));
+        // Another node, or an unreadable name: alive until its lease expires.
+        assert!(!holder_is_dead("h:4194305:abcd1234:000000000000"));
+        assert!(!holder_is_dead("garbage"));
+        assert!(!holder_is_dead(&format!("h:notapid:abcd1234:{node}")));
     }
 }

@@ -5,17 +5,23 @@
 //! [`Clock`](codeframe_models::Clock); the concrete types are chosen by whoever builds it (the
 //! API, the CLI, a test). [`ProjectService::with_defaults`] wires the SQLite and gix ones.
 //!
-//! **Pause** (see `pause.rs`) is all-or-nothing: validate → close the [`RunGate`] and drain
-//! it → one database transaction that flash-saves every active agent (each in a savepoint:
+//! **Pause** (see `pause.rs`) is all-or-nothing: validate → close the run gate (in the
+//! database, for every process) and drain it → one database transaction that flash-saves every active agent (each in a savepoint:
 //! one agent's failure does not fail the pause), records the pause checkpoint, marks the
 //! project paused with a version check, writes the checkpoint's objects and ref → commit.
 //! Any error before the commit rolls everything back and discards the ref. A crash leaves at
 //! most an orphan ref, which [`ProjectService::open`] reconciles.
 //!
+//! **Many processes, one truth.** Several processes may share a database (`codeframe serve`,
+//! the command line, applications embedding this crate). Whatever decides correctness lives
+//! there: the run gate's permits are leases ([`ProjectService::enter`], [`Permit`]), a pause
+//! closes the gate with a marker on the project row, every transition is decided inside its
+//! write transaction, and every event is appended to a durable log in the same transaction
+//! as the change it reports ([`ProjectService::events_since`], [`ProjectService::tail_events`]).
+//!
 //! ```no_run
-//! use codeframe_core::ProjectService;
+//! use codeframe_core::{Db, ProjectService};
 //! use codeframe_models::{PauseRequest, ResumeOptions};
-//! use codeframe_persistence::Db;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let service = ProjectService::with_defaults(Db::open(".codeframe/state.db").await?);
@@ -30,8 +36,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 mod checkpoints;
+mod config;
+mod context;
 mod error;
+mod event_log;
 mod events;
 pub mod failpoints;
 mod gate;
@@ -39,11 +49,26 @@ mod pause;
 mod resume;
 mod service;
 
-pub use error::{ConflictKind, CoreError};
+pub use config::{EventRetention, ServiceConfig};
+pub use error::{ConflictKind, CoreError, ErrorClass};
+pub use event_log::{EventPage, EventTail};
 pub use events::{CollectingSink, EventError, EventSink, NoopSink};
-pub use gate::{Permit, RunGate};
+pub use gate::{GateStatus, Permit, PermitInfo};
 pub use pause::PauseOptions;
-pub use service::{AgentTotals, OpenedProject, ProjectService, ServiceConfig, StatusReport};
+pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
+
+// Core is the only door: what its signatures need from the layers below is re-exported here,
+// so the API, the command line and embedding applications depend on core (and models) alone.
+pub use codeframe_checkpoint::{
+    CheckpointError, CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry, FilesRestored,
+    GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
+    VerifyReport,
+};
+pub use codeframe_context::{
+    ArchiveState, ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager,
+    parse_item_type,
+};
+pub use codeframe_persistence::{Db, DbError, DbOptions, Tx};
 
 /// Result of a core operation.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -7,13 +7,14 @@ use codeframe_models::{
     AgentFlashSaveEntry, CheckpointTrigger, EventKind, PauseOutcome, PauseRequest, Project, ProjectId,
     ProjectStatus, reduction_percentage, validate,
 };
-use codeframe_persistence::{Tx, agents, projects};
+use codeframe_persistence::{Tx, agents, permits, projects};
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tracing::{debug, error, info, warn};
 
+use crate::event_log::Outbox;
 use crate::failpoints::failpoint;
-use crate::{ConflictKind, CoreError, ProjectService, Result, RunGate};
+use crate::{ConflictKind, CoreError, ProjectService, Result};
 
 /// Per-call pause settings.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +45,7 @@ pub(crate) fn checkpoint_description(at: OffsetDateTime, reason: Option<&str>) -
     validate::truncate_chars(&d, validate::CHECKPOINT_DESCRIPTION_MAX)
 }
 
-fn refuse_unpausable(p: &Project) -> Result<()> {
+pub(crate) fn refuse_unpausable(p: &Project) -> Result<()> {
     match p.status {
         s if s.is_pausable() => Ok(()),
         ProjectStatus::Paused => Err(CoreError::Conflict(ConflictKind::AlreadyPaused {
@@ -58,9 +59,28 @@ fn refuse_unpausable(p: &Project) -> Result<()> {
 /// What the transaction produced, for the result and the events.
 struct Paused {
     outcome: PauseOutcome,
-    from: ProjectStatus,
-    checkpoint_name: String,
-    reason: Option<String>,
+    outbox: Outbox,
+}
+
+/// Reopens the gate if a pause ends without doing so (a panic unwinding through it): the
+/// marker would otherwise hold the gate closed until it expires.
+struct GateHold {
+    service: ProjectService,
+    project_id: ProjectId,
+    holder: String,
+    armed: bool,
+}
+
+impl Drop for GateHold {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (service, id, holder) = (self.service.clone(), self.project_id, std::mem::take(&mut self.holder));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move { service.reopen_gate(id, &holder).await });
+        }
+    }
 }
 
 impl ProjectService {
@@ -71,7 +91,20 @@ impl ProjectService {
     }
 
     /// [`ProjectService::pause`] with per-call options.
+    ///
+    /// The pause runs on a task of its own: if the caller stops waiting (an HTTP client
+    /// disconnects, a request times out), it still runs to completion or rolls back cleanly.
     pub async fn pause_with(
+        &self,
+        id: ProjectId,
+        request: PauseRequest,
+        options: PauseOptions,
+    ) -> Result<PauseOutcome> {
+        let service = self.clone();
+        self.detached("pause", async move { service.run_pause(id, request, options).await }).await
+    }
+
+    async fn run_pause(
         &self,
         id: ProjectId,
         request: PauseRequest,
@@ -83,8 +116,6 @@ impl ProjectService {
         if let Some(r) = &reason {
             validate::pause_reason(r)?;
         }
-        let lock = self.transition_lock(id);
-        let _guard = lock.lock().await;
 
         // 1. Validate.
         let project = self.get(id).await?;
@@ -92,13 +123,18 @@ impl ProjectService {
         debug!(project_id = id, status = %project.status, version = project.version, "pause validated");
         failpoint!("pause::after_validate");
 
-        // 2. Drain. Everything after closing the gate reopens it on failure.
-        let gate = self.gate(id).await?;
-        gate.close();
-        match self.pause_after_close(project, reason, &gate, options, started).await {
+        // 2. Close the gate everywhere (the pausing marker), then drain. From here on every
+        // failure reopens the gate.
+        let pause_holder = format!("{}#pause-{}", self.inner.gates.holder, uuid::Uuid::new_v4().simple());
+        self.close_gate(id, &pause_holder).await?;
+        let mut hold =
+            GateHold { service: self.clone(), project_id: id, holder: pause_holder.clone(), armed: true };
+        let result = self.pause_after_close(&project, reason, &pause_holder, options, started).await;
+        hold.armed = false;
+        match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                gate.open();
+                self.reopen_gate(id, &pause_holder).await;
                 error!(project_id = id, error = %e, elapsed_ms = started.elapsed().as_millis(), "pause failed; nothing changed");
                 Err(e)
             }
@@ -107,15 +143,18 @@ impl ProjectService {
 
     async fn pause_after_close(
         &self,
-        project: Project,
+        project: &Project,
         reason: Option<String>,
-        gate: &RunGate,
+        pause_holder: &str,
         options: PauseOptions,
         started: Instant,
     ) -> Result<PauseOutcome> {
         let id = project.id;
+        // The id is committed before the transaction: a rollback burns it, so its ref can
+        // never be taken for a later checkpoint's.
+        let checkpoint_id = self.inner.checkpoints.reserve_id().await?;
         let deadline = options.drain_timeout.unwrap_or(self.inner.config.drain_timeout);
-        let interrupted = gate.drain(deadline).await;
+        let interrupted = self.drain(id, pause_holder, deadline).await?;
         if interrupted.is_empty() {
             debug!(project_id = id, elapsed_ms = started.elapsed().as_millis(), "run gate drained");
         } else {
@@ -126,9 +165,8 @@ impl ProjectService {
         // 3. One transaction.
         let paused_at = self.now();
         let mut tx = self.inner.db.begin().await?;
-        let mut checkpoint_id = None;
         let result =
-            self.pause_in_tx(&mut tx, &project, reason, paused_at, interrupted, &mut checkpoint_id).await;
+            self.pause_in_tx(&mut tx, id, checkpoint_id, pause_holder, reason, paused_at, interrupted).await;
         let paused = match result {
             Ok(p) => match tx.commit().await {
                 Ok(()) => p,
@@ -147,7 +185,7 @@ impl ProjectService {
             }
         };
         failpoint!("pause::after_commit");
-        let Paused { outcome, from, checkpoint_name, reason } = paused;
+        let Paused { outcome, outbox } = paused;
         info!(
             project_id = id,
             checkpoint_id = outcome.checkpoint_id,
@@ -157,69 +195,37 @@ impl ProjectService {
             elapsed_ms = started.elapsed().as_millis(),
             "project paused"
         );
-
-        // 5. Events, after the commit; a failing sink never fails the pause.
-        for a in &outcome.agents {
-            if let Some(r) = &a.report {
-                self.publish(
-                    id,
-                    EventKind::FlashSaveCompleted {
-                        agent_id: a.agent_id.clone(),
-                        flash_save_id: r.flash_save_id,
-                        items_archived: r.items_archived,
-                        reduction_percentage: r.reduction_percentage,
-                    },
-                )
-                .await;
-            }
-        }
-        self.publish(
-            id,
-            EventKind::CheckpointCreated {
-                checkpoint_id: outcome.checkpoint_id,
-                checkpoint_name,
-                trigger: CheckpointTrigger::Pause.as_str().to_owned(),
-            },
-        )
-        .await;
-        self.publish(id, EventKind::StatusChanged { from, to: ProjectStatus::Paused }).await;
-        self.publish(
-            id,
-            EventKind::ProjectPaused {
-                checkpoint_id: outcome.checkpoint_id,
-                reason,
-                items_archived: outcome.items_archived,
-                reduction_percentage: outcome.reduction_percentage,
-            },
-        )
-        .await;
+        // 5. In-process delivery after the commit (the events are in the log already).
+        self.deliver(outbox).await;
         Ok(outcome)
     }
 
-    async fn discard_after_failure(&self, id: ProjectId, checkpoint_id: Option<i64>) {
-        if let Some(cp) = checkpoint_id
-            && let Err(e) = self.inner.checkpoints.discard(id, cp).await
-        {
+    async fn discard_after_failure(&self, id: ProjectId, checkpoint_id: i64) {
+        if let Err(e) = self.inner.checkpoints.discard(id, checkpoint_id).await {
             // Left for reconciliation when the project is next opened.
-            error!(project_id = id, checkpoint_id = cp, error = %e, "could not discard the checkpoint ref");
+            error!(project_id = id, checkpoint_id, error = %e, "could not discard the checkpoint ref");
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn pause_in_tx(
         &self,
         tx: &mut Tx<'_>,
-        validated: &Project,
+        id: ProjectId,
+        checkpoint_id: i64,
+        pause_holder: &str,
         reason: Option<String>,
         paused_at: OffsetDateTime,
         interrupted_agents: Vec<String>,
-        checkpoint_id: &mut Option<i64>,
     ) -> Result<Paused> {
-        let id = validated.id;
+        // Decided under the write lock: still pausable, and the gate still held by this pause.
         let current = projects::get(tx, id).await?;
-        if current.version != validated.version {
-            refuse_unpausable(&current)?;
-            return Err(CoreError::Conflict(ConflictKind::Concurrent));
+        refuse_unpausable(&current)?;
+        let gate = permits::gate(tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        if gate.pausing_holder.as_deref() != Some(pause_holder) {
+            return Err(CoreError::Conflict(ConflictKind::PauseInProgress));
         }
+        let mut outbox = Outbox::default();
 
         // Flash save every active agent, each in a savepoint of its own.
         let step = Instant::now();
@@ -229,6 +235,7 @@ impl ProjectService {
             match self.inner.context.flash_save(&mut sp, id, &agent_id).await {
                 Ok(report) => {
                     sp.commit().await?;
+                    self.record_flash_save(tx, &mut outbox, id, &agent_id, &report, paused_at).await?;
                     entries.push(AgentFlashSaveEntry { agent_id, report: Some(report), error: None });
                 }
                 Err(e) => {
@@ -255,56 +262,71 @@ impl ProjectService {
             trigger: CheckpointTrigger::Pause,
             pause_reason: reason.clone(),
         };
-        let prepared = self.inner.checkpoints.prepare(tx, id, spec).await?;
-        *checkpoint_id = Some(prepared.checkpoint.id);
+        let prepared = self.inner.checkpoints.prepare(tx, id, checkpoint_id, spec).await?;
         debug!(
             project_id = id,
-            checkpoint_id = prepared.checkpoint.id,
+            checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint row written"
         );
         failpoint!("pause::after_checkpoint_row");
 
-        // The project row, with the version check.
+        // The project row, with the version check; the gate's marker gives way to the status,
+        // and permits still held past the deadline end (their holders learn it at renewal).
         let mut paused = current.clone();
         paused.status = ProjectStatus::Paused;
         paused.paused_at = Some(paused_at);
         paused.pause_reason = reason.clone();
-        paused.pause_checkpoint_id = Some(prepared.checkpoint.id);
+        paused.pause_checkpoint_id = Some(checkpoint_id);
         paused.status_before_pause = Some(current.status);
         projects::update(tx, &paused, paused_at).await?;
+        permits::clear_pausing(tx, id, pause_holder).await?;
+        permits::revoke_all(tx, id).await?;
 
         // The snapshot's objects and ref.
         let step = Instant::now();
         let checkpoint = self.inner.checkpoints.write(tx, prepared).await?;
         debug!(
             project_id = id,
-            checkpoint_id = checkpoint.id,
+            checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint ref written"
         );
         failpoint!("pause::after_ref_written");
-        failpoint!("pause::before_commit");
 
         let ok = entries.iter().filter_map(|e| e.report.as_ref());
         let tokens_before: i64 = ok.clone().map(|r| r.tokens_before).sum();
         let tokens_after: i64 = ok.clone().map(|r| r.tokens_after).sum();
         let items_archived: i64 = ok.map(|r| r.items_archived).sum();
+        let reduction = reduction_percentage(tokens_before, tokens_after);
+        let trigger = CheckpointTrigger::Pause.as_str().to_owned();
+        let events = [
+            EventKind::CheckpointCreated { checkpoint_id, checkpoint_name: name, trigger },
+            EventKind::StatusChanged { from: current.status, to: ProjectStatus::Paused },
+            EventKind::ProjectPaused {
+                checkpoint_id,
+                reason,
+                items_archived,
+                reduction_percentage: reduction,
+            },
+        ];
+        for kind in events {
+            outbox.record(tx, id, kind, paused_at).await?;
+        }
+        failpoint!("pause::before_commit");
         Ok(Paused {
             outcome: PauseOutcome {
                 success: true,
                 checkpoint_id: checkpoint.id,
                 tokens_before,
                 tokens_after,
-                reduction_percentage: reduction_percentage(tokens_before, tokens_after),
+                reduction_percentage: reduction,
                 items_archived,
                 paused_at,
                 agents: entries,
                 interrupted_agents,
             },
-            from: current.status,
-            checkpoint_name: name,
-            reason,
+            outbox,
         })
     }
 }

@@ -7,6 +7,7 @@ use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, Resum
 use codeframe_persistence::projects;
 use tracing::{debug, error, info};
 
+use crate::event_log::Outbox;
 use crate::failpoints::failpoint;
 use crate::{ConflictKind, CoreError, ProjectService, Result};
 
@@ -15,12 +16,18 @@ impl ProjectService {
     /// named) — items made during the pause are kept — and returns it to the status it had
     /// before the pause. Files are restored only with `restore_files`; otherwise the result
     /// lists the files that changed since the checkpoint, which are kept. A missing or
-    /// corrupt checkpoint is an error and changes nothing.
+    /// corrupt checkpoint is an error and changes nothing. The gate opens for every process.
+    ///
+    /// Like a pause, it runs on a task of its own and completes or rolls back even if the
+    /// caller stops waiting.
     pub async fn resume(&self, id: ProjectId, options: ResumeOptions) -> Result<ResumeOutcome> {
+        let service = self.clone();
+        self.detached("resume", async move { service.run_resume(id, options).await }).await
+    }
+
+    async fn run_resume(&self, id: ProjectId, options: ResumeOptions) -> Result<ResumeOutcome> {
         let started = Instant::now();
         info!(project_id = id, checkpoint_id = ?options.checkpoint_id, restore_files = options.restore_files, "resume requested");
-        let lock = self.transition_lock(id);
-        let _guard = lock.lock().await;
         let project = self.get(id).await?;
         if project.status != ProjectStatus::Paused {
             return Err(CoreError::Conflict(ConflictKind::NotPaused { status: project.status }));
@@ -29,7 +36,8 @@ impl ProjectService {
             options.checkpoint_id.or(project.pause_checkpoint_id).ok_or(CoreError::NoCheckpoint(id))?;
         let checkpoints = &self.inner.checkpoints;
         // No separate verify pass: everything the resume reads is checked as it is read, and
-        // a missing or corrupt object fails the transaction before anything is committed.
+        // a missing or corrupt checkpoint fails the transaction before anything is committed.
+        // The diff is information for the caller, so it is taken before the write lock.
         let mut files_changed = if options.restore_files {
             Vec::new()
         } else {
@@ -44,9 +52,14 @@ impl ProjectService {
 
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;
+        let mut outbox = Outbox::default();
         let result: Result<(ProjectStatus, usize)> = async {
+            // Decided under the write lock: still paused, by the same pause.
             let current = projects::get(&mut tx, id).await?;
-            if current.version != project.version {
+            if current.status != ProjectStatus::Paused {
+                return Err(CoreError::Conflict(ConflictKind::NotPaused { status: current.status }));
+            }
+            if current.pause_checkpoint_id != project.pause_checkpoint_id {
                 return Err(CoreError::Conflict(ConflictKind::Concurrent));
             }
             let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
@@ -61,6 +74,18 @@ impl ProjectService {
             projects::update(&mut tx, &resumed, now).await?;
             if options.restore_files {
                 files_changed = checkpoints.restore_files(&mut tx, id, checkpoint_id).await?.diff.paths();
+            }
+            let files_count = i64::try_from(files_changed.len()).unwrap_or(i64::MAX);
+            let events = [
+                EventKind::CheckpointRestored {
+                    checkpoint_id,
+                    files_changed: if options.restore_files { files_count } else { 0 },
+                },
+                EventKind::StatusChanged { from: ProjectStatus::Paused, to: status },
+                EventKind::ProjectResumed { checkpoint_id, status },
+            ];
+            for kind in events {
+                outbox.record(&mut tx, id, kind, now).await?;
             }
             failpoint!("resume::before_commit");
             Ok((status, items))
@@ -79,7 +104,7 @@ impl ProjectService {
                 return Err(e);
             }
         };
-        self.gate(id).await?.open();
+        self.inner.gates.local(id).set_closing(false);
         let paused_for_seconds = project.paused_at.map_or(0, |t| (now - t).whole_seconds().max(0));
         let outcome = ResumeOutcome {
             success: true,
@@ -100,17 +125,7 @@ impl ProjectService {
             elapsed_ms = started.elapsed().as_millis(),
             "project resumed"
         );
-        let files_count = i64::try_from(outcome.files_changed.len()).unwrap_or(i64::MAX);
-        self.publish(
-            id,
-            EventKind::CheckpointRestored {
-                checkpoint_id,
-                files_changed: if options.restore_files { files_count } else { 0 },
-            },
-        )
-        .await;
-        self.publish(id, EventKind::StatusChanged { from: ProjectStatus::Paused, to: status }).await;
-        self.publish(id, EventKind::ProjectResumed { checkpoint_id, status }).await;
+        self.deliver(outbox).await;
         Ok(outcome)
     }
 }

@@ -1,33 +1,21 @@
-use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use codeframe_checkpoint::{CheckpointManager, GitCheckpointManager, ReconcileReport};
 use codeframe_context::{ContextManager, SqlContextManager};
 use codeframe_models::{
-    Agent, AgentAssignment, Clock, EventKind, NewProject, Project, ProjectEvent, ProjectId, ProjectPhase,
-    ProjectStatus, SystemClock, TierTotals, timestamp, validate,
+    Agent, AgentAssignment, Clock, EventKind, NewProject, Project, ProjectId, ProjectPhase, ProjectStatus,
+    SystemClock, TierTotals, timestamp, validate,
 };
-use codeframe_persistence::{Db, agents, context, projects, tasks};
+use codeframe_persistence::{Db, agents, permits, projects, tasks};
 use serde::Serialize;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::{ConflictKind, CoreError, EventSink, NoopSink, Permit, Result, RunGate};
-
-/// Settings of the service.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// How long a pause waits for work in flight before going on (default 30 s).
-    pub drain_timeout: Duration,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        Self { drain_timeout: Duration::from_secs(30) }
-    }
-}
+use crate::event_log::{LocalLog, Outbox};
+use crate::gate::{Gates, lease_now};
+use crate::{ConflictKind, CoreError, EventSink, NoopSink, Result, ServiceConfig};
 
 /// One agent's active context totals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,8 +59,18 @@ pub struct StatusReport {
     pub tasks_completed: i64,
     /// All tasks.
     pub tasks_total: i64,
-    /// Whether the run gate refuses work.
+    /// Whether the run gate refuses work (paused, or a pause in progress in any process).
     pub gate_closed: bool,
+}
+
+/// An agent that has been assigned to a project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectAgent {
+    /// The agent.
+    #[serde(flatten)]
+    pub agent: Agent,
+    /// Whether its assignment is active.
+    pub active: bool,
 }
 
 /// A project as opened, with what reconciliation of its checkpoint store found.
@@ -91,11 +89,13 @@ pub(crate) struct Inner {
     pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub config: ServiceConfig,
-    gates: Mutex<HashMap<ProjectId, Arc<RunGate>>>,
-    transitions: Mutex<HashMap<ProjectId, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) gates: Gates,
+    pub(crate) log: LocalLog,
 }
 
-/// The project service. Cheap to clone; clones share gates and locks.
+/// The project service. Cheap to clone; clones share their in-process state (this process's
+/// view of the gates and of the event log). Every decision about correctness is made in the
+/// database, so any number of services, in any number of processes, may share one.
 #[derive(Clone)]
 pub struct ProjectService {
     pub(crate) inner: Arc<Inner>,
@@ -125,23 +125,42 @@ impl ProjectService {
                 events,
                 clock,
                 config,
-                gates: Mutex::new(HashMap::new()),
-                transitions: Mutex::new(HashMap::new()),
+                gates: Gates::new(),
+                log: LocalLog::default(),
             }),
         }
     }
 
     /// The SQLite context manager, the gix checkpoint manager, no event sink, the system clock.
     pub fn with_defaults(db: Db) -> Self {
-        Self::with_sink(db, Arc::new(NoopSink))
+        Self::with_config(db, ServiceConfig::default())
     }
 
-    /// [`ProjectService::with_defaults`] publishing to `events`.
+    /// [`ProjectService::with_defaults`] with explicit settings.
+    pub fn with_config(db: Db, config: ServiceConfig) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let context = Arc::new(SqlContextManager::with(db.clone(), clock.clone(), Default::default()));
+        let checkpoints = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock.clone()));
+        Self::new(db, context, checkpoints, Arc::new(NoopSink), clock, config)
+    }
+
+    /// [`ProjectService::with_defaults`] feeding `events` (in-process observers; other processes
+    /// read the event log).
     pub fn with_sink(db: Db, events: Arc<dyn EventSink>) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let context = Arc::new(SqlContextManager::with(db.clone(), clock.clone(), Default::default()));
         let checkpoints = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock.clone()));
         Self::new(db, context, checkpoints, events, clock, ServiceConfig::default())
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// This service's name in permit leases and pausing markers (`host:pid:instance`).
+    pub fn holder(&self) -> &str {
+        &self.inner.gates.holder
     }
 
     /// The database.
@@ -163,17 +182,19 @@ impl ProjectService {
         self.inner.clock.now()
     }
 
-    /// Serialises pause and resume of one project within this process.
-    pub(crate) fn transition_lock(&self, id: ProjectId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.inner.transitions.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(id).or_default())
-    }
-
-    /// Publishes an event; a failing sink is logged, never returned.
-    pub(crate) async fn publish(&self, project_id: ProjectId, kind: EventKind) {
-        let event = ProjectEvent { project_id, timestamp: self.now(), kind };
-        if let Err(e) = self.inner.events.publish(&event).await {
-            warn!(project_id, event = event.kind.name(), error = %e, "event not delivered");
+    /// Runs a change on a task of its own and waits for it. If the caller stops waiting (an
+    /// HTTP client disconnects, a request times out), the change still runs to completion or
+    /// rolls back: a cancelled caller never leaves half a transition. A panic inside is
+    /// passed on to the caller.
+    pub(crate) async fn detached<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match tokio::spawn(work).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(CoreError::Cancelled(format!("{what}: {e}"))),
         }
     }
 
@@ -209,8 +230,8 @@ impl ProjectService {
         Ok(p)
     }
 
-    /// Opens a project: loads it and reconciles its checkpoint store (orphan refs removed,
-    /// rows without commits reported).
+    /// Opens a project: loads it, reconciles its checkpoint store (orphan refs removed, rows
+    /// without commits reported) and applies event retention to it.
     pub async fn open(&self, id: ProjectId) -> Result<OpenedProject> {
         let project = self.get(id).await?;
         let reconcile = if Path::new(&project.root_path).is_dir() {
@@ -225,6 +246,7 @@ impl ProjectService {
         if project.status == ProjectStatus::Paused && project.pause_checkpoint_id.is_none() {
             warn!(project_id = id, "project is paused without a pause checkpoint");
         }
+        self.prune_events(Some(id)).await?;
         Ok(OpenedProject { project, reconcile })
     }
 
@@ -248,42 +270,34 @@ impl ProjectService {
     /// Starts a project: `init` becomes `planning` (in the discovery or planning phase) or
     /// `active` (later phases). Any other status is a conflict.
     pub async fn start(&self, id: ProjectId) -> Result<Project> {
-        let lock = self.transition_lock(id);
-        let _guard = lock.lock().await;
-        let mut p = self.get(id).await?;
-        if p.status != ProjectStatus::Init {
-            return Err(CoreError::Conflict(match p.status {
-                ProjectStatus::Paused => ConflictKind::AlreadyPaused {
-                    paused_at: p.paused_at,
-                    checkpoint_id: p.pause_checkpoint_id,
-                },
-                from => ConflictKind::InvalidTransition { from, action: "start" },
-            }));
-        }
-        let from = p.status;
-        p.status = match p.phase {
-            ProjectPhase::Discovery | ProjectPhase::Planning => ProjectStatus::Planning,
-            _ => ProjectStatus::Active,
-        };
-        let p = projects::update(&mut self.inner.db.conn().await?, &p, self.now()).await?;
-        info!(project_id = id, status = %p.status, "project started");
-        self.publish(id, EventKind::StatusChanged { from, to: p.status }).await;
-        Ok(p)
-    }
-
-    /// The run gate of a project (closed while it is paused).
-    pub async fn gate(&self, id: ProjectId) -> Result<Arc<RunGate>> {
-        if let Some(g) = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok(Arc::clone(g));
-        }
-        let paused = self.get(id).await?.status == ProjectStatus::Paused;
-        let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(Arc::clone(gates.entry(id).or_insert_with(|| RunGate::new(id, paused))))
-    }
-
-    /// Takes a run-gate permit for one unit of an agent's work.
-    pub async fn enter(&self, id: ProjectId, agent_id: &str) -> Result<Permit> {
-        self.gate(id).await?.enter(agent_id)
+        let service = self.clone();
+        self.detached("start", async move {
+            let mut tx = service.inner.db.begin().await?;
+            let mut p = projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+            if p.status != ProjectStatus::Init {
+                return Err(CoreError::Conflict(match p.status {
+                    ProjectStatus::Paused => ConflictKind::AlreadyPaused {
+                        paused_at: p.paused_at,
+                        checkpoint_id: p.pause_checkpoint_id,
+                    },
+                    from => ConflictKind::InvalidTransition { from, action: "start" },
+                }));
+            }
+            let from = p.status;
+            p.status = match p.phase {
+                ProjectPhase::Discovery | ProjectPhase::Planning => ProjectStatus::Planning,
+                _ => ProjectStatus::Active,
+            };
+            let now = service.now();
+            let p = projects::update(&mut tx, &p, now).await?;
+            let mut outbox = Outbox::default();
+            outbox.record(&mut tx, id, EventKind::StatusChanged { from, to: p.status }, now).await?;
+            tx.commit().await?;
+            info!(project_id = id, status = %p.status, "project started");
+            service.deliver(outbox).await;
+            Ok(p)
+        })
+        .await
     }
 
     /// What `status` reports.
@@ -291,14 +305,11 @@ impl ProjectService {
         let mut conn = self.inner.db.conn().await?;
         let p = projects::find(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
         let active_agents = agents::active_agent_ids(&mut conn, id).await?;
-        let per_agent = context::tier_totals_by_agent(&mut conn, id).await?;
         let (tasks_completed, tasks_total, _) = tasks::progress(&mut conn, id).await?;
+        let gate = permits::gate(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
         drop(conn);
-        let mut token_totals = TierTotals::default();
-        for (_, t) in &per_agent {
-            token_totals.add(t);
-        }
-        let gate_closed = self.gate(id).await?.is_closed();
+        let (token_totals, per_agent) = self.token_totals(id).await?;
+        let gate_closed = gate.status == ProjectStatus::Paused || gate.pausing_at(lease_now());
         Ok(StatusReport {
             project_id: p.id,
             paused_for_seconds: p.paused_at.map(|t| (self.now() - t).whole_seconds().max(0)),
@@ -311,10 +322,7 @@ impl ProjectService {
             pause_checkpoint_id: p.pause_checkpoint_id,
             active_agents,
             token_totals,
-            agents: per_agent
-                .into_iter()
-                .map(|(agent_id, totals)| AgentTotals { agent_id, totals })
-                .collect(),
+            agents: per_agent,
             tasks_completed,
             tasks_total,
             gate_closed,
@@ -335,23 +343,72 @@ impl ProjectService {
         })
     }
 
-    /// Assigns a registered agent to a project.
+    /// Assigns a registered agent to a project (event `agent_added`).
     pub async fn assign(&self, id: ProjectId, agent_id: &str, role: &str) -> Result<AgentAssignment> {
         let mut tx = self.inner.db.begin().await?;
         projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
         agents::get(&mut tx, agent_id).await?;
-        let a = agents::assign(&mut tx, id, agent_id, role, self.now()).await.map_err(|e| {
+        let now = self.now();
+        let a = agents::assign(&mut tx, id, agent_id, role, now).await.map_err(|e| {
             CoreError::from_unique(e, || ConflictKind::AlreadyAssigned { agent_id: agent_id.to_owned() })
         })?;
+        let mut outbox = Outbox::default();
+        let kind = EventKind::AgentAdded { agent_id: agent_id.to_owned(), role: role.to_owned() };
+        outbox.record(&mut tx, id, kind, now).await?;
         tx.commit().await?;
+        self.deliver(outbox).await;
         Ok(a)
     }
 
-    /// Ends an agent's active assignment to a project (history is kept).
+    /// Registers the agent if it is new, then assigns it to the project: what "add an agent"
+    /// means to the API and the command line.
+    pub async fn add_agent(
+        &self,
+        id: ProjectId,
+        agent_id: &str,
+        agent_type: &str,
+        provider: Option<&str>,
+        role: &str,
+    ) -> Result<AgentAssignment> {
+        match self.register_agent(agent_id, agent_type, provider).await {
+            Ok(_) | Err(CoreError::Conflict(ConflictKind::AgentExists { .. })) => {}
+            Err(e) => return Err(e),
+        }
+        self.assign(id, agent_id, role).await
+    }
+
+    /// Ends an agent's active assignment to a project (history is kept; event
+    /// `agent_deactivated`).
     pub async fn deactivate(&self, id: ProjectId, agent_id: &str) -> Result<()> {
-        let mut conn = self.inner.db.conn().await?;
-        projects::find(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-        agents::unassign(&mut conn, id, agent_id, self.now()).await?;
+        let mut tx = self.inner.db.begin().await?;
+        projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let now = self.now();
+        agents::unassign(&mut tx, id, agent_id, now).await?;
+        let mut outbox = Outbox::default();
+        outbox
+            .record(&mut tx, id, EventKind::AgentDeactivated { agent_id: agent_id.to_owned() }, now)
+            .await?;
+        tx.commit().await?;
+        self.deliver(outbox).await;
         Ok(())
+    }
+
+    /// The project's actively assigned agents, by id.
+    pub async fn active_agents(&self, id: ProjectId) -> Result<Vec<String>> {
+        Ok(agents::active_agent_ids(&mut self.inner.db.conn().await?, id).await?)
+    }
+
+    /// Every agent ever assigned to the project, by id, with whether it is active.
+    pub async fn agents(&self, id: ProjectId) -> Result<Vec<ProjectAgent>> {
+        let mut conn = self.inner.db.conn().await?;
+        let all = agents::list_for_project(&mut conn, id).await?;
+        let active = agents::active_agent_ids(&mut conn, id).await?;
+        debug!(project_id = id, agents = all.len(), "agents listed");
+        Ok(all.into_iter().map(|agent| ProjectAgent { active: active.contains(&agent.id), agent }).collect())
+    }
+
+    /// The projects of one owner, by id.
+    pub async fn list_owned(&self, owner_id: i64) -> Result<Vec<Project>> {
+        Ok(projects::list_by_owner(&mut self.inner.db.conn().await?, owner_id).await?)
     }
 }

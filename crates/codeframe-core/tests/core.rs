@@ -87,7 +87,7 @@ fn service(
         checkpoints,
         sink,
         clock_arc,
-        ServiceConfig { drain_timeout: Duration::from_secs(5) },
+        ServiceConfig { drain_timeout: Duration::from_secs(5), ..ServiceConfig::default() },
     )
 }
 
@@ -219,7 +219,7 @@ async fn pause_from_init_or_completed_is_refused_and_changes_nothing() {
         assert!(e.to_string().contains("cannot pause"));
         assert_eq!(f.svc.get(f.project).await.unwrap(), before);
         assert!(refs(&f.root).is_empty());
-        assert!(!f.svc.gate(f.project).await.unwrap().is_closed(), "the gate is reopened");
+        assert!(!f.svc.gate_status(f.project).await.unwrap().closed, "the gate is reopened");
     }
 }
 
@@ -239,7 +239,7 @@ async fn pausing_a_paused_project_is_a_conflict_that_reports_the_existing_pause(
     }
     assert_eq!(f.svc.get(f.project).await.unwrap(), before);
     assert_eq!(f.svc.checkpoints().list(f.project).await.unwrap().len(), 1, "no second checkpoint");
-    assert!(f.svc.gate(f.project).await.unwrap().is_closed(), "still paused");
+    assert!(f.svc.gate_status(f.project).await.unwrap().closed, "still paused");
 }
 
 #[tokio::test]
@@ -469,7 +469,7 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
     let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
     assert!(e.to_string().contains("unreadable"), "{e}");
     assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before);
-    assert!(f.svc.gate(f.project).await.unwrap().is_closed());
+    assert!(f.svc.gate_status(f.project).await.unwrap().closed);
 }
 
 #[tokio::test]
@@ -513,8 +513,10 @@ async fn events_are_published_in_order_after_the_commit() {
     assert_eq!(
         f.sink.names(),
         [
+            "agent_added",
             "status_changed",
             "flash_save_completed",
+            "context_archived",
             "checkpoint_created",
             "status_changed",
             "project_paused",
@@ -523,6 +525,10 @@ async fn events_are_published_in_order_after_the_commit() {
             "project_resumed"
         ]
     );
+    // In-process observers get exactly what the durable log holds, seq for seq.
+    let logged = f.svc.events_since(f.project, 0, 1000).await.unwrap();
+    assert_eq!(f.sink.events(), logged.events);
+    assert!(logged.events.windows(2).all(|w| w[0].seq < w[1].seq));
     let paused: Vec<ProjectEvent> =
         f.sink.events().into_iter().filter(|e| e.kind.name() == "project_paused").collect();
     let json = serde_json::to_value(&paused[0]).unwrap();
@@ -620,6 +626,30 @@ impl ContextManager for FlakyContext {
     ) -> Result<u64, ContextError> {
         self.inner.restore_archived(p, a, id).await
     }
+    async fn prepare_items(
+        &self,
+        p: ProjectId,
+        i: Vec<NewContextItem>,
+    ) -> Result<Vec<ContextItem>, ContextError> {
+        self.inner.prepare_items(p, i).await
+    }
+    async fn insert_items(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        i: &[ContextItem],
+    ) -> Result<(), ContextError> {
+        self.inner.insert_items(tx, p, i).await
+    }
+    async fn restore_archived_in(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        a: &str,
+        id: Option<FlashSaveId>,
+    ) -> Result<u64, ContextError> {
+        self.inner.restore_archived_in(tx, p, a, id).await
+    }
 }
 
 #[tokio::test]
@@ -647,13 +677,17 @@ struct FailingWrite {
 
 #[async_trait]
 impl CheckpointManager for FailingWrite {
+    async fn reserve_id(&self) -> codeframe_checkpoint::Result<CheckpointId> {
+        self.inner.reserve_id().await
+    }
     async fn prepare(
         &self,
         tx: &mut Tx<'_>,
         p: ProjectId,
+        id: CheckpointId,
         spec: CheckpointSpec,
     ) -> codeframe_checkpoint::Result<PreparedCheckpoint> {
-        self.inner.prepare(tx, p, spec).await
+        self.inner.prepare(tx, p, id, spec).await
     }
     async fn write(
         &self,
@@ -675,6 +709,14 @@ impl CheckpointManager for FailingWrite {
     async fn delete(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<()> {
         self.inner.delete(p, id).await
     }
+    async fn delete_row(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+    ) -> codeframe_checkpoint::Result<()> {
+        self.inner.delete_row(tx, p, id).await
+    }
     async fn diff(&self, p: ProjectId, id: CheckpointId, u: bool) -> codeframe_checkpoint::Result<FileDiff> {
         self.inner.diff(p, id, u).await
     }
@@ -689,6 +731,16 @@ impl CheckpointManager for FailingWrite {
         m: RestoreMode,
     ) -> codeframe_checkpoint::Result<RestoreReport> {
         self.inner.restore(p, id, w, m).await
+    }
+    async fn restore_in(
+        &self,
+        tx: &mut Tx<'_>,
+        p: ProjectId,
+        id: CheckpointId,
+        w: RestoreWhat,
+        m: RestoreMode,
+    ) -> codeframe_checkpoint::Result<RestoreReport> {
+        self.inner.restore_in(tx, p, id, w, m).await
     }
     async fn restore_rows(
         &self,
@@ -718,6 +770,8 @@ async fn a_failure_before_the_commit_rolls_everything_back_and_discards_the_ref(
     populate(&f, &["a", "b"], 1, 1, 3).await;
     set_status(&f, ProjectStatus::Active).await;
     let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
+    let published = f.sink.names().len();
+    let logged = f.svc.events_since(f.project, 0, 1000).await.unwrap().events;
     let e = f.svc.pause(f.project, PauseRequest::default()).await.unwrap_err();
     assert!(e.to_string().contains("disk full"), "{e}");
     assert_eq!(
@@ -731,8 +785,9 @@ async fn a_failure_before_the_commit_rolls_everything_back_and_discards_the_ref(
         .await
         .unwrap();
     assert!(saves.is_empty(), "flash saves rolled back");
-    assert!(!f.svc.gate(f.project).await.unwrap().is_closed(), "the gate is open again");
-    assert!(f.sink.names().is_empty(), "nothing published");
+    assert!(!f.svc.gate_status(f.project).await.unwrap().closed, "the gate is open again");
+    assert_eq!(f.sink.names().len(), published, "nothing published");
+    assert_eq!(f.svc.events_since(f.project, 0, 1000).await.unwrap().events, logged, "nothing logged");
 }
 
 // ---------------------------------------------------------------- run gate
@@ -837,14 +892,15 @@ async fn open_reconciles_orphan_refs() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
     // An orphan: a checkpoint whose transaction never committed.
-    let mut tx = f.db.begin().await.unwrap();
     let spec = CheckpointSpec {
         name: "orphan".into(),
         description: String::new(),
         trigger: codeframe_models::CheckpointTrigger::Manual,
         pause_reason: None,
     };
-    let orphan = f.svc.checkpoints().create(&mut tx, f.project, spec).await.unwrap();
+    let id = f.svc.checkpoints().reserve_id().await.unwrap();
+    let mut tx = f.db.begin().await.unwrap();
+    let orphan = f.svc.checkpoints().create(&mut tx, f.project, id, spec).await.unwrap();
     drop(tx);
     assert_eq!(refs(&f.root).len(), 1);
     let opened = f.svc.open(f.project).await.unwrap();
@@ -912,11 +968,11 @@ async fn sixteen_concurrent_pauses_and_resumes_end_consistent() {
         assert_eq!(p.status, ProjectStatus::Paused);
         assert!(p.paused_at.is_some() && p.pause_checkpoint_id.is_some());
         assert!(f.svc.checkpoints().verify(f.project, p.pause_checkpoint_id.unwrap()).await.unwrap().ok());
-        assert!(f.svc.gate(f.project).await.unwrap().is_closed());
+        assert!(f.svc.gate_status(f.project).await.unwrap().closed);
     } else {
         assert_eq!(p.status, ProjectStatus::Active);
         assert_eq!((p.paused_at, p.pause_checkpoint_id), (None, None));
-        assert!(!f.svc.gate(f.project).await.unwrap().is_closed());
+        assert!(!f.svc.gate_status(f.project).await.unwrap().closed);
     }
     assert_eq!(checkpoints::list(&mut f.db.conn().await.unwrap(), f.project).await.unwrap().len(), pauses);
     let mut after: Vec<String> = items(&f).await.into_iter().map(|i| i.id).collect();

@@ -3,12 +3,19 @@ use time::OffsetDateTime;
 
 use crate::{AgentId, CheckpointId, FlashSaveId, ProjectId, ProjectStatus, timestamp};
 
+/// Position of an event in the durable event log: it only grows, is never reused, and orders
+/// every event of every project. A client that saw `seq` N asks for what came after N.
+pub type EventSeq = i64;
+
 /// Something that happened to a project, published to subscribers of that project.
 ///
-/// On the wire it is one flat JSON object: `type`, `project_id`, `timestamp` and the
+/// On the wire it is one flat JSON object: `seq`, `type`, `project_id`, `timestamp` and the
 /// fields of the [`EventKind`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectEvent {
+    /// Its position in the event log (0 for an event not yet written to it).
+    #[serde(default)]
+    pub seq: EventSeq,
     /// The project.
     pub project_id: ProjectId,
     /// When it happened.
@@ -75,6 +82,48 @@ pub enum EventKind {
         /// After.
         to: ProjectStatus,
     },
+    /// A checkpoint was deleted (its row and ref).
+    CheckpointDeleted {
+        /// The checkpoint.
+        checkpoint_id: CheckpointId,
+    },
+    /// An agent was assigned to the project.
+    AgentAdded {
+        /// The agent.
+        agent_id: AgentId,
+        /// Its role in the project.
+        role: String,
+    },
+    /// An agent's assignment ended (its context is kept).
+    AgentDeactivated {
+        /// The agent.
+        agent_id: AgentId,
+    },
+    /// Context items were added to the active set.
+    ContextAdded {
+        /// The agents the items belong to, sorted.
+        agents: Vec<AgentId>,
+        /// How many items.
+        items_added: i64,
+    },
+    /// Items left the active context: a flash save archived them (kept, restorable).
+    ContextArchived {
+        /// The agent.
+        agent_id: AgentId,
+        /// The flash save that archived them.
+        flash_save_id: FlashSaveId,
+        /// How many items.
+        items_archived: i64,
+    },
+    /// Archived items came back into the active context.
+    ContextRestored {
+        /// The agent.
+        agent_id: AgentId,
+        /// Only the items of this flash save, when given.
+        flash_save_id: Option<FlashSaveId>,
+        /// How many items.
+        items_restored: i64,
+    },
 }
 
 impl EventKind {
@@ -87,6 +136,12 @@ impl EventKind {
             Self::CheckpointRestored { .. } => "checkpoint_restored",
             Self::FlashSaveCompleted { .. } => "flash_save_completed",
             Self::StatusChanged { .. } => "status_changed",
+            Self::CheckpointDeleted { .. } => "checkpoint_deleted",
+            Self::AgentAdded { .. } => "agent_added",
+            Self::AgentDeactivated { .. } => "agent_deactivated",
+            Self::ContextAdded { .. } => "context_added",
+            Self::ContextArchived { .. } => "context_archived",
+            Self::ContextRestored { .. } => "context_restored",
         }
     }
 }
@@ -99,6 +154,7 @@ mod tests {
     #[test]
     fn events_are_flat_objects_tagged_by_type() {
         let e = ProjectEvent {
+            seq: 42,
             project_id: 7,
             timestamp: datetime!(2026-01-01 00:00 UTC),
             kind: EventKind::StatusChanged { from: ProjectStatus::Active, to: ProjectStatus::Paused },
@@ -107,7 +163,7 @@ mod tests {
         assert_eq!(
             v,
             Some(serde_json::json!({
-                "type": "status_changed", "project_id": 7,
+                "seq": 42, "type": "status_changed", "project_id": 7,
                 "timestamp": "2026-01-01T00:00:00.000000Z", "from": "active", "to": "paused"
             }))
         );

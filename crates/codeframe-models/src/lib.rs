@@ -24,7 +24,7 @@ pub use context::{
     ContextItem, FlashSave, FlashSaveReport, ItemType, NewContextItem, Tier, TierTotals, reduction_percentage,
 };
 pub use error::ModelError;
-pub use event::{EventKind, ProjectEvent};
+pub use event::{EventKind, EventSeq, ProjectEvent};
 pub use pause::{AgentFlashSaveEntry, PauseOutcome, PauseRequest, ResumeOptions, ResumeOutcome};
 pub use project::{
     Agent, AgentAssignment, CallType, NewProject, NewTask, NewTokenUsage, Project, Task, TokenUsage,

@@ -52,6 +52,9 @@ impl TryFrom<Row> for Checkpoint {
 /// What is needed to record a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCheckpoint {
+    /// Its id, from [`reserve_id`]; `None` takes the next one inside the insert's own
+    /// transaction (an id that a rollback gives back and a later checkpoint can get again).
+    pub id: Option<CheckpointId>,
     /// Project.
     pub project_id: ProjectId,
     /// Name (≤ 100 characters).
@@ -79,12 +82,29 @@ fn metadata_json(m: &CheckpointMetadata) -> Result<String> {
     })
 }
 
-/// Inserts a checkpoint row.
+/// Hands out a checkpoint id that is never handed out again. Call it through an executor that
+/// commits on its own (a pooled connection, or a transaction committed before the checkpoint's
+/// own): then a checkpoint whose transaction rolls back burns its id, and the snapshot ref named
+/// after that id can never be mistaken for a later checkpoint's.
+pub async fn reserve_id(ex: &mut impl Executor) -> Result<CheckpointId> {
+    Ok(sqlx::query_scalar(
+        "UPDATE id_sequences SET next_id = next_id + 1 WHERE name = 'checkpoints' RETURNING next_id - 1",
+    )
+    .fetch_one(ex.connection())
+    .await?)
+}
+
+/// Inserts a checkpoint row, with the id given or the next one.
 pub async fn insert(ex: &mut impl Executor, new: &NewCheckpoint) -> Result<Checkpoint> {
+    let id = match new.id {
+        Some(id) => id,
+        None => reserve_id(ex).await?,
+    };
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO checkpoints (project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        "INSERT INTO checkpoints (id, project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
     )))
+    .bind(id)
     .bind(new.project_id)
     .bind(&new.name)
     .bind(&new.description)

@@ -3,7 +3,8 @@
 //! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
 //! `migrations/` folder when it opens. Work happens through repository modules
 //! ([`projects`], [`agents`], [`context`], [`checkpoints`], [`flash_saves`], [`tasks`],
-//! [`token_usage`]) whose functions take any [`Executor`]: a pooled [`Conn`] for a single
+//! [`token_usage`], [`auth`], the event log [`events`] and the run gate's [`permits`]) whose
+//! functions take any [`Executor`]: a pooled [`Conn`] for a single
 //! statement, or a [`Tx`] (opened by [`Db::begin`]) so several calls commit or roll back
 //! together. No sqlx type appears in this crate's public signatures, so a PostgreSQL backend
 //! can be added behind the same API.
@@ -30,7 +31,9 @@ pub mod agents;
 pub mod auth;
 pub mod checkpoints;
 pub mod context;
+pub mod events;
 pub mod flash_saves;
+pub mod permits;
 pub mod projects;
 pub mod tasks;
 pub mod token_usage;

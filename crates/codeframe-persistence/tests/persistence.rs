@@ -215,6 +215,7 @@ async fn project_status_and_pause_fields_are_checked() {
     let cp = checkpoints::insert(
         &mut c,
         &checkpoints::NewCheckpoint {
+            id: None,
             project_id: p.id,
             name: "Project paused".into(),
             description: String::new(),
@@ -665,6 +666,7 @@ async fn checkpoints_insert_list_newest_first_set_commit_and_delete() {
         let cp = checkpoints::insert(
             &mut c,
             &checkpoints::NewCheckpoint {
+                id: None,
                 project_id: p.id,
                 name: format!("cp {n}"),
                 description: "desc".into(),
@@ -696,6 +698,7 @@ async fn checkpoint_name_and_trigger_constraints() {
     let p = project_with_agents(&db, "cpk", &[]).await;
     let mut c = db.conn().await.unwrap();
     let mut new = checkpoints::NewCheckpoint {
+        id: None,
         project_id: p.id,
         name: "n".repeat(101),
         description: String::new(),
