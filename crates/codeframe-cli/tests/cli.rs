@@ -344,3 +344,242 @@ fn a_pause_killed_at_a_fail_point_leaves_the_project_as_it_was() {
     assert!(refs.stdout.is_empty(), "the orphan ref was reconciled away");
     assert_eq!(json(d, &["pause"])["success"], true, "and the project can be paused");
 }
+
+// ---------------------------------------------------------------- several processes, one home
+
+/// A `codeframe serve` process on 127.0.0.1 (a free port), over the home of `dir`.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env_remove("CODEFRAME_HOME")
+            .env_remove("FAILPOINTS")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("codeframe API on http://") {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("serve never listened");
+        Self { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(addr: &str, token: &str, message: Value) -> Ws {
+    use futures_util::{SinkExt, StreamExt};
+    let url = format!("ws://{addr}/ws");
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(message.to_string().into())).await.unwrap();
+    let ack = ws.next().await.unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("subscribed"), "{ack:?}");
+    ws
+}
+
+/// Events received until one of type `until` (or nothing for 10 s).
+async fn events_until(ws: &mut Ws, until: &str) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut got = Vec::new();
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(msg))) = next else { return got };
+        let Ok(text) = msg.to_text() else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(text) else { continue };
+        let done = v["type"] == until;
+        got.push(v);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// In a child process: pauses the project through the library, as an application embedding
+/// `codeframe-core` would.
+#[tokio::test]
+#[ignore = "run as a child process by the multi-process tests"]
+async fn library_child() {
+    let Ok(db) = std::env::var("CF_LIBRARY_DB") else { return };
+    let service = codeframe_core::ProjectService::with_defaults(codeframe_core::Db::open(&db).await.unwrap());
+    let request = codeframe_models::PauseRequest { reason: Some("library".into()) };
+    service.pause(1, request).await.unwrap();
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_delivers_events_committed_by_the_command_line_and_by_a_library_process() {
+    let r = repo();
+    let d = r.root.clone();
+    let token = blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["start"]);
+        json(&d, &["agent", "add", "coder-1"]);
+        json(&d, &["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    let server = blocking(|| Server::start(&d));
+    let mut ws =
+        subscribe(&server.addr, &token, serde_json::json!({"type": "subscribe", "project_id": 1})).await;
+
+    // A pause made by the command line, in another process.
+    let paused = blocking(|| json(&d, &["pause", "--reason", "terminal"]));
+    let got = events_until(&mut ws, "project_paused").await;
+    let last = got.last().unwrap();
+    assert_eq!(last["type"], "project_paused", "{got:?}");
+    assert_eq!(last["reason"], "terminal");
+    assert_eq!(last["checkpoint_id"], paused["checkpoint_id"]);
+    assert!(last["seq"].as_i64().unwrap() > 0, "every event carries its seq");
+    let seqs: Vec<i64> = got.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    blocking(|| json(&d, &["resume"]));
+    let got = events_until(&mut ws, "project_resumed").await;
+    assert_eq!(got.last().unwrap()["type"], "project_resumed");
+
+    // A pause made by an application using the library, in a third process.
+    let status = blocking(|| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "library_child", "--ignored", "--test-threads=1"])
+            .env("CF_LIBRARY_DB", d.join(".codeframe/state.db"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    });
+    assert!(status.success());
+    let got = events_until(&mut ws, "project_paused").await;
+    assert_eq!(got.last().unwrap()["reason"], "library", "{got:?}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_prints_the_log_and_follows_what_other_processes_commit() {
+    let r = repo();
+    let d = r.root.clone();
+    blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["start"]);
+        json(&d, &["agent", "add", "coder-1"]);
+    });
+    // The log so far, as JSON lines.
+    let out = blocking(|| run_in(&d, &["--json", "events"]));
+    assert!(out.status.success());
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["status_changed", "agent_added"]);
+    let since = lines[0]["seq"].as_i64().unwrap().to_string();
+    let human = blocking(|| run_in(&d, &["events", "--since", &since]));
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(human.contains("agent_added") && human.contains("agent_id=coder-1"), "{human}");
+    assert!(!human.contains("status_changed"), "only events after --since: {human}");
+
+    // Following: a pause by another process shows up as it commits.
+    let mut follow = Command::new(BIN)
+        .args(["--json", "events", "--follow", "--since", &lines[1]["seq"].as_i64().unwrap().to_string()])
+        .current_dir(&d)
+        .env_remove("CODEFRAME_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    blocking(|| json(&d, &["pause", "--reason", "followed"]));
+    let mut seen = Vec::new();
+    while let Ok(v) = rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        let done = v["type"] == "project_paused";
+        seen.push(v);
+        if done {
+            break;
+        }
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let kinds: Vec<&str> = seen.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]);
+    assert_eq!(seen[3]["reason"], "followed");
+    // A position retention no longer covers (or never reached) is a gap: exit 4.
+    let out = blocking(|| run_in(&d, &["events", "--since", "99999"]));
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_right_before_a_kill_9_is_delivered_after_restart() {
+    let r = repo();
+    let d = r.root.clone();
+    let token = blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["start"]);
+        json(&d, &["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    let since = blocking(|| {
+        let out = run_in(&d, &["--json", "events"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let last = text.lines().last().map(|l| serde_json::from_str::<Value>(l).unwrap());
+        last.map_or(0, |v| v["seq"].as_i64().unwrap())
+    });
+    let marker = d.parent().unwrap().join("marker");
+    let mut child = Command::new(BIN)
+        .args(["pause", "--reason", "killed after commit"])
+        .current_dir(&d)
+        .env("FAILPOINTS", "pause::after_commit=sleep(60000)")
+        .env("CODEFRAME_FAILPOINT_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    blocking(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_to_string(&marker).unwrap_or_default().contains("pause::after_commit") {
+            assert!(std::time::Instant::now() < deadline, "never reached the fail point");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    // A server started afterwards delivers it to a client catching up from where it was.
+    let server = blocking(|| Server::start(&d));
+    let message = serde_json::json!({"type": "subscribe", "project_id": 1, "since": since});
+    let mut ws = subscribe(&server.addr, &token, message).await;
+    let got = events_until(&mut ws, "project_paused").await;
+    let paused = got.last().unwrap();
+    assert_eq!(
+        (paused["type"].as_str(), paused["reason"].as_str()),
+        (Some("project_paused"), Some("killed after commit"))
+    );
+    assert_eq!(blocking(|| json(&d, &["status"]))["status"], "paused");
+    drop(server);
+}

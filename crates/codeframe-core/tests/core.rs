@@ -982,6 +982,213 @@ async fn sixteen_concurrent_pauses_and_resumes_end_consistent() {
     assert_eq!(after, expected, "no context item lost");
 }
 
+// ---------------------------------------------------------------- two processes, one gate
+
+/// A child process holding run-gate permits: this test binary re-run (`gate_child`), driven by
+/// commands on stdin, answering one line each on stdout.
+struct GateChild {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl GateChild {
+    fn spawn(db: &Path, project: ProjectId, lease_ms: u64) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "gate_child", "--ignored", "--test-threads=1", "--nocapture"])
+            .env("CF_GATE_DB", db)
+            .env("CF_GATE_PROJECT", project.to_string())
+            .env("CF_GATE_LEASE_MS", lease_ms.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The harness may print `test gate_child ... ` before the first answer.
+                if let Some((_, answer)) = line.split_once("gate-child: ") {
+                    let _ = tx.send(answer.to_owned());
+                }
+            }
+        });
+        Self { child, stdin, lines }
+    }
+
+    /// Sends a command; its one-line answer.
+    fn ask(&mut self, command: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no answer to {command}"))
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test]
+#[ignore = "run as a child process by the two-process gate tests"]
+#[allow(clippy::print_stdout)]
+async fn gate_child() {
+    let Ok(db_path) = std::env::var("CF_GATE_DB") else { return };
+    let project: ProjectId = std::env::var("CF_GATE_PROJECT").unwrap().parse().unwrap();
+    let lease: u64 = std::env::var("CF_GATE_LEASE_MS").unwrap().parse().unwrap();
+    let config = ServiceConfig { lease_ttl: Duration::from_millis(lease), ..ServiceConfig::default() };
+    let svc = ProjectService::with_config(Db::open(&db_path).await.unwrap(), config);
+    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut held: Vec<codeframe_core::Permit> = Vec::new();
+    while let Some(command) = commands.recv().await {
+        let answer = match command.as_str() {
+            "enter" => match svc.enter(project, "agent-a").await {
+                Ok(p) => {
+                    held.push(p);
+                    "ok".to_owned()
+                }
+                Err(e) => format!("refused {}", e.code()),
+            },
+            "release" => match held.pop() {
+                Some(p) => {
+                    p.release().await.map_or_else(|e| format!("error {e}"), |()| "released".to_owned())
+                }
+                None => "nothing held".to_owned(),
+            },
+            // Whether the held permit learns of a pause begun elsewhere (within 5 s).
+            "pause-requested" => match held.last() {
+                Some(p) => {
+                    let learned = tokio::time::timeout(Duration::from_secs(5), p.pause_requested()).await;
+                    if learned.is_ok() { "yes" } else { "no" }.to_owned()
+                }
+                None => "nothing held".to_owned(),
+            },
+            other => format!("unknown command {other}"),
+        };
+        println!("gate-child: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_in_one_process_drains_and_closes_the_gate_of_another() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let mut a = GateChild::spawn(&f.db_path, f.project, 30_000);
+    assert_eq!(a.ask("enter"), "ok");
+
+    // Process B (this one) pauses: it waits for A's permit.
+    let svc = f.svc.clone();
+    let project = f.project;
+    let pause = tokio::spawn(async move {
+        svc.pause_with(
+            project,
+            reason("two processes"),
+            PauseOptions { drain_timeout: Some(Duration::from_secs(30)) },
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!pause.is_finished(), "B waits for A's unit of work");
+    assert!(f.svc.gate_status(f.project).await.unwrap().pausing);
+    let answer = tokio::task::block_in_place(|| a.ask("pause-requested"));
+    assert_eq!(answer, "yes", "A's permit learns that a pause began elsewhere");
+    let answer = tokio::task::block_in_place(|| a.ask("enter"));
+    assert_eq!(answer, "refused pausing", "no new work in A while B drains");
+
+    let answer = tokio::task::block_in_place(|| a.ask("release"));
+    assert_eq!(answer, "released");
+    let out = tokio::time::timeout(Duration::from_secs(20), pause).await.unwrap().unwrap().unwrap();
+    assert!(out.interrupted_agents.is_empty(), "A finished its unit: nobody was interrupted");
+    let answer = tokio::task::block_in_place(|| a.ask("enter"));
+    assert_eq!(answer, "refused paused", "A's next enter is refused while paused");
+
+    // B resumes; A, not restarted, works again.
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    let answer = tokio::task::block_in_place(|| a.ask("enter"));
+    assert_eq!(answer, "ok");
+    a.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_with_kill_9_stops_blocking_once_its_lease_expires() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let mut a = GateChild::spawn(&f.db_path, f.project, 2_000);
+    assert_eq!(a.ask("enter"), "ok");
+    a.kill();
+    // B counts on lease expiry alone, as it must for a holder on another machine.
+    let config = ServiceConfig { reclaim_from_dead_holders: false, ..ServiceConfig::default() };
+    let b = ProjectService::with_config(f.db.clone(), config);
+    assert_eq!(b.gate_status(f.project).await.unwrap().permits.len(), 1, "A's lease is still live");
+    let out = b
+        .pause_with(
+            f.project,
+            reason("after kill"),
+            PauseOptions { drain_timeout: Some(Duration::from_secs(60)) },
+        )
+        .await
+        .unwrap();
+    assert!(out.interrupted_agents.is_empty(), "the expired lease no longer counts: {out:?}");
+    assert_eq!(b.get(f.project).await.unwrap().status, ProjectStatus::Paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holder_on_this_machine_is_reclaimed_without_waiting_for_its_lease() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let mut a = GateChild::spawn(&f.db_path, f.project, 600_000);
+    assert_eq!(a.ask("enter"), "ok");
+    a.kill();
+    let out = f
+        .svc
+        .pause_with(
+            f.project,
+            PauseRequest::default(),
+            PauseOptions { drain_timeout: Some(Duration::from_secs(300)) },
+        )
+        .await
+        .unwrap();
+    assert!(out.interrupted_agents.is_empty(), "{out:?}");
+    // (A lease of ten minutes was not waited for: the test would have timed out.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_a_project_another_process_just_paused_is_refused() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let cp = f.svc.create_checkpoint(f.project, "before", "").await.unwrap();
+    // Another process is committing a pause: it holds the write lock when the restore starts,
+    // and commits while the restore waits for the lock.
+    let mut other = f.db.begin().await.unwrap();
+    let mut p = projects::get(&mut other, f.project).await.unwrap();
+    p.status_before_pause = Some(p.status);
+    p.status = ProjectStatus::Paused;
+    p.paused_at = Some(T0);
+    p.pause_checkpoint_id = Some(cp.id);
+    projects::update(&mut other, &p, T0).await.unwrap();
+    let svc = f.svc.clone();
+    let project = f.project;
+    let what = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+    let restore =
+        tokio::spawn(async move { svc.restore_checkpoint(project, cp.id, what, RestoreMode::Apply).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!restore.is_finished(), "the restore waits for the write lock");
+    other.commit().await.unwrap();
+    let e = restore.await.unwrap().unwrap_err();
+    assert!(matches!(e, CoreError::Conflict(ConflictKind::InvalidTransition { .. })), "{e}");
+    let now = f.svc.get(f.project).await.unwrap();
+    assert_eq!((now.status, now.pause_checkpoint_id), (ProjectStatus::Paused, Some(cp.id)), "still paused");
+}
+
 // ---------------------------------------------------------------- crash tests
 
 /// Crash tests: a child process (this test binary, running `crash::crash_child`) pauses or
@@ -1038,6 +1245,7 @@ mod crash {
         }
         let before_project = f.svc.get(f.project).await.unwrap();
         let before_items = items(&f).await;
+        let before_log = f.svc.events_since(f.project, 0, 1000).await.unwrap().events;
         let marker = f.db_path.with_file_name("marker");
         let action = if stop == Stop::Panic { "panic" } else { "sleep(60000)" };
         let mut child = Command::new(std::env::current_exe().unwrap())
@@ -1085,10 +1293,24 @@ mod crash {
         };
         assert_eq!(key(&now_items), key(&before_items), "{point} {stop:?}: no item lost");
 
+        // The event log: a committed pause's events survive the crash (and are delivered from
+        // the log after it); a rolled-back change left none.
+        let log = svc.events_since(f.project, 0, 1000).await.unwrap().events;
         let committed = point == "pause::after_commit";
+        if committed {
+            let new: Vec<&str> = log[before_log.len()..].iter().map(|e| e.kind.name()).collect();
+            assert_eq!(new.last(), Some(&"project_paused"), "{point} {stop:?}: {new:?}");
+            assert!(new.contains(&"checkpoint_created") && new.contains(&"status_changed"), "{new:?}");
+        } else {
+            assert_eq!(log, before_log, "{point} {stop:?}: nothing was published");
+        }
         if committed {
             assert_eq!(p.status, ProjectStatus::Paused, "{point} {stop:?}");
             let cp = p.pause_checkpoint_id.unwrap();
+            let paused = log.iter().rev().find(|e| e.kind.name() == "project_paused").unwrap();
+            assert!(
+                matches!(paused.kind, codeframe_models::EventKind::ProjectPaused { checkpoint_id, .. } if checkpoint_id == cp)
+            );
             assert!(
                 svc.checkpoints().verify(f.project, cp).await.unwrap().ok(),
                 "{point} {stop:?}: checkpoint verifies"
