@@ -4,11 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use codeframe_core::CoreError;
 use codeframe_core::auth::LOCAL_USER;
 use codeframe_core::{
-    ArchiveState, Db, FileChange, FileDiff, ListQuery, PauseOptions, ProjectService, RestoreMode,
-    RestoreWhat, parse_item_type,
+    ArchiveState, CoreError, Db, EventRetention, FileChange, FileDiff, ListQuery, PauseOptions,
+    ProjectService, RestoreMode, RestoreWhat, ServiceConfig, parse_item_type,
 };
 use codeframe_models::{
     ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ProjectEvent, ResumeOptions,
@@ -40,6 +39,18 @@ fn find_home(explicit: Option<&Path>) -> Result<PathBuf> {
     Err(CliError::NotFound(
         "no codeframe home here or above (run `codeframe init` or pass --home / set CODEFRAME_HOME)".into(),
     ))
+}
+
+/// The service's settings from the global options.
+fn service_config(cli: &Cli) -> ServiceConfig {
+    ServiceConfig {
+        lease_ttl: Duration::from_secs(cli.lease_ttl),
+        event_retention: EventRetention {
+            max_age: Duration::from_secs(cli.events_max_age_days.saturating_mul(24 * 3600)),
+            max_events_per_project: cli.events_max_per_project,
+        },
+        ..ServiceConfig::default()
+    }
 }
 
 async fn open_db(home: &Path, create: bool) -> Result<Db> {
@@ -87,7 +98,7 @@ async fn select(svc: &ProjectService, selector: Option<&str>) -> Result<Project>
 /// Opens the home's service and the selected project (reconciling its checkpoint store).
 async fn open_project(cli: &Cli) -> Result<(ProjectService, Project)> {
     let home = find_home(cli.home.as_deref())?;
-    let svc = ProjectService::with_defaults(open_db(&home, false).await?);
+    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
     let project = select(&svc, cli.project.as_deref()).await?;
     let opened = svc.open(project.id).await?;
     if !opened.reconcile.removed_refs.is_empty() {
@@ -128,7 +139,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Context { command } => context_cmd(&cli, command).await,
         Command::Token { command: TokenCommand::Create { name, user } } => {
             let home = find_home(cli.home.as_deref())?;
-            let svc = ProjectService::with_defaults(open_db(&home, false).await?);
+            let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(&cli));
             let token = svc.create_token(user, name).await?;
             print(json, &json!({"token": token, "name": name, "user": user}), || {
                 format!("{token}\n(shown once; send it as `Authorization: Bearer <token>`)")
@@ -154,7 +165,7 @@ async fn init(cli: &Cli, dir: Option<&Path>, name: Option<&str>) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(|| root.join(".codeframe"));
     std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
     let db = open_db(&home, true).await?;
-    let svc = ProjectService::with_defaults(db.clone());
+    let svc = ProjectService::with_config(db, service_config(cli));
     let name = match name {
         Some(n) => n.to_owned(),
         None => {
@@ -677,7 +688,7 @@ async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
     let config = codeframe_api::ServeConfig {
         addr,
         database: path.to_string_lossy().into_owned(),
-        service: codeframe_core::ServiceConfig::default(),
+        service: service_config(cli),
     };
     let server = codeframe_api::bind(config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
     let bound = server.local_addr().map_err(|e| CliError::Runtime(e.to_string()))?;

@@ -43,6 +43,19 @@ pub(crate) struct Cli {
     /// Print exactly one JSON document on stdout (errors as JSON on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Seconds a run-gate permit, or a pause's hold on the gate, lasts unless renewed: how
+    /// long a killed holder on another machine can block a pause.
+    #[arg(long, global = true, env = "CODEFRAME_LEASE_TTL", value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lease_ttl: u64,
+    /// Days events are kept in the event log.
+    #[arg(long, global = true, env = "CODEFRAME_EVENTS_MAX_AGE_DAYS", value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub events_max_age_days: u64,
+    /// Events kept per project in the event log (older ones are deleted first).
+    #[arg(long, global = true, env = "CODEFRAME_EVENTS_MAX_PER_PROJECT", value_name = "N",
+          default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub events_max_per_project: u32,
     #[command(subcommand)]
     pub command: Command,
 }
