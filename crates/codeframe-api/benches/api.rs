@@ -102,7 +102,12 @@ async fn subscriber(ws_url: &str, token: &str, project: i64) -> Res<Ws> {
         serde_json::json!({"type": "subscribe", "project_id": project}).to_string().into(),
     ))
     .await?;
-    let _subscribed = ws.next().await;
+    // The acknowledgement (the server may ping first).
+    while let Some(msg) = ws.next().await {
+        if matches!(msg?, Message::Text(_)) {
+            break;
+        }
+    }
     Ok(ws)
 }
 

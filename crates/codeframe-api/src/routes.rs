@@ -387,8 +387,9 @@ async fn pause_status(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Omitted: from the oldest event kept.
     #[serde(default)]
-    since: EventSeq,
+    since: Option<EventSeq>,
     #[serde(default = "default_events_limit")]
     limit: i64,
 }
@@ -404,14 +405,18 @@ async fn list_events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    if !(1..=1000).contains(&q.limit) || q.since < 0 {
+    if !(1..=1000).contains(&q.limit) || q.since.is_some_and(|s| s < 0) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
             "since must be ≥ 0 and limit 1..=1000",
         ));
     }
-    ok(s.service.events_since(id, q.since, q.limit).await?)
+    let since = match q.since {
+        Some(since) => since,
+        None => s.service.event_horizon(id).await?,
+    };
+    ok(s.service.events_since(id, since, q.limit).await?)
 }
 
 async fn list_checkpoints(

@@ -895,6 +895,10 @@ async fn the_events_route_pages_the_log_and_a_since_past_retention_is_a_gap() {
     let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/events?since={pruned_through}"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["events"].as_array().unwrap().len(), 5);
+    // Without `since`: from the oldest event kept, never a gap.
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}/events"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 5);
     // A seq the log never reached is a gap too (a client from another database).
     let (s, _) = srv.alice("GET", &format!("/api/projects/{id}/events?since=999999"), None).await;
     assert_eq!(s, StatusCode::GONE);

@@ -638,8 +638,12 @@ fn emit(line: &str) -> Result<bool> {
     }
 }
 
-async fn events(cli: &Cli, since: i64, follow: bool) -> Result<()> {
+async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
     let (svc, p) = open_project(cli).await?;
+    let since = match since {
+        Some(since) => since,
+        None => svc.event_horizon(p.id).await?,
+    };
     let mut cursor = since;
     let mut printed = 0usize;
     loop {

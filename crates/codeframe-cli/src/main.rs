@@ -123,8 +123,8 @@ pub(crate) enum Command {
     )]
     Events {
         /// Only events after this seq (default: every event kept).
-        #[arg(long, value_name = "SEQ", default_value_t = 0)]
-        since: i64,
+        #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(i64).range(0..))]
+        since: Option<i64>,
         /// Keep running and print new events as they are committed (Ctrl-C to stop).
         #[arg(long)]
         follow: bool,

@@ -396,9 +396,14 @@ async fn subscribe(addr: &str, token: &str, message: Value) -> Ws {
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(tokio_tungstenite::tungstenite::Message::Text(message.to_string().into())).await.unwrap();
-    let ack = ws.next().await.unwrap().unwrap();
-    assert!(ack.to_text().unwrap().contains("subscribed"), "{ack:?}");
-    ws
+    loop {
+        // The server may ping first.
+        let msg = ws.next().await.unwrap().unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(ack) = msg {
+            assert!(ack.contains("subscribed"), "{ack}");
+            return ws;
+        }
+    }
 }
 
 /// Events received until one of type `until` (or nothing for 10 s).
@@ -530,9 +535,24 @@ async fn events_prints_the_log_and_follows_what_other_processes_commit() {
     let kinds: Vec<&str> = seen.iter().map(|v| v["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]);
     assert_eq!(seen[3]["reason"], "followed");
-    // A position retention no longer covers (or never reached) is a gap: exit 4.
+    // A position the log never reached is a gap: exit 4.
     let out = blocking(|| run_in(&d, &["events", "--since", "99999"]));
     assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
+    // Retention set from the command line: keep the newest event only. Without --since the
+    // command prints what is kept; asking for what is gone is a gap.
+    blocking(|| json(&d, &["--events-max-per-project", "1", "status"]));
+    let out = blocking(|| run_in(&d, &["--json", "events"]));
+    let kept: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["type"], "project_paused");
+    let out = blocking(|| run_in(&d, &["events", "--since", "0"]));
+    assert_eq!(code(&out), 4);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reload"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[cfg(feature = "failpoints")]

@@ -34,14 +34,14 @@ pub fn generate_token() -> Result<String> {
 impl ProjectService {
     /// The user with this name, created if missing.
     pub async fn ensure_user(&self, name: &str) -> Result<User> {
-        codeframe_models::validate::project_name(name)?;
+        codeframe_models::validate::user_name(name)?;
         Ok(auth::ensure_user(&mut self.inner.db.conn().await?, name, self.now()).await?)
     }
 
     /// Creates a token for `user` (created if missing) labelled `name`; returns the token,
     /// which is not stored and cannot be shown again.
     pub async fn create_token(&self, user: &str, name: &str) -> Result<String> {
-        codeframe_models::validate::project_name(user)?;
+        codeframe_models::validate::user_name(user)?;
         let token = generate_token()?;
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;

@@ -118,6 +118,9 @@ pub enum CoreError {
     /// did was rolled back.
     #[error("operation cancelled: {0}")]
     Cancelled(String),
+    /// A resource of the system failed (e.g. no randomness for a token).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Bad input (a name, a reason, a path).
     #[error(transparent)]
     Invalid(#[from] ModelError),
@@ -259,7 +262,9 @@ impl CoreError {
                 | CheckpointError::Db(_)
                 | CheckpointError::Worker(_) => (Internal, "internal"),
             },
-            Self::Db(_) | Self::Injected(_) | Self::Cancelled(_) => (Internal, "internal"),
+            Self::Db(_) | Self::Injected(_) | Self::Cancelled(_) | Self::Internal(_) => {
+                (Internal, "internal")
+            }
         }
     }
 

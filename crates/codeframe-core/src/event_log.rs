@@ -140,6 +140,16 @@ impl ProjectService {
         Ok(())
     }
 
+    /// The `seq` after which the project's events are all kept: retention deleted everything
+    /// up to it (0 when it deleted nothing). Reading from here never meets a gap.
+    pub async fn event_horizon(&self, project_id: ProjectId) -> Result<EventSeq> {
+        let mut conn = self.inner.db.conn().await?;
+        codeframe_persistence::projects::find(&mut conn, project_id)
+            .await?
+            .ok_or_else(|| CoreError::project_not_found(project_id))?;
+        Ok(events::pruned_through(&mut conn, project_id).await?)
+    }
+
     /// A tail of the log from `after` (exclusive; `None`: from the current head), of every
     /// project or of one. Each [`EventTail::next_batch`] waits for events and returns them in
     /// `seq` order.

@@ -12,6 +12,8 @@ pub const CHECKPOINT_NAME_MAX: usize = 100;
 pub const CHECKPOINT_DESCRIPTION_MAX: usize = 500;
 /// Longest agent id.
 pub const AGENT_ID_MAX: usize = 128;
+/// Longest user name (API token owner).
+pub const USER_NAME_MAX: usize = 100;
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ModelError> {
     let actual = value.chars().count();
@@ -40,6 +42,14 @@ pub fn project_name(name: &str) -> Result<(), ModelError> {
     non_empty("project name", name)?;
     bounded("project name", name, PROJECT_NAME_MAX)?;
     no_control_chars("project name", name)
+}
+
+/// A user name (the owner of API tokens and projects): 1–100 characters, not blank, no
+/// control characters.
+pub fn user_name(name: &str) -> Result<(), ModelError> {
+    non_empty("user name", name)?;
+    bounded("user name", name, USER_NAME_MAX)?;
+    no_control_chars("user name", name)
 }
 
 /// A pause reason: at most 500 characters (it may be empty).
