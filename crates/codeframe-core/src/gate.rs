@@ -473,11 +473,13 @@ impl ProjectService {
             let now = lease_now();
             let mut live = permits::live(&mut conn, id, now).await?;
             if self.inner.config.reclaim_from_dead_holders {
-                for dead in live.iter().filter(|l| holder_is_dead(&l.holder)) {
-                    warn!(project_id = id, permit_id = dead.id, holder = %dead.holder, agent_id = %dead.agent_id, "permit holder is gone; its permit ends now");
-                    permits::release(&mut conn, dead.id).await?;
+                let (dead, alive): (Vec<Lease>, Vec<Lease>) =
+                    live.into_iter().partition(|l| holder_is_dead(&l.holder));
+                for lease in dead {
+                    warn!(project_id = id, permit_id = lease.id, holder = %lease.holder, agent_id = %lease.agent_id, "permit holder is gone; its permit ends now");
+                    permits::release(&mut conn, lease.id).await?;
                 }
-                live.retain(|l| !holder_is_dead(&l.holder));
+                live = alive;
             }
             if live.is_empty() {
                 return Ok(Vec::new());

@@ -8,7 +8,8 @@ use codeframe_models::{
 use codeframe_persistence::context::{ArchiveState, ItemQuery};
 use codeframe_persistence::flash_saves::NewFlashSave;
 use codeframe_persistence::{
-    ConstraintKind, Db, DbError, agents, checkpoints, context, flash_saves, projects, tasks, token_usage,
+    ConstraintKind, Db, DbError, agents, checkpoints, context, events, flash_saves, permits, projects, tasks,
+    token_usage,
 };
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -882,4 +883,155 @@ async fn users_and_tokens_are_stored_by_hash() {
     let e = auth::insert_token(&mut c, 999, "ghost", "hash-3", T0).await.unwrap_err();
     assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
     assert_eq!(auth::count_tokens(&mut c).await.unwrap(), 1);
+}
+
+// ---------------------------------------------------------------- event log, leases, ids
+
+fn added(n: i64) -> codeframe_models::EventKind {
+    codeframe_models::EventKind::ContextAdded { agents: vec![format!("a{n}")], items_added: n }
+}
+
+#[tokio::test]
+async fn the_event_log_pages_in_seq_order_and_a_rolled_back_event_is_never_seen() {
+    let (_d, db) = fresh().await;
+    let a = project_with_agents(&db, "ev-a", &[]).await;
+    let b = project_with_agents(&db, "ev-b", &[]).await;
+    let mut tx = db.begin().await.unwrap();
+    for n in 0..5 {
+        let project = if n % 2 == 0 { a.id } else { b.id };
+        events::append(&mut tx, project, added(n), T0 + Duration::seconds(n)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut doomed = db.begin().await.unwrap();
+    events::append(&mut doomed, a.id, added(99), T0).await.unwrap();
+    doomed.rollback().await.unwrap();
+
+    let mut c = db.conn().await.unwrap();
+    let all = events::tail(&mut c, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 5, "the rolled-back event is not in the log");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(all[0].timestamp, T0);
+    assert_eq!(all[1].kind, added(1));
+    let of_a = events::list_since(&mut c, a.id, 0, 100).await.unwrap();
+    assert_eq!(of_a.iter().map(|e| e.kind.clone()).collect::<Vec<_>>(), [added(0), added(2), added(4)]);
+    let page = events::list_since(&mut c, a.id, of_a[0].seq, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].seq, of_a[1].seq);
+    assert_eq!(events::head(&mut c).await.unwrap(), all[4].seq);
+    // The next event after a rolled-back one never takes a seq a reader could have skipped.
+    let mut tx = db.begin().await.unwrap();
+    let next = events::append(&mut tx, a.id, added(5), T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(next.seq > all[4].seq);
+}
+
+#[tokio::test]
+async fn retention_deletes_a_prefix_per_project_and_records_the_horizon() {
+    let (_d, db) = fresh().await;
+    let a = project_with_agents(&db, "keep-a", &[]).await;
+    let b = project_with_agents(&db, "keep-b", &[]).await;
+    let mut tx = db.begin().await.unwrap();
+    let mut a_events = Vec::new();
+    for n in 0..10 {
+        // a: ten events a day apart; b: one recent event.
+        a_events.push(events::append(&mut tx, a.id, added(n), T0 + Duration::days(n)).await.unwrap());
+    }
+    let b_event = events::append(&mut tx, b.id, added(100), T0 + Duration::days(20)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut c = db.conn().await.unwrap();
+    // Older than day 3, or beyond the newest 8: the first four of a go.
+    let cuts =
+        events::prune_plan(&mut c, None, T0 + Duration::days(3) + Duration::hours(1), 8).await.unwrap();
+    assert_eq!(cuts, [(a.id, a_events[3].seq)]);
+    let mut tx = db.begin().await.unwrap();
+    for (project, through) in &cuts {
+        assert_eq!(events::prune_through(&mut tx, *project, *through).await.unwrap(), 4);
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(events::pruned_through(&mut c, a.id).await.unwrap(), a_events[3].seq);
+    assert_eq!(events::pruned_through(&mut c, b.id).await.unwrap(), 0, "b untouched");
+    let left = events::list_since(&mut c, a.id, 0, 100).await.unwrap();
+    assert_eq!(left.first().map(|e| e.seq), Some(a_events[4].seq));
+    assert_eq!(events::list_since(&mut c, b.id, 0, 100).await.unwrap()[0].seq, b_event.seq);
+    // The count limit alone; nothing more by age.
+    let cuts = events::prune_plan(&mut c, Some(a.id), T0, 2).await.unwrap();
+    assert_eq!(cuts, [(a.id, a_events[7].seq)]);
+    // Pruning everything does not move the head back.
+    let head = events::head(&mut c).await.unwrap();
+    events::prune_through(&mut c, b.id, b_event.seq).await.unwrap();
+    events::prune_through(&mut c, a.id, a_events[9].seq).await.unwrap();
+    assert_eq!(events::head(&mut c).await.unwrap(), head);
+}
+
+#[tokio::test]
+async fn a_permit_is_refused_while_paused_or_while_a_pause_holds_the_gate() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "gate", &[]).await;
+    let mut c = db.conn().await.unwrap();
+    let lease = |n: i64| T0 + Duration::seconds(n);
+    // init is not pausable, but work may run.
+    let id = permits::acquire(&mut c, p.id, "w", "h1", T0, lease(30)).await.unwrap().unwrap();
+    assert!(
+        !permits::set_pausing(&mut c, p.id, "pause-1", T0, lease(30)).await.unwrap(),
+        "init: not pausable"
+    );
+    let mut row = projects::get(&mut c, p.id).await.unwrap();
+    row.status = ProjectStatus::Active;
+    projects::update(&mut c, &row, T0).await.unwrap();
+
+    assert!(permits::set_pausing(&mut c, p.id, "pause-1", T0, lease(30)).await.unwrap());
+    assert!(
+        !permits::set_pausing(&mut c, p.id, "pause-2", T0, lease(30)).await.unwrap(),
+        "one pause at a time"
+    );
+    assert_eq!(permits::acquire(&mut c, p.id, "w", "h2", lease(1), lease(31)).await.unwrap(), None);
+    let gate = permits::gate(&mut c, p.id).await.unwrap().unwrap();
+    assert!(gate.pausing_at(lease(1)) && !gate.pausing_at(lease(31)));
+    // Live leases, renewal, expiry.
+    assert_eq!(permits::live(&mut c, p.id, lease(1)).await.unwrap().len(), 1);
+    assert_eq!(permits::renew(&mut c, p.id, "h1", lease(60)).await.unwrap(), [id]);
+    assert_eq!(permits::live(&mut c, p.id, lease(45)).await.unwrap().len(), 1, "renewed");
+    assert!(permits::live(&mut c, p.id, lease(61)).await.unwrap().is_empty(), "expired");
+    // An expired marker no longer closes the gate, and another pause may take it.
+    assert!(permits::acquire(&mut c, p.id, "w", "h2", lease(31), lease(61)).await.unwrap().is_some());
+    assert!(permits::set_pausing(&mut c, p.id, "pause-2", lease(31), lease(61)).await.unwrap());
+    assert!(!permits::clear_pausing(&mut c, p.id, "pause-1").await.unwrap(), "not pause-1's any more");
+    assert!(permits::clear_pausing(&mut c, p.id, "pause-2").await.unwrap());
+    assert_eq!(permits::revoke_all(&mut c, p.id).await.unwrap(), 2);
+    assert!(!permits::release(&mut c, id).await.unwrap(), "already gone");
+    // Paused: refused, whatever the marker.
+    let mut row = projects::get(&mut c, p.id).await.unwrap();
+    row.status = ProjectStatus::Paused;
+    row.paused_at = Some(T0);
+    projects::update(&mut c, &row, T0).await.unwrap();
+    assert_eq!(permits::acquire(&mut c, p.id, "w", "h1", lease(100), lease(130)).await.unwrap(), None);
+    assert_eq!(permits::acquire(&mut c, 4242, "w", "h1", T0, lease(30)).await.unwrap(), None, "no project");
+    assert_eq!(permits::delete_expired(&mut c, lease(1000)).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_reserved_checkpoint_id_is_never_handed_out_again() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "ids", &[]).await;
+    let mut c = db.conn().await.unwrap();
+    let first = checkpoints::reserve_id(&mut c).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let new = checkpoints::NewCheckpoint {
+        id: Some(first),
+        project_id: p.id,
+        name: "rolled back".into(),
+        description: String::new(),
+        trigger: CheckpointTrigger::Manual,
+        commit_id: None,
+        pause_reason: None,
+        metadata: metadata(p.id),
+        created_at: T0,
+    };
+    assert_eq!(checkpoints::insert(&mut tx, &new).await.unwrap().id, first);
+    tx.rollback().await.unwrap();
+    let second = checkpoints::reserve_id(&mut c).await.unwrap();
+    assert!(second > first, "{second} after the rolled-back {first}");
+    // An insert without an id takes the next one, past every reserved id.
+    let auto = checkpoints::insert(&mut c, &checkpoints::NewCheckpoint { id: None, ..new }).await.unwrap();
+    assert!(auto.id > second);
 }
