@@ -3,7 +3,8 @@
 //! - `ws_fanout`: an event committed by the server's own process → 1,000 WebSocket subscribers;
 //! - `event_delivery_cross_process`: an event committed by another process (this benchmark
 //!   re-run as a child, using the library on the same database) → a WebSocket subscriber;
-//! - `permit_enter`: taking and releasing a run-gate permit (a lease in the database).
+//! - `permit_enter`: taking and releasing a run-gate permit (a lease in the database);
+//! - `permit_http`: the same over HTTP, as an agent in another language does it.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::error::Error;
@@ -26,6 +27,7 @@ const SUBSCRIBERS: usize = 1000;
 const EVENTS: usize = 20;
 const CROSS_EVENTS: usize = 200;
 const PERMITS: usize = 2000;
+const PERMITS_HTTP: usize = 1000;
 /// Set in the child process: the database to write events to, as another process would.
 const CHILD_DB: &str = "CODEFRAME_BENCH_WRITER_DB";
 const CHILD_PROJECT: &str = "CODEFRAME_BENCH_WRITER_PROJECT";
@@ -252,6 +254,33 @@ async fn permit_enter(service: &ProjectService, project: i64) -> Res<()> {
     Ok(())
 }
 
+async fn permit_http(base: &str, token: &str, project: i64) -> Res<()> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/api/projects/{project}/permits");
+    let mut ms = Vec::with_capacity(PERMITS_HTTP);
+    for _ in 0..PERMITS_HTTP {
+        let t = Instant::now();
+        let res = client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({"agent_id": "bench-agent"}))
+            .send()
+            .await?;
+        let permit: serde_json::Value = res.error_for_status()?.json().await?;
+        let id = permit["permit_id"].as_i64().ok_or("no permit_id")?;
+        client.delete(format!("{url}/{id}")).bearer_auth(token).send().await?.error_for_status()?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{}",
+        serde_json::json!({"name": "permit_http", "params": {"permits": PERMITS_HTTP, "what": "POST permits + DELETE"},
+            "p50": r(percentile(&ms, 0.5)), "p99": r(percentile(&ms, 0.99)),
+            "median": r(percentile(&ms, 0.5)), "p95": r(percentile(&ms, 0.95)), "unit": "ms", "runs": ms.len()})
+    );
+    Ok(())
+}
+
 fn main() -> Res<()> {
     if let (Ok(db), Ok(project)) = (std::env::var(CHILD_DB), std::env::var(CHILD_PROJECT)) {
         return writer_child(&db, project.parse()?);
@@ -285,6 +314,7 @@ fn main() -> Res<()> {
         tokio::spawn(async move { axum::serve(listener, app).await });
         load(format!("http://{addr}"), token.clone(), project).await?;
         permit_enter(&state.service, project).await?;
+        permit_http(&format!("http://{addr}"), &token, project).await?;
         cross_process(format!("ws://{addr}/ws"), token.clone(), project, &db_path).await?;
         fanout(format!("ws://{addr}/ws"), token, project, state).await?;
         Ok(())

@@ -119,3 +119,27 @@ fn serde_path_to_error<T: DeserializeOwned>(
     de.end()?;
     Ok(v)
 }
+
+/// The name of the header carrying the permit an agent's write is made under.
+pub const PERMIT_HEADER: &str = "codeframe-permit";
+
+/// The `Codeframe-Permit: <permit id>` header, if present: the permit an agent's write (context,
+/// flash save) is made under, which lets it through while a pause drains.
+pub struct PermitHeader(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PermitHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(PERMIT_HEADER) else { return Ok(Self(None)) };
+        value.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).map(|id| Self(Some(id))).ok_or_else(
+            || {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Codeframe-Permit must be a permit id (an integer)",
+                )
+            },
+        )
+    }
+}

@@ -22,10 +22,18 @@ fn parameters(path: &str) -> Vec<Value> {
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
     for (spec, _) in route_table() {
+        let mut params = parameters(spec.path);
+        if spec.agent_write {
+            params.push(json!({
+                "name": "Codeframe-Permit", "in": "header", "required": false,
+                "description": "The permit this write is made under: lets it through while a pause drains",
+                "schema": {"type": "integer", "format": "int64"}
+            }));
+        }
         let mut op = json!({
             "operationId": spec.operation,
             "summary": spec.summary,
-            "parameters": parameters(spec.path),
+            "parameters": params,
             "responses": {
                 spec.success.to_string(): {"description": "success"},
                 "default": {

@@ -15,7 +15,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::{Caller, visible_project};
-use crate::extract::{ApiJson, ApiJsonOrDefault, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiJsonOrDefault, ApiPath, ApiQuery, PermitHeader};
 use crate::{ApiError, AppState};
 
 /// One route: its method, path and what the OpenAPI document says of it.
@@ -35,6 +35,9 @@ pub struct RouteSpec {
     pub auth: bool,
     /// Status of a success.
     pub success: u16,
+    /// Whether it is an agent's write, which takes the `Codeframe-Permit` header (refused while
+    /// the project is paused or pausing unless made under a live permit).
+    pub agent_write: bool,
 }
 
 const fn spec(
@@ -45,7 +48,13 @@ const fn spec(
     body: bool,
     success: u16,
 ) -> RouteSpec {
-    RouteSpec { method, path, operation, summary, body, auth: true, success }
+    RouteSpec { method, path, operation, summary, body, auth: true, success, agent_write: false }
+}
+
+/// Marks a route as an agent's write (see [`RouteSpec::agent_write`]).
+const fn agent_write(mut s: RouteSpec) -> RouteSpec {
+    s.agent_write = true;
+    s
 }
 
 type Handler = MethodRouter<AppState>;
@@ -101,6 +110,50 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
                 200,
             ),
             get(list_events),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/permits",
+                "gateStatus",
+                "The run gate: closed?, live permits",
+                false,
+                200,
+            ),
+            get(gate_status),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/permits",
+                "takePermit",
+                "Take a run-gate permit for an agent's unit of work (409 when paused or pausing)",
+                true,
+                201,
+            ),
+            post(take_permit),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/permits/{permit_id}/renew",
+                "renewPermit",
+                "Extend a permit; says whether a pause has begun",
+                true,
+                200,
+            ),
+            post(renew_permit),
+        ),
+        (
+            spec(
+                "delete",
+                "/api/projects/{id}/permits/{permit_id}",
+                "releasePermit",
+                "End a permit (a pause waiting for it goes on)",
+                false,
+                204,
+            ),
+            delete(release_permit),
         ),
         (
             spec(
@@ -206,25 +259,25 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
             get(list_context),
         ),
         (
-            spec(
+            agent_write(spec(
                 "post",
                 "/api/projects/{id}/agents/{agent}/context",
                 "addContextItem",
                 "Add a context item",
                 true,
                 201,
-            ),
+            )),
             post(add_context),
         ),
         (
-            spec(
+            agent_write(spec(
                 "post",
                 "/api/projects/{id}/agents/{agent}/context/bulk",
                 "addContextItems",
                 "Add context items in bulk",
                 true,
                 201,
-            ),
+            )),
             post(add_context_bulk),
         ),
         (
@@ -250,14 +303,14 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
             post(restore_archived),
         ),
         (
-            spec(
+            agent_write(spec(
                 "post",
                 "/api/projects/{id}/agents/{agent}/flash-save",
                 "flashSave",
                 "Flash-save an agent's context",
                 true,
                 200,
-            ),
+            )),
             post(flash_save),
         ),
     ]
@@ -417,6 +470,62 @@ async fn list_events(
         None => s.service.event_horizon(id).await?,
     };
     ok(s.service.events_since(id, since, q.limit).await?)
+}
+
+async fn gate_status(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.gate_status(id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TakePermit {
+    agent_id: String,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn take_permit(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<TakePermit>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let ttl = body.ttl_seconds.map(std::time::Duration::from_secs);
+    created(s.service.take_permit(id, &body.agent_id, ttl).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RenewPermit {
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn renew_permit(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, permit_id)): ApiPath<(i64, i64)>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<RenewPermit>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    let ttl = body.ttl_seconds.map(std::time::Duration::from_secs);
+    ok(s.service.renew_permit(id, permit_id, ttl).await?)
+}
+
+async fn release_permit(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, permit_id)): ApiPath<(i64, i64)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    s.service.release_permit(id, permit_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_checkpoints(
@@ -638,10 +747,11 @@ async fn add_context(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiPath((id, agent)): ApiPath<(i64, String)>,
+    PermitHeader(permit): PermitHeader,
     ApiJson(body): ApiJson<AddItem>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    created(s.service.add_context_item(id, body.into_new(&agent)).await?)
+    created(s.service.add_context_item(id, body.into_new(&agent), permit).await?)
 }
 
 #[derive(Deserialize)]
@@ -654,11 +764,12 @@ async fn add_context_bulk(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiPath((id, agent)): ApiPath<(i64, String)>,
+    PermitHeader(permit): PermitHeader,
     ApiJson(body): ApiJson<AddItems>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     let items: Vec<NewContextItem> = body.items.into_iter().map(|i| i.into_new(&agent)).collect();
-    let ids = s.service.add_context_items(id, items).await?;
+    let ids = s.service.add_context_items(id, items, permit).await?;
     created(json!({"ids": ids, "count": ids.len()}))
 }
 
@@ -690,10 +801,11 @@ async fn flash_save(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiPath((id, agent)): ApiPath<(i64, String)>,
+    PermitHeader(permit): PermitHeader,
     ApiJsonOrDefault(body): ApiJsonOrDefault<FlashSaveBody>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    match s.service.flash_save(id, &agent, body.force).await? {
+    match s.service.flash_save(id, &agent, body.force, permit).await? {
         Some(report) => ok(report),
         None => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -690,7 +690,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 25);
+    assert_eq!(documented.len(), 29);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -1112,4 +1112,94 @@ async fn a_pause_that_fails_after_its_client_disconnected_rolls_back_cleanly() {
     let fresh = next["checkpoint_id"].as_i64().unwrap();
     assert!(fresh > failed, "the rolled-back id {failed} is never reused ({fresh})");
     assert_eq!(store_refs(&root), [format!("refs/codeframe/checkpoints/{fresh}")]);
+}
+
+// ---------------------------------------------------------------- permits over HTTP
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permits_over_http_are_drained_by_a_pause_and_gate_agent_writes() {
+    let srv = start().await;
+    let id = srv.project("permits").await;
+    srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w1"}))).await;
+    let mut ws = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut ws, json!({"type": "subscribe", "project_id": id})).await;
+    assert_eq!(ws_next(&mut ws, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+
+    let (s, permit) = srv
+        .alice(
+            "POST",
+            &format!("/api/projects/{id}/permits"),
+            Some(json!({"agent_id": "w1", "ttl_seconds": 60})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{permit}");
+    let pid = permit["permit_id"].as_i64().unwrap();
+    assert!(permit["expires_at"].as_str().unwrap().ends_with('Z'));
+    let (s, gate) = srv.alice("GET", &format!("/api/projects/{id}/permits"), None).await;
+    assert_eq!(
+        (s, gate["closed"].as_bool(), gate["permits"][0]["agent_id"].as_str()),
+        (StatusCode::OK, Some(false), Some("w1"))
+    );
+    for (body, code) in
+        [(json!({"agent_id": "w1", "ttl_seconds": 0}), 422), (json!({"agent_id": "no good"}), 422)]
+    {
+        let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/permits"), Some(body)).await;
+        assert_eq!(s.as_u16(), code, "{v}");
+    }
+    let (s, _) = srv
+        .call("POST", &format!("/api/projects/{id}/permits"), Some(&srv.bob), Some(json!({"agent_id": "w1"})))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another owner's project");
+
+    // A pause over HTTP waits for the permit; the subscriber hears pause_requested at once.
+    let pause = {
+        let (http, url, token) =
+            (srv.http.clone(), format!("{}/api/projects/{id}/pause", srv.base), srv.alice.clone());
+        tokio::spawn(async move {
+            http.post(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    let requested = loop {
+        let v = ws_next(&mut ws, Duration::from_secs(10)).await.expect("pause_requested");
+        if v["type"] == "pause_requested" {
+            break v;
+        }
+    };
+    assert!(requested["deadline"].as_str().unwrap().ends_with('Z'));
+    assert!(!pause.is_finished(), "the pause drains the HTTP permit");
+    let (s, v) =
+        srv.alice("POST", &format!("/api/projects/{id}/permits"), Some(json!({"agent_id": "w2"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("pausing")), "{v}");
+    let (s, renewed) = srv.alice("POST", &format!("/api/projects/{id}/permits/{pid}/renew"), None).await;
+    assert_eq!((s, renewed["pause_requested"].as_bool()), (StatusCode::OK, Some(true)), "{renewed}");
+
+    // Agent writes: without the permit refused, under it accepted, with a bad header 400.
+    let item = json!({"item_type": "TASK", "content": "the last step"});
+    let ctx = format!("/api/projects/{id}/agents/w1/context");
+    let (s, v) = srv.alice("POST", &ctx, Some(item.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("pausing")));
+    let under = |header: &str| {
+        srv.http
+            .post(format!("{}{ctx}", srv.base))
+            .bearer_auth(&srv.alice)
+            .header("Codeframe-Permit", header)
+            .json(&item)
+    };
+    assert_eq!(under(&pid.to_string()).send().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(under("soon").send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let (s, _) = srv.alice("DELETE", &format!("/api/projects/{id}/permits/{pid}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let paused = tokio::time::timeout(Duration::from_secs(10), pause).await.unwrap().unwrap();
+    assert_eq!(paused["interrupted_agents"], json!([]), "{paused}");
+
+    // Paused: the permit is over; writes and renewals are refused.
+    assert_eq!(under(&pid.to_string()).send().await.unwrap().status(), StatusCode::CONFLICT);
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/permits/{pid}/renew"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("paused")));
+    let (s, _) = srv.alice("DELETE", &format!("/api/projects/{id}/permits/{pid}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = srv
+        .alice("POST", &format!("/api/projects/{id}/agents/w1/flash-save"), Some(json!({"force": true})))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("paused")));
 }

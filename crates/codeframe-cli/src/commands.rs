@@ -16,7 +16,7 @@ use codeframe_models::{
 use serde_json::{Value, json};
 
 use crate::output::{CliError, duration, print, short, thousands};
-use crate::{AgentCommand, CheckpointCommand, Cli, Command, ContextCommand, TokenCommand};
+use crate::{AgentCommand, CheckpointCommand, Cli, Command, ContextCommand, PermitCommand, TokenCommand};
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
@@ -146,6 +146,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Events { since, follow } => events(&cli, *since, *follow).await,
+        Command::Permit { command } => permit(&cli, command).await,
         Command::Serve { addr } => serve(&cli, *addr).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }
@@ -450,7 +451,7 @@ async fn agent(cli: &Cli, command: &AgentCommand) -> Result<()> {
 async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
     let (svc, p) = open_project(cli).await?;
     match command {
-        ContextCommand::Add { agent, item_type, source } => {
+        ContextCommand::Add { agent, item_type, source, permit } => {
             let item_type: ItemType = parse_item_type(item_type).map_err(CoreError::from)?;
             let content = match (&source.content, &source.file) {
                 (Some(c), _) => c.clone(),
@@ -468,6 +469,7 @@ async fn context_cmd(cli: &Cli, command: &ContextCommand) -> Result<()> {
                         created_at: None,
                         access_count: None,
                     },
+                    *permit,
                 )
                 .await?;
             print(cli.json, &item, || {
@@ -525,7 +527,7 @@ async fn import(cli: &Cli, svc: &ProjectService, p: &Project, file: &Path) -> Re
         b.set_message(format!("importing {} items", items.len()));
     }
     let count = items.len();
-    let ids = svc.add_context_items(p.id, items).await?;
+    let ids = svc.add_context_items(p.id, items, None).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -602,6 +604,36 @@ async fn stats(cli: &Cli, svc: &ProjectService, p: &Project) -> Result<()> {
         }
         s
     })
+}
+
+async fn permit(cli: &Cli, command: &PermitCommand) -> Result<()> {
+    let (svc, p) = open_project(cli).await?;
+    let human = |r: &codeframe_core::RemotePermit, what: &str| {
+        let mut s = format!(
+            "permit {} {what} for {} until {}",
+            r.permit_id,
+            r.agent_id,
+            timestamp::format(r.expires_at)
+        );
+        if r.pause_requested {
+            s.push_str("\n  a pause has begun: finish the unit of work and release the permit");
+        }
+        s
+    };
+    match command {
+        PermitCommand::Take { agent, ttl } => {
+            let r = svc.take_permit(p.id, agent, ttl.map(Duration::from_secs)).await?;
+            print(cli.json, &r, || human(&r, "taken"))
+        }
+        PermitCommand::Renew { id, ttl } => {
+            let r = svc.renew_permit(p.id, *id, ttl.map(Duration::from_secs)).await?;
+            print(cli.json, &r, || human(&r, "renewed"))
+        }
+        PermitCommand::Release { id } => {
+            svc.release_permit(p.id, *id).await?;
+            print(cli.json, &json!({"permit_id": id, "released": true}), || format!("permit {id} released"))
+        }
+    }
 }
 
 /// One event as a line: JSON, or `seq  time  type  field=value …`.
@@ -778,7 +810,7 @@ async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
             days(10),
         ));
     }
-    svc.add_context_items(p.id, items).await?;
+    svc.add_context_items(p.id, items, None).await?;
     let before = svc.status(p.id).await?;
     let paused = svc.pause(p.id, PauseRequest { reason: Some("demo: end of the work day".into()) }).await?;
     let cp = svc.checkpoint(p.id, paused.checkpoint_id).await?;

@@ -111,6 +111,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Run-gate permits for agents outside this program (shell scripts, other languages): take
+    /// one before a unit of work, renew it while working, release it when done.
+    #[command(
+        after_help = "Example:\n  ID=$(codeframe permit take --agent coder-1 --json | jq .permit_id)\n  \
+        codeframe context add --agent coder-1 --type CODE --file out.rs --permit $ID\n  codeframe permit release $ID"
+    )]
+    Permit {
+        #[command(subcommand)]
+        command: PermitCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -243,6 +253,9 @@ pub(crate) enum ContextCommand {
         item_type: String,
         #[command(flatten)]
         source: ContentSource,
+        /// The permit this write is made under (lets it through while a pause drains).
+        #[arg(long, value_name = "ID")]
+        permit: Option<i64>,
     },
     /// Import items from JSON lines (agent_id, item_type, content, optional created_at and
     /// access_count). All lines or none.
@@ -257,6 +270,32 @@ pub(crate) enum ContextCommand {
     },
     /// Item and token counts per tier, in total and per agent.
     Stats,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PermitCommand {
+    /// Take a permit (refused, exit 3, while the project is paused or being paused).
+    Take {
+        /// The agent doing the work.
+        #[arg(long)]
+        agent: String,
+        /// Seconds the permit lasts unless renewed (1–3600; default: the lease TTL).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+    },
+    /// Extend a permit; says whether a pause has begun (then finish up and release).
+    Renew {
+        /// Permit id.
+        id: i64,
+        /// Seconds from now (1–3600; default: the lease TTL).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+    },
+    /// End a permit: a pause waiting for it goes on.
+    Release {
+        /// Permit id.
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -603,3 +603,118 @@ async fn an_event_committed_right_before_a_kill_9_is_delivered_after_restart() {
     assert_eq!(blocking(|| json(&d, &["status"]))["status"], "paused");
     drop(server);
 }
+
+// ---------------------------------------------------------------- agents anywhere: the gate over HTTP
+
+/// The Python agent of docs/examples/agent.py (standard library only), as a process speaking
+/// HTTP and WebSocket to `codeframe serve`; its steps, one JSON line each.
+struct PyAgent {
+    child: std::process::Child,
+    steps: std::sync::mpsc::Receiver<Value>,
+}
+
+impl PyAgent {
+    fn start(addr: &str, token: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/agent.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .env("CODEFRAME_URL", format!("http://{addr}"))
+            .env("CODEFRAME_TOKEN", token)
+            .env("CODEFRAME_PROJECT", "1")
+            .env("CODEFRAME_AGENT", "py-agent")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the example agent");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, steps) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+            }
+        });
+        Self { child, steps }
+    }
+
+    /// The next step, which must be `step`.
+    fn expect(&self, step: &str) -> Value {
+        let got = self
+            .steps
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {step}"));
+        assert_eq!(got["step"], step, "{got}");
+        got
+    }
+}
+
+#[test]
+fn an_http_agent_holds_a_permit_that_a_pause_from_the_command_line_waits_for() {
+    let r = repo();
+    let d = &r.root;
+    json(d, &["init"]);
+    json(d, &["start"]);
+    json(d, &["agent", "add", "py-agent"]);
+    let token = json(d, &["token", "create", "--name", "agent"])["token"].as_str().unwrap().to_owned();
+    let server = Server::start(d);
+    let mut agent = PyAgent::start(&server.addr, &token);
+    agent.expect("ready");
+    assert_eq!(agent.expect("permit")["unit"], 1);
+    let before = json(d, &["context", "stats"])["total"]["active_items"].as_i64().unwrap();
+
+    // The pause (another process) waits for the agent's unit; the agent hears pause_requested,
+    // saves its work under its permit and releases it; only then does the pause complete.
+    let paused = json(d, &["pause", "--reason", "agents anywhere", "--drain-timeout", "60"]);
+    assert_eq!(paused["interrupted_agents"], serde_json::json!([]), "the drain ended with the release");
+    assert!(agent.expect("pause_requested")["deadline"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(agent.expect("final_write")["status"], 201, "a write under the permit while draining");
+    assert_eq!(agent.expect("released")["status"], 204);
+
+    // Paused: the agent's write is refused and changes nothing.
+    let refused = agent.expect("paused_write");
+    assert_eq!((refused["status"].as_i64(), refused["code"].as_str()), (Some(409), Some("paused")));
+    let stats = json(d, &["context", "stats"]);
+    assert_eq!(stats["total"]["active_items"].as_i64().unwrap(), before + 1, "only the final write");
+
+    // Resumed: the agent takes a permit again.
+    json(d, &["resume"]);
+    assert_eq!(agent.expect("permit_after_resume")["status"], 201);
+    assert!(agent.child.wait().unwrap().success());
+    drop(server);
+}
+
+#[test]
+fn permits_from_the_command_line_for_shell_agents() {
+    let r = repo();
+    let d = &r.root;
+    json(d, &["init"]);
+    json(d, &["start"]);
+    json(d, &["agent", "add", "sh-agent"]);
+    let taken = json(d, &["permit", "take", "--agent", "sh-agent", "--ttl", "60"]);
+    let id = taken["permit_id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        (taken["agent_id"].as_str(), taken["pause_requested"].as_bool()),
+        (Some("sh-agent"), Some(false))
+    );
+    let renewed = json(d, &["permit", "renew", &id, "--ttl", "120"]);
+    assert!(renewed["expires_at"].as_str().unwrap() > taken["expires_at"].as_str().unwrap());
+    // A pause with a short drain deadline reports the shell agent interrupted, then ends its permit.
+    let paused = json(d, &["pause", "--drain-timeout", "1"]);
+    assert_eq!(paused["interrupted_agents"], serde_json::json!(["sh-agent"]));
+    let out = run_in(
+        d,
+        &["context", "add", "--agent", "sh-agent", "--type", "TASK", "--content", "x", "--permit", &id],
+    );
+    assert_eq!(code(&out), 3, "paused: refused whatever permit");
+    assert_eq!(code(&run_in(d, &["permit", "renew", &id])), 3, "the pause ended it");
+    assert_eq!(code(&run_in(d, &["permit", "take", "--agent", "sh-agent"])), 3);
+    json(d, &["resume"]);
+    let again = json(d, &["permit", "take", "--agent", "sh-agent"]);
+    let again_id = again["permit_id"].as_i64().unwrap().to_string();
+    json(
+        d,
+        &["context", "add", "--agent", "sh-agent", "--type", "TASK", "--content", "x", "--permit", &again_id],
+    );
+    assert_eq!(json(d, &["permit", "release", &again_id])["released"], true);
+    assert_eq!(code(&run_in(d, &["permit", "release", &again_id])), 4, "released once");
+    assert_eq!(code(&run_in(d, &["permit", "take", "--agent", "sh-agent", "--ttl", "0"])), 2);
+}

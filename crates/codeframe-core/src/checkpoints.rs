@@ -105,7 +105,8 @@ impl ProjectService {
                 }));
             }
             let gate = permits::gate(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-            if gate.pausing_at(lease_now()) && !self.clear_dead_pause(&mut tx, id, &gate).await? {
+            if gate.pausing_at(lease_now()) && !self.clear_dead_pause(&mut tx, &mut outbox, id, &gate).await?
+            {
                 return Err(CoreError::Pausing(id));
             }
             let report = self

@@ -14,21 +14,37 @@ use crate::{CoreError, ProjectService, Result};
 
 impl ProjectService {
     /// Adds one context item (see [`ProjectService::add_context_items`]).
-    pub async fn add_context_item(&self, id: ProjectId, item: NewContextItem) -> Result<ContextItem> {
-        let mut added = self.add_items_returning(id, vec![item]).await?;
+    pub async fn add_context_item(
+        &self,
+        id: ProjectId,
+        item: NewContextItem,
+        permit: Option<i64>,
+    ) -> Result<ContextItem> {
+        let mut added = self.add_items_returning(id, vec![item], permit).await?;
         added.pop().ok_or_else(|| CoreError::Context(ContextError::UnknownItem("(new item)".into())))
     }
 
     /// Adds context items (all or none): validated and tokenized first, then stored in one
     /// transaction with a `context_added` event. Returns their ids, in input order.
-    pub async fn add_context_items(&self, id: ProjectId, items: Vec<NewContextItem>) -> Result<Vec<String>> {
-        Ok(self.add_items_returning(id, items).await?.into_iter().map(|i| i.id).collect())
+    ///
+    /// Adding context is an agent's work: while the project is paused or being paused it is
+    /// refused ([`CoreError::Paused`], [`CoreError::Pausing`]) unless made under `permit`, a
+    /// live permit of the items' agent (taken before the gate closed, so a unit of work in
+    /// flight can finish while a pause drains).
+    pub async fn add_context_items(
+        &self,
+        id: ProjectId,
+        items: Vec<NewContextItem>,
+        permit: Option<i64>,
+    ) -> Result<Vec<String>> {
+        Ok(self.add_items_returning(id, items, permit).await?.into_iter().map(|i| i.id).collect())
     }
 
     async fn add_items_returning(
         &self,
         id: ProjectId,
         items: Vec<NewContextItem>,
+        permit: Option<i64>,
     ) -> Result<Vec<ContextItem>> {
         let prepared = self.inner.context.prepare_items(id, items).await?;
         if prepared.is_empty() {
@@ -39,6 +55,7 @@ impl ProjectService {
         agents.dedup();
         let items_added = i64::try_from(prepared.len()).unwrap_or(i64::MAX);
         let mut tx = self.inner.db.begin().await?;
+        self.check_agent_write(&mut tx, id, &agents, permit).await?;
         self.inner.context.insert_items(&mut tx, id, &prepared).await?;
         let mut outbox = Outbox::default();
         outbox.record(&mut tx, id, EventKind::ContextAdded { agents, items_added }, self.now()).await?;
@@ -76,17 +93,21 @@ impl ProjectService {
         Ok(())
     }
 
-    /// Flash-saves one agent when it is due (or `force`); `None` when it was not due.
+    /// Flash-saves one agent when it is due (or `force`); `None` when it was not due. An agent's
+    /// work: refused while the project is paused or being paused unless under `permit` (see
+    /// [`ProjectService::add_context_items`]).
     pub async fn flash_save(
         &self,
         id: ProjectId,
         agent_id: &str,
         force: bool,
+        permit: Option<i64>,
     ) -> Result<Option<FlashSaveReport>> {
         if !self.inner.context.should_flash_save(id, agent_id, force).await? {
             return Ok(None);
         }
         let mut tx = self.inner.db.begin().await?;
+        self.check_agent_write(&mut tx, id, &[agent_id.to_owned()], permit).await?;
         let report = self.inner.context.flash_save(&mut tx, id, agent_id).await?;
         let mut outbox = Outbox::default();
         self.record_flash_save(&mut tx, &mut outbox, id, agent_id, &report, self.now()).await?;

@@ -16,13 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use codeframe_models::{ProjectId, ProjectStatus, timestamp, validate};
+use codeframe_models::{EventKind, ProjectId, ProjectStatus, timestamp, validate};
+use codeframe_persistence::Tx;
 use codeframe_persistence::permits::{self, Lease};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+use crate::event_log::Outbox;
 use crate::{ConflictKind, CoreError, ProjectService, Result};
 
 /// One permit of a project, as the database has it.
@@ -50,6 +52,35 @@ impl From<Lease> for PermitInfo {
             holder: l.holder,
             acquired_at: l.acquired_at,
             expires_at: l.expires_at,
+        }
+    }
+}
+
+/// A permit held outside any process: an agent speaking HTTP, a shell script. Its holder
+/// renews it explicitly ([`ProjectService::renew_permit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemotePermit {
+    /// The permit's id (pass it with the agent's writes while a pause drains).
+    pub permit_id: i64,
+    /// The project.
+    pub project_id: ProjectId,
+    /// The agent doing the work.
+    pub agent_id: String,
+    /// When it lapses unless renewed.
+    #[serde(with = "timestamp::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// Whether a pause has begun: finish or stop the unit, then release.
+    pub pause_requested: bool,
+}
+
+impl RemotePermit {
+    fn from_lease(l: Lease, pause_requested: bool) -> Self {
+        Self {
+            permit_id: l.id,
+            project_id: l.project_id,
+            agent_id: l.agent_id,
+            expires_at: l.expires_at,
+            pause_requested,
         }
     }
 }
@@ -263,39 +294,39 @@ impl ProjectService {
         (self.inner.config.lease_ttl / 3).max(Duration::from_millis(10))
     }
 
-    /// Takes a run-gate permit for one unit of an agent's work: refused with
-    /// [`CoreError::Paused`] while the project is paused and [`CoreError::Pausing`] while a
-    /// pause (in any process) is in progress.
-    pub async fn enter(&self, id: ProjectId, agent_id: &str) -> Result<Permit> {
+    /// Takes a lease for `holder`, lasting `ttl`; refused while the project is paused or being
+    /// paused (a pause whose process died on this node is cleared first).
+    async fn acquire(&self, id: ProjectId, agent_id: &str, holder: &str, ttl: time::Duration) -> Result<i64> {
         validate::agent_id(agent_id)?;
-        let local = self.inner.gates.local(id);
-        let mut conn = self.inner.db.conn().await?;
-        let holder = &self.inner.gates.holder;
         let mut retried = false;
-        let permit_id = loop {
+        loop {
+            let mut conn = self.inner.db.conn().await?;
             let now = lease_now();
-            if let Some(permit_id) =
-                permits::acquire(&mut conn, id, agent_id, holder, now, now + self.lease_ttl()).await?
+            if let Some(permit_id) = permits::acquire(&mut conn, id, agent_id, holder, now, now + ttl).await?
             {
-                break permit_id;
+                return Ok(permit_id);
             }
             let gate = permits::gate(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-            if gate.status != ProjectStatus::Paused
-                && !retried
-                && self.clear_dead_pause(&mut conn, id, &gate).await?
-            {
+            drop(conn);
+            if gate.status != ProjectStatus::Paused && !retried && self.clear_dead_pause_alone(id).await? {
                 retried = true;
                 continue;
             }
-            drop(conn);
-            local.set_closing(true);
+            self.inner.gates.local(id).set_closing(true);
             return Err(if gate.status == ProjectStatus::Paused {
                 CoreError::Paused(id)
             } else {
                 CoreError::Pausing(id)
             });
-        };
-        drop(conn);
+        }
+    }
+
+    /// Takes a run-gate permit for one unit of an agent's work: refused with
+    /// [`CoreError::Paused`] while the project is paused and [`CoreError::Pausing`] while a
+    /// pause (in any process) is in progress.
+    pub async fn enter(&self, id: ProjectId, agent_id: &str) -> Result<Permit> {
+        let local = self.inner.gates.local(id);
+        let permit_id = self.acquire(id, agent_id, &self.inner.gates.holder, self.lease_ttl()).await?;
         // The gate was open when the lease was taken. (A pause closing it right after is seen
         // by the keeper within the poll interval.)
         local.set_closing(false);
@@ -385,11 +416,12 @@ impl ProjectService {
     }
 
     /// Removes the pausing marker of a pause whose process died on this node (killed, or
-    /// interrupted with Ctrl-C), so the gate need not wait for the marker to expire. Returns
-    /// whether it did.
+    /// interrupted with Ctrl-C), so the gate need not wait for the marker to expire, and records
+    /// `pause_cancelled`. Returns whether it did.
     pub(crate) async fn clear_dead_pause(
         &self,
-        ex: &mut impl codeframe_persistence::Executor,
+        tx: &mut Tx<'_>,
+        outbox: &mut Outbox,
         id: ProjectId,
         gate: &permits::GateRow,
     ) -> Result<bool> {
@@ -400,18 +432,33 @@ impl ProjectService {
         {
             return Ok(false);
         }
-        let cleared = permits::clear_pausing(ex, id, holder).await?;
+        let cleared = permits::clear_pausing(tx, id, holder).await?;
         if cleared {
             warn!(project_id = id, holder, "the process holding the gate for a pause is gone; gate reopened");
+            let kind = EventKind::PauseCancelled { reason: "holder_gone".to_owned() };
+            outbox.record(tx, id, kind, self.now()).await?;
         }
         Ok(cleared)
     }
 
-    /// Closes the gate for a pause: writes the pausing marker for `pause_holder`, so every
-    /// process refuses new permits from now on. Refused (nothing written) when the project
-    /// cannot be paused or another pause holds the gate.
-    pub(crate) async fn close_gate(&self, id: ProjectId, pause_holder: &str) -> Result<()> {
+    /// [`ProjectService::clear_dead_pause`] in a transaction of its own.
+    async fn clear_dead_pause_alone(&self, id: ProjectId) -> Result<bool> {
         let mut tx = self.inner.db.begin().await?;
+        let Some(gate) = permits::gate(&mut tx, id).await? else { return Ok(false) };
+        let mut outbox = Outbox::default();
+        let cleared = self.clear_dead_pause(&mut tx, &mut outbox, id, &gate).await?;
+        tx.commit().await?;
+        self.deliver(outbox).await;
+        Ok(cleared)
+    }
+
+    /// Closes the gate for a pause: writes the pausing marker for `pause_holder`, so every
+    /// process refuses new permits from now on, and records `pause_requested` with the drain's
+    /// deadline. Refused (nothing written) when the project cannot be paused or another pause
+    /// holds the gate.
+    pub(crate) async fn close_gate(&self, id: ProjectId, pause_holder: &str, drain: Duration) -> Result<()> {
+        let mut tx = self.inner.db.begin().await?;
+        let mut outbox = Outbox::default();
         let now = lease_now();
         if !permits::set_pausing(&mut tx, id, pause_holder, now, now + self.lease_ttl()).await? {
             let project = codeframe_persistence::projects::find(&mut tx, id)
@@ -419,24 +466,36 @@ impl ProjectService {
                 .ok_or_else(|| CoreError::project_not_found(id))?;
             crate::pause::refuse_unpausable(&project)?;
             let gate = permits::gate(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-            let reclaimed = self.clear_dead_pause(&mut tx, id, &gate).await?
+            let reclaimed = self.clear_dead_pause(&mut tx, &mut outbox, id, &gate).await?
                 && permits::set_pausing(&mut tx, id, pause_holder, now, now + self.lease_ttl()).await?;
             if !reclaimed {
                 return Err(CoreError::Conflict(ConflictKind::PauseInProgress));
             }
         }
+        let at = self.now();
+        let deadline = at + time::Duration::try_from(drain).unwrap_or(time::Duration::ZERO);
+        outbox.record(&mut tx, id, EventKind::PauseRequested { deadline }, at).await?;
         tx.commit().await?;
         self.inner.gates.local(id).set_closing(true);
         debug!(project_id = id, holder = pause_holder, "run gate closed for a pause");
+        self.deliver(outbox).await;
         Ok(())
     }
 
-    /// Removes a failed pause's marker: the gate opens again (unless the project is paused).
-    pub(crate) async fn reopen_gate(&self, id: ProjectId, pause_holder: &str) {
+    /// Removes a failed pause's marker and records `pause_cancelled` (`reason`: the error's
+    /// code): the gate opens again (unless the project is paused).
+    pub(crate) async fn reopen_gate(&self, id: ProjectId, pause_holder: &str, reason: &str) {
         let result = async {
-            let mut conn = self.inner.db.conn().await?;
-            permits::clear_pausing(&mut conn, id, pause_holder).await?;
-            Ok::<_, CoreError>(permits::gate(&mut conn, id).await?)
+            let mut tx = self.inner.db.begin().await?;
+            let mut outbox = Outbox::default();
+            if permits::clear_pausing(&mut tx, id, pause_holder).await? {
+                let kind = EventKind::PauseCancelled { reason: reason.to_owned() };
+                outbox.record(&mut tx, id, kind, self.now()).await?;
+            }
+            let gate = permits::gate(&mut tx, id).await?;
+            tx.commit().await?;
+            self.deliver(outbox).await;
+            Ok::<_, CoreError>(gate)
         }
         .await;
         match result {
@@ -450,6 +509,96 @@ impl ProjectService {
                 warn!(project_id = id, error = %e, "could not reopen the run gate; it reopens when the pause's hold expires")
             }
         }
+    }
+
+    /// Refuses an agent's write (context, flash save) while the project is paused or being
+    /// paused, unless it is made under `permit`: a live permit of that agent, necessarily
+    /// taken before the gate closed. Called inside the write's transaction.
+    pub(crate) async fn check_agent_write(
+        &self,
+        tx: &mut Tx<'_>,
+        id: ProjectId,
+        agents: &[String],
+        permit: Option<i64>,
+    ) -> Result<()> {
+        let gate = permits::gate(tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let now = lease_now();
+        let paused = gate.status == ProjectStatus::Paused;
+        if !paused && !gate.pausing_at(now) {
+            return Ok(());
+        }
+        if let Some(permit_id) = permit
+            && let Some(lease) = permits::find(tx, id, permit_id).await?
+            && lease.expires_at > now
+            && agents.iter().all(|a| *a == lease.agent_id)
+        {
+            return Ok(());
+        }
+        debug!(project_id = id, ?permit, "agent write refused: the gate is closed");
+        Err(if paused { CoreError::Paused(id) } else { CoreError::Pausing(id) })
+    }
+
+    /// Takes a permit for an agent outside this process (over HTTP, from a script): a lease
+    /// lasting `ttl` (default: the service's lease TTL; 1 s to 1 h) that its holder renews with
+    /// [`ProjectService::renew_permit`] and ends with [`ProjectService::release_permit`]. A
+    /// pause drains it like any other permit; once it expires it blocks nothing.
+    pub async fn take_permit(
+        &self,
+        id: ProjectId,
+        agent_id: &str,
+        ttl: Option<Duration>,
+    ) -> Result<RemotePermit> {
+        let ttl = self.remote_ttl(ttl)?;
+        let holder = format!("remote:{}", uuid::Uuid::new_v4().simple());
+        let permit_id = self.acquire(id, agent_id, &holder, ttl).await?;
+        let lease = permits::find(&mut self.inner.db.conn().await?, id, permit_id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound { entity: "permit", id: permit_id.to_string() })?;
+        info!(project_id = id, agent_id, permit_id, "remote permit taken");
+        Ok(RemotePermit::from_lease(lease, false))
+    }
+
+    /// Extends a permit taken with [`ProjectService::take_permit`] by `ttl` from now. The answer
+    /// says whether a pause has begun (the holder should finish its unit and release). An
+    /// expired or released permit cannot be renewed: [`CoreError::Paused`] when the project is
+    /// paused (a pause ended it), not found otherwise.
+    pub async fn renew_permit(
+        &self,
+        id: ProjectId,
+        permit_id: i64,
+        ttl: Option<Duration>,
+    ) -> Result<RemotePermit> {
+        let ttl = self.remote_ttl(ttl)?;
+        let mut conn = self.inner.db.conn().await?;
+        let now = lease_now();
+        let renewed = permits::renew_one(&mut conn, id, permit_id, now, now + ttl).await?;
+        let gate = permits::gate(&mut conn, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        match renewed {
+            Some(lease) => Ok(RemotePermit::from_lease(lease, gate.pausing_at(now))),
+            None if gate.status == ProjectStatus::Paused => Err(CoreError::Paused(id)),
+            None => Err(CoreError::NotFound { entity: "permit", id: permit_id.to_string() }),
+        }
+    }
+
+    /// Ends a permit taken with [`ProjectService::take_permit`]: a pause waiting for it goes on.
+    pub async fn release_permit(&self, id: ProjectId, permit_id: i64) -> Result<()> {
+        if !permits::release_of_project(&mut self.inner.db.conn().await?, id, permit_id).await? {
+            return Err(CoreError::NotFound { entity: "permit", id: permit_id.to_string() });
+        }
+        self.inner.gates.local(id).released.notify_waiters();
+        info!(project_id = id, permit_id, "remote permit released");
+        Ok(())
+    }
+
+    fn remote_ttl(&self, ttl: Option<Duration>) -> Result<time::Duration> {
+        let ttl = ttl.unwrap_or(self.inner.config.lease_ttl);
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&ttl) {
+            return Err(CoreError::Invalid(codeframe_models::ModelError::Invalid {
+                field: "ttl_seconds",
+                reason: format!("must be 1 to 3600 seconds, not {}", ttl.as_secs_f64()),
+            }));
+        }
+        Ok(time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(30)))
     }
 
     /// Waits until no live permit of the project remains (in any process) or `deadline`

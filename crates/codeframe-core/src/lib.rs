@@ -53,7 +53,7 @@ pub use config::{EventRetention, ServiceConfig};
 pub use error::{ConflictKind, CoreError, ErrorClass};
 pub use event_log::{EventPage, EventTail};
 pub use events::{CollectingSink, EventError, EventSink, NoopSink};
-pub use gate::{GateStatus, Permit, PermitInfo};
+pub use gate::{GateStatus, Permit, PermitInfo, RemotePermit};
 pub use pause::PauseOptions;
 pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
 

@@ -78,7 +78,7 @@ impl Drop for GateHold {
         }
         let (service, id, holder) = (self.service.clone(), self.project_id, std::mem::take(&mut self.holder));
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { service.reopen_gate(id, &holder).await });
+            handle.spawn(async move { service.reopen_gate(id, &holder, "internal").await });
         }
     }
 }
@@ -126,7 +126,8 @@ impl ProjectService {
         // 2. Close the gate everywhere (the pausing marker), then drain. From here on every
         // failure reopens the gate.
         let pause_holder = format!("{}#pause-{}", self.inner.gates.holder, uuid::Uuid::new_v4().simple());
-        self.close_gate(id, &pause_holder).await?;
+        let deadline = options.drain_timeout.unwrap_or(self.inner.config.drain_timeout);
+        self.close_gate(id, &pause_holder, deadline).await?;
         let mut hold =
             GateHold { service: self.clone(), project_id: id, holder: pause_holder.clone(), armed: true };
         let result = self.pause_after_close(&project, reason, &pause_holder, options, started).await;
@@ -134,7 +135,7 @@ impl ProjectService {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                self.reopen_gate(id, &pause_holder).await;
+                self.reopen_gate(id, &pause_holder, e.code()).await;
                 error!(project_id = id, error = %e, elapsed_ms = started.elapsed().as_millis(), "pause failed; nothing changed");
                 Err(e)
             }

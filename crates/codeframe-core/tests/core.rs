@@ -515,6 +515,7 @@ async fn events_are_published_in_order_after_the_commit() {
         [
             "agent_added",
             "status_changed",
+            "pause_requested",
             "flash_save_completed",
             "context_archived",
             "checkpoint_created",
@@ -786,8 +787,16 @@ async fn a_failure_before_the_commit_rolls_everything_back_and_discards_the_ref(
         .unwrap();
     assert!(saves.is_empty(), "flash saves rolled back");
     assert!(!f.svc.gate_status(f.project).await.unwrap().closed, "the gate is open again");
-    assert_eq!(f.sink.names().len(), published, "nothing published");
-    assert_eq!(f.svc.events_since(f.project, 0, 1000).await.unwrap().events, logged, "nothing logged");
+    // The rolled-back pause published nothing of its own: only that the gate closed and opened.
+    let names: Vec<&str> = f.sink.names()[published..].to_vec();
+    assert_eq!(names, ["pause_requested", "pause_cancelled"]);
+    let now_logged = f.svc.events_since(f.project, 0, 1000).await.unwrap().events;
+    assert_eq!(now_logged[..logged.len()], logged[..]);
+    let cancelled = now_logged.last().unwrap();
+    assert!(
+        matches!(&cancelled.kind, codeframe_models::EventKind::PauseCancelled { reason } if reason == "internal"),
+        "{cancelled:?}"
+    );
 }
 
 // ---------------------------------------------------------------- run gate
@@ -980,6 +989,101 @@ async fn sixteen_concurrent_pauses_and_resumes_end_consistent() {
     let mut expected = item_ids;
     expected.sort();
     assert_eq!(after, expected, "no context item lost");
+}
+
+// ---------------------------------------------------------------- agents' writes and the gate
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_write_while_a_pause_drains_needs_its_permit_and_is_refused_once_paused() {
+    let f = fx().await;
+    populate(&f, &["a", "b"], 1, 1, 0).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let item = |agent: &str, text: &str| NewContextItem {
+        agent_id: agent.into(),
+        item_type: ItemType::Task,
+        content: text.into(),
+        created_at: None,
+        access_count: None,
+    };
+    let permit = f.svc.enter(f.project, "a").await.unwrap();
+    let svc = f.svc.clone();
+    let project = f.project;
+    let pause = tokio::spawn(async move { svc.pause(project, PauseRequest::default()).await });
+    while !f.svc.gate_status(f.project).await.unwrap().pausing {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = items(&f).await.len();
+    // Draining: a write without a permit, or under another agent's, is refused...
+    let e = f.svc.add_context_items(f.project, vec![item("a", "no permit")], None).await.unwrap_err();
+    assert!(matches!(e, CoreError::Pausing(_)), "{e}");
+    let e = f
+        .svc
+        .add_context_items(f.project, vec![item("b", "wrong agent")], Some(permit.id()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CoreError::Pausing(_)), "{e}");
+    let e = f.svc.flash_save(f.project, "b", true, None).await.unwrap_err();
+    assert!(matches!(e, CoreError::Pausing(_)), "{e}");
+    assert_eq!(items(&f).await.len(), before, "nothing written");
+    // ...while the unit in flight finishes under its permit.
+    let id = permit.id();
+    f.svc.add_context_items(f.project, vec![item("a", "finishing the unit")], Some(id)).await.unwrap();
+    assert!(permit.is_pause_requested());
+    permit.release().await.unwrap();
+    pause.await.unwrap().unwrap();
+    // Paused: the permit is over, so is the work.
+    let e = f.svc.add_context_item(f.project, item("a", "too late"), Some(id)).await.unwrap_err();
+    assert!(matches!(e, CoreError::Paused(_)), "{e}");
+    assert_eq!(items(&f).await.len(), before + 1);
+    let names = f.sink.names();
+    let requested = names.iter().position(|n| *n == "pause_requested").unwrap();
+    let paused = names.iter().position(|n| *n == "project_paused").unwrap();
+    assert!(requested < paused, "{names:?}");
+    // Resumed: work needs no permit again.
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    f.svc.add_context_items(f.project, vec![item("b", "back to work")], None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_permit_is_drained_like_any_other_and_stops_blocking_when_it_expires() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let held = f.svc.take_permit(f.project, "remote-agent", Some(Duration::from_secs(60))).await.unwrap();
+    assert!(!held.pause_requested);
+    assert!(f.svc.take_permit(f.project, "x", Some(Duration::from_secs(0))).await.unwrap_err().is_invalid());
+    assert!(f.svc.take_permit(f.project, "bad id!", None).await.unwrap_err().is_invalid());
+    let svc = f.svc.clone();
+    let project = f.project;
+    let pause = tokio::spawn(async move { svc.pause(project, PauseRequest::default()).await });
+    while !f.svc.gate_status(f.project).await.unwrap().pausing {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let renewed = f.svc.renew_permit(f.project, held.permit_id, Some(Duration::from_secs(60))).await.unwrap();
+    assert!(renewed.pause_requested, "renewing tells the holder a pause began");
+    assert!(renewed.expires_at > held.expires_at);
+    assert!(matches!(f.svc.take_permit(f.project, "late", None).await, Err(CoreError::Pausing(_))));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pause.is_finished(), "the pause waits for the remote permit");
+    f.svc.release_permit(f.project, held.permit_id).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), pause).await.unwrap().unwrap().unwrap();
+    assert!(out.interrupted_agents.is_empty());
+    assert!(f.svc.release_permit(f.project, held.permit_id).await.unwrap_err().is_not_found());
+    assert!(matches!(f.svc.renew_permit(f.project, held.permit_id, None).await, Err(CoreError::Paused(_))));
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+
+    // A remote holder that vanishes blocks only until its permit expires (never reclaimed as a
+    // dead process: it is not one of this machine's).
+    f.svc.take_permit(f.project, "vanished", Some(Duration::from_secs(1))).await.unwrap();
+    let out = f
+        .svc
+        .pause_with(
+            f.project,
+            PauseRequest::default(),
+            PauseOptions { drain_timeout: Some(Duration::from_secs(60)) },
+        )
+        .await
+        .unwrap();
+    assert!(out.interrupted_agents.is_empty(), "{out:?}");
 }
 
 // ---------------------------------------------------------------- two processes, one gate
@@ -1302,7 +1406,19 @@ mod crash {
             assert_eq!(new.last(), Some(&"project_paused"), "{point} {stop:?}: {new:?}");
             assert!(new.contains(&"checkpoint_created") && new.contains(&"status_changed"), "{new:?}");
         } else {
-            assert_eq!(log, before_log, "{point} {stop:?}: nothing was published");
+            // Nothing of the rolled-back change; at most the gate's closing (and reopening).
+            assert_eq!(log[..before_log.len()], before_log[..], "{point} {stop:?}");
+            let new: Vec<&str> = log[before_log.len()..].iter().map(|e| e.kind.name()).collect();
+            let gate_closed = !matches!(point, "pause::after_validate" | "resume::before_commit");
+            match new.as_slice() {
+                [] => {
+                    assert!(!gate_closed, "{point} {stop:?}: pause_requested is committed before the drain")
+                }
+                ["pause_requested"] | ["pause_requested", "pause_cancelled"] => {
+                    assert!(gate_closed, "{point}")
+                }
+                other => panic!("{point} {stop:?}: unexpected events {other:?}"),
+            }
         }
         if committed {
             assert_eq!(p.status, ProjectStatus::Paused, "{point} {stop:?}");

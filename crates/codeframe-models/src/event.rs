@@ -115,6 +115,19 @@ pub enum EventKind {
         /// How many items.
         items_archived: i64,
     },
+    /// A pause closed the project's run gate and waits for work in flight: agents should finish
+    /// or stop their unit (and release their permits) before `deadline`.
+    PauseRequested {
+        /// When the pause stops waiting and goes on (units still running are interrupted).
+        #[serde(with = "timestamp::rfc3339")]
+        deadline: OffsetDateTime,
+    },
+    /// A pause that had closed the gate failed (nothing changed) or its process died; the gate
+    /// is open again.
+    PauseCancelled {
+        /// Why, as an error code (`internal`, `checkpoint_unreadable`, `holder_gone`, …).
+        reason: String,
+    },
     /// Archived items came back into the active context.
     ContextRestored {
         /// The agent.
@@ -142,6 +155,8 @@ impl EventKind {
             Self::ContextAdded { .. } => "context_added",
             Self::ContextArchived { .. } => "context_archived",
             Self::ContextRestored { .. } => "context_restored",
+            Self::PauseRequested { .. } => "pause_requested",
+            Self::PauseCancelled { .. } => "pause_cancelled",
         }
     }
 }

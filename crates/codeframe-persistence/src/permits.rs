@@ -146,6 +146,50 @@ pub async fn renew(
     .await?)
 }
 
+/// Extends one live lease of the project to `expires_at`; `None` when it is gone or expired at
+/// `now` (an expired lease cannot come back: a pause may have gone on without it).
+pub async fn renew_one(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    id: i64,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> Result<Option<Lease>> {
+    let row: Option<LeaseRow> = sqlx::query_as(
+        "UPDATE permits SET expires_at = ? WHERE id = ? AND project_id = ? AND expires_at > ? \
+         RETURNING id, project_id, agent_id, holder, acquired_at, expires_at",
+    )
+    .bind(fmt(expires_at))
+    .bind(id)
+    .bind(project_id)
+    .bind(fmt(now))
+    .fetch_optional(ex.connection())
+    .await?;
+    row.map(Lease::try_from).transpose()
+}
+
+/// One lease of the project, live or expired, if it exists.
+pub async fn find(ex: &mut impl Executor, project_id: ProjectId, id: i64) -> Result<Option<Lease>> {
+    let row: Option<LeaseRow> = sqlx::query_as(
+        "SELECT id, project_id, agent_id, holder, acquired_at, expires_at FROM permits WHERE id = ? AND project_id = ?",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(ex.connection())
+    .await?;
+    row.map(Lease::try_from).transpose()
+}
+
+/// Ends one lease of the project; `false` when it was not there.
+pub async fn release_of_project(ex: &mut impl Executor, project_id: ProjectId, id: i64) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM permits WHERE id = ? AND project_id = ?")
+        .bind(id)
+        .bind(project_id)
+        .execute(ex.connection())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Ends a lease; `false` when it was already gone.
 pub async fn release(ex: &mut impl Executor, id: i64) -> Result<bool> {
     let done = sqlx::query("DELETE FROM permits WHERE id = ?").bind(id).execute(ex.connection()).await?;
