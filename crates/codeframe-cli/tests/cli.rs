@@ -717,4 +717,8 @@ fn permits_from_the_command_line_for_shell_agents() {
     assert_eq!(json(d, &["permit", "release", &again_id])["released"], true);
     assert_eq!(code(&run_in(d, &["permit", "release", &again_id])), 4, "released once");
     assert_eq!(code(&run_in(d, &["permit", "take", "--agent", "sh-agent", "--ttl", "0"])), 2);
+    // A shell agent that dies holding a permit blocks a pause only until the permit expires.
+    json(d, &["permit", "take", "--agent", "sh-agent", "--ttl", "2"]);
+    let paused = json(d, &["pause", "--drain-timeout", "60"]);
+    assert_eq!(paused["interrupted_agents"], serde_json::json!([]), "the expired permit no longer counts");
 }
