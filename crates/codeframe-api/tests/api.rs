@@ -619,7 +619,7 @@ async fn the_pause_event_reaches_that_projects_subscribers_only() {
             break;
         }
     }
-    assert_eq!(seen, ["checkpoint_created", "status_changed", "project_paused"]);
+    assert_eq!(seen, ["pause_requested", "checkpoint_created", "status_changed", "project_paused"]);
     assert_eq!(
         ws_next(&mut b, Duration::from_millis(500)).await,
         None,
@@ -842,9 +842,12 @@ async fn a_subscriber_with_since_catches_up_on_a_missed_burst_exactly_once_then_
 
     // Then live events, with their seq, and nothing twice.
     srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
-    let live = ws_events(&mut ws, 4).await;
+    let live = ws_events(&mut ws, 5).await;
     let kinds: Vec<&str> = live.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]);
+    assert_eq!(
+        kinds,
+        ["pause_requested", "flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]
+    );
     assert!(live[0]["seq"].as_i64().unwrap() > *seqs.last().unwrap());
     assert_eq!(ws_next(&mut ws, Duration::from_millis(500)).await, None, "no duplicate");
 }

@@ -533,8 +533,11 @@ async fn events_prints_the_log_and_follows_what_other_processes_commit() {
     follow.kill().unwrap();
     follow.wait().unwrap();
     let kinds: Vec<&str> = seen.iter().map(|v| v["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]);
-    assert_eq!(seen[3]["reason"], "followed");
+    assert_eq!(
+        kinds,
+        ["pause_requested", "flash_save_completed", "checkpoint_created", "status_changed", "project_paused"]
+    );
+    assert_eq!(seen[4]["reason"], "followed");
     // A position the log never reached is a gap: exit 4.
     let out = blocking(|| run_in(&d, &["events", "--since", "99999"]));
     assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
