@@ -292,7 +292,7 @@ fn main() -> Res<()> {
         let db_path = db_path.to_str().ok_or("path")?.to_owned();
         let db = Db::open(&db_path).await?;
         let state = AppState::new(db).await?;
-        let token = state.service.create_token("bench", "bench").await?;
+        let token = state.service.create_token("bench", "bench", None).await?;
         let root = dir.path().join("project");
         std::fs::create_dir_all(&root)?;
         let user = state.service.ensure_user("bench").await?;

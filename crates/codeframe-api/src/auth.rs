@@ -14,19 +14,48 @@ use crate::{ApiError, AppState};
 pub struct Caller {
     /// The token's owner.
     pub user_id: i64,
+    /// The token used.
+    pub token_id: i64,
+}
+
+/// How long a checked token is trusted without asking the database again: a token revoked
+/// (or expired) by any process is refused within this.
+pub(crate) const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A token the database accepted, and when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnownToken {
+    caller: Caller,
+    checked: std::time::Instant,
+    expires_at: Option<time::OffsetDateTime>,
 }
 
 /// The caller a bearer token stands for.
 pub(crate) async fn caller_for(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
     let hash = hash_token(token);
-    if let Some(c) = state.known_tokens.read().unwrap_or_else(|p| p.into_inner()).get(&hash) {
-        return Ok(Some(*c));
+    let cached = state.known_tokens.read().unwrap_or_else(|p| p.into_inner()).get(&hash).copied();
+    if let Some(known) = cached
+        && known.checked.elapsed() < TOKEN_RECHECK
+        && known.expires_at.is_none_or(|at| at > codeframe_models::timestamp::now_utc())
+    {
+        return Ok(Some(known.caller));
     }
-    let caller = state.service.authenticate(token).await?.map(|user_id| Caller { user_id });
-    if let Some(c) = caller {
-        state.known_tokens.write().unwrap_or_else(|p| p.into_inner()).insert(hash, c);
+    let found = state.service.authenticate(token).await?;
+    let mut known = state.known_tokens.write().unwrap_or_else(|p| p.into_inner());
+    match found {
+        Some(a) => {
+            let caller = Caller { user_id: a.user_id, token_id: a.token_id };
+            known.insert(
+                hash,
+                KnownToken { caller, checked: std::time::Instant::now(), expires_at: a.expires_at },
+            );
+            Ok(Some(caller))
+        }
+        None => {
+            known.remove(&hash);
+            Ok(None)
+        }
     }
-    Ok(caller)
 }
 
 pub(crate) fn bearer(req_headers: &axum::http::HeaderMap) -> Option<&str> {

@@ -58,9 +58,9 @@ pub struct AppState {
     pub service: ProjectService,
     /// Where events go out to WebSockets.
     pub hub: EventHub,
-    /// Token hashes already checked against the database (tokens are never revoked while
-    /// the server runs, so a hit needs no query).
-    pub(crate) known_tokens: Arc<std::sync::RwLock<std::collections::HashMap<String, Caller>>>,
+    /// Token hashes the database accepted recently (re-checked after
+    /// [`auth::TOKEN_RECHECK`], so a revocation anywhere is seen within it).
+    pub(crate) known_tokens: Arc<std::sync::RwLock<std::collections::HashMap<String, auth::KnownToken>>>,
 }
 
 impl AppState {

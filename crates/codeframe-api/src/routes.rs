@@ -71,6 +71,28 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
             public(spec("get", "/api/openapi.json", "openapi", "This OpenAPI document", false, 200)),
             get(openapi),
         ),
+        (
+            spec(
+                "get",
+                "/api/tokens",
+                "listTokens",
+                "The caller's API tokens (never the tokens themselves)",
+                false,
+                200,
+            ),
+            get(list_tokens),
+        ),
+        (
+            spec(
+                "delete",
+                "/api/tokens/{token_id}",
+                "revokeToken",
+                "Revoke one of the caller's tokens",
+                false,
+                204,
+            ),
+            delete(revoke_token),
+        ),
         (spec("post", "/api/projects", "createProject", "Create a project", true, 201), post(create_project)),
         (
             spec("get", "/api/projects", "listProjects", "List the caller's projects", false, 200),
@@ -332,6 +354,19 @@ async fn health() -> ApiResult {
 
 async fn openapi() -> ApiResult {
     ok(crate::openapi::document())
+}
+
+async fn list_tokens(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {
+    ok(json!({"tokens": s.service.list_tokens(Some(c.user_id)).await?}))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(token_id): ApiPath<i64>,
+) -> ApiResult {
+    s.service.revoke_token(token_id, Some(c.user_id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

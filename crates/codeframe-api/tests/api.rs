@@ -49,8 +49,8 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
-    let alice = state.service.create_token("alice", "test").await.unwrap();
-    let bob = state.service.create_token("bob", "test").await.unwrap();
+    let alice = state.service.create_token("alice", "test", None).await.unwrap();
+    let bob = state.service.create_token("bob", "test", None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -690,7 +690,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 29);
+    assert_eq!(documented.len(), 31);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -1205,4 +1205,40 @@ async fn permits_over_http_are_drained_by_a_pause_and_gate_agent_writes() {
         .alice("POST", &format!("/api/projects/{id}/agents/w1/flash-save"), Some(json!({"force": true})))
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("paused")));
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[tokio::test]
+async fn a_user_lists_and_revokes_only_their_own_tokens_and_a_revoked_token_stops_working() {
+    let srv = start().await;
+    let (s, mine) = srv.alice("GET", "/api/tokens", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mine = mine["tokens"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 1);
+    assert_eq!((mine[0]["user"].as_str(), mine[0]["name"].as_str()), (Some("alice"), Some("test")));
+    assert!(!mine.iter().any(|t| t.to_string().contains("cf_")), "never the token itself");
+    let (_, bobs) = srv.call("GET", "/api/tokens", Some(&srv.bob), None).await;
+    let bob_token_id = bobs["tokens"][0]["id"].as_i64().unwrap();
+    let (s, _) = srv.alice("DELETE", &format!("/api/tokens/{bob_token_id}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "bob's token is not alice's to revoke");
+    let (s, _) = srv.call("GET", "/api/projects", Some(&srv.bob), None).await;
+    assert_eq!(s, StatusCode::OK, "and still works");
+    // Alice revokes her own token: refused from then on (the cache holds it at most 0.5 s).
+    let (s, _) = srv.alice("DELETE", &format!("/api/tokens/{}", mine[0]["id"]), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (s, v) = srv.alice("GET", "/api/projects", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    // A token that expired is refused too.
+    let short = srv.db.clone();
+    let svc = ProjectService::with_defaults(short);
+    let token = svc.create_token("carol", "short", Some(Duration::from_secs(1))).await.unwrap();
+    let (s, _) = srv.call("GET", "/api/projects", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, _) = srv.call("GET", "/api/projects", Some(&token), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(svc.create_token("carol", "", None).await.unwrap_err().is_invalid());
+    assert!(svc.create_token("carol", "x", Some(Duration::ZERO)).await.unwrap_err().is_invalid());
 }

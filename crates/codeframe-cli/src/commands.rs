@@ -137,18 +137,74 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Checkpoints { command } => checkpoints(&cli, command).await,
         Command::Agent { command } => agent(&cli, command).await,
         Command::Context { command } => context_cmd(&cli, command).await,
-        Command::Token { command: TokenCommand::Create { name, user } } => {
-            let home = find_home(cli.home.as_deref())?;
-            let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(&cli));
-            let token = svc.create_token(user, name).await?;
-            print(json, &json!({"token": token, "name": name, "user": user}), || {
-                format!("{token}\n(shown once; send it as `Authorization: Bearer <token>`)")
-            })
-        }
+        Command::Token { command } => token(&cli, command).await,
         Command::Events { since, follow } => events(&cli, *since, *follow).await,
         Command::Permit { command } => permit(&cli, command).await,
         Command::Serve { addr } => serve(&cli, *addr).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
+    }
+}
+
+/// The home of a server-side command (`serve`, `token`): one named with --home or
+/// CODEFRAME_HOME is created when it is new, so a server can be set up before any project;
+/// otherwise the nearest existing one.
+async fn server_service(cli: &Cli) -> Result<(PathBuf, ProjectService)> {
+    let home = match &cli.home {
+        Some(home) => {
+            std::fs::create_dir_all(home)
+                .map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
+            home.clone()
+        }
+        None => find_home(None)?,
+    };
+    let db = open_db(&home, true).await?;
+    Ok((home, ProjectService::with_config(db, service_config(cli))))
+}
+
+async fn token(cli: &Cli, command: &TokenCommand) -> Result<()> {
+    let (_, svc) = server_service(cli).await?;
+    match command {
+        TokenCommand::Create { name, user, expires_in } => {
+            let token = svc.create_token(user, name, *expires_in).await?;
+            let doc = json!({"token": token, "name": name, "user": user,
+                "expires_in_seconds": expires_in.map(|d| d.as_secs())});
+            print(cli.json, &doc, || {
+                format!("{token}\n(shown once; send it as `Authorization: Bearer <token>`)")
+            })
+        }
+        TokenCommand::List { user } => {
+            let user_id = match user {
+                Some(u) => Some(svc.ensure_user(u).await?.id),
+                None => None,
+            };
+            let tokens = svc.list_tokens(user_id).await?;
+            print(cli.json, &tokens, || {
+                if tokens.is_empty() {
+                    return "no tokens".into();
+                }
+                let when = |t: Option<time::OffsetDateTime>, none: &str| {
+                    t.map_or(none.to_owned(), timestamp::format)
+                };
+                tokens
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{:>4}  {:<12} {:<20} last used {}  expires {}",
+                            t.id,
+                            t.user,
+                            t.name,
+                            when(t.last_used_at, "never"),
+                            when(t.expires_at, "never")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            svc.revoke_token(*id, None).await?;
+            print(cli.json, &json!({"token_id": id, "revoked": true}), || format!("token {id} revoked"))
+        }
     }
 }
 
@@ -713,14 +769,9 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
 }
 
 async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
-    let home = find_home(cli.home.as_deref())?;
+    let (home, svc) = server_service(cli).await?;
+    drop(svc);
     let path = home.join(DB_FILE);
-    if !path.is_file() {
-        return Err(CliError::NotFound(format!(
-            "no codeframe database at {} (run `codeframe init`)",
-            path.display()
-        )));
-    }
     let config = codeframe_api::ServeConfig {
         addr,
         database: path.to_string_lossy().into_owned(),

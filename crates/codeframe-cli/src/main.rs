@@ -300,7 +300,11 @@ pub(crate) enum PermitCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum TokenCommand {
-    /// Create an API token (shown once).
+    /// Create an API token (shown once). With --home (or CODEFRAME_HOME) naming a fresh
+    /// directory, the home is created: a server can be set up before its first project.
+    #[command(
+        after_help = "Example: codeframe --home /srv/codeframe token create --name ci --user bob --expires-in 90d"
+    )]
     Create {
         /// A label for the token.
         #[arg(long)]
@@ -308,7 +312,40 @@ pub(crate) enum TokenCommand {
         /// The user owning it (default: the local user, who owns projects made by `init`).
         #[arg(long, default_value = codeframe_core::auth::LOCAL_USER)]
         user: String,
+        /// Lifetime: a number with s, m, h or d (`90d`, `12h`); default: no expiry.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
+    /// List tokens (never the tokens themselves): id, user, label, last use, expiry.
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token: every process serving this home refuses it within a second.
+    Revoke {
+        /// Token id (from `token list`).
+        id: i64,
+    },
+}
+
+/// `90d`, `12h`, `30m`, `45s` or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90d, 12h, 30m or 45s"))?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{s:?} is not a duration like 90d, 12h, 30m or 45s"))?;
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 fn main() -> ExitCode {

@@ -725,3 +725,79 @@ fn permits_from_the_command_line_for_shell_agents() {
     let paused = json(d, &["pause", "--drain-timeout", "60"]);
     assert_eq!(paused["interrupted_agents"], serde_json::json!([]), "the expired permit no longer counts");
 }
+
+// ---------------------------------------------------------------- tokens
+
+/// One HTTP/1.1 request over a plain socket: (status, body).
+fn http(addr: &str, method: &str, path: &str, token: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn tokens_on_a_fresh_home_expire_and_a_revocation_reaches_a_running_server_within_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("srv").join("home");
+    let h = home.to_str().unwrap();
+    let dir = tmp.path();
+    // A fresh home: no project yet.
+    let ops = json(dir, &["--home", h, "token", "create", "--name", "ops", "--user", "alice"]);
+    let ops_token = ops["token"].as_str().unwrap().to_owned();
+    let short = json(
+        dir,
+        &["--home", h, "token", "create", "--name", "short", "--user", "alice", "--expires-in", "2s"],
+    );
+    let short_token = short["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        code(&run_in(dir, &["--home", h, "token", "create", "--name", "x", "--expires-in", "soon"])),
+        2
+    );
+    let list = json(dir, &["--home", h, "token", "list"]);
+    let tokens = list.as_array().unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens[0]["expires_at"].is_null() && tokens[1]["expires_at"].is_string(), "{list}");
+
+    let mut server = Command::new(BIN)
+        .args(["--home", h, "serve", "--addr", "127.0.0.1:0"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = {
+        use std::io::BufRead;
+        let stderr = server.stderr.take().unwrap();
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("codeframe API on http://").map(|r| r.split(' ').next().unwrap().to_owned())
+            })
+            .unwrap()
+    };
+    let (status, body) = http(&addr, "GET", "/api/tokens", &ops_token);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["tokens"].as_array().unwrap().len(), 2);
+    assert_eq!(http(&addr, "GET", "/api/projects", &short_token).0, 200);
+
+    // Revoked from another process: refused by the server within a second.
+    let id = tokens[0]["id"].as_i64().unwrap().to_string();
+    json(dir, &["--home", h, "token", "revoke", &id]);
+    let revoked_at = std::time::Instant::now();
+    while http(&addr, "GET", "/api/projects", &ops_token).0 != 401 {
+        assert!(revoked_at.elapsed() < std::time::Duration::from_secs(1), "still accepted after 1 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(code(&run_in(dir, &["--home", h, "token", "revoke", &id])), 4, "revoked once");
+    // Expired: refused.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(http(&addr, "GET", "/api/projects", &short_token).0, 401);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -28,8 +28,10 @@ pub struct ApiToken {
     pub name: String,
     /// When created.
     pub created_at: OffsetDateTime,
-    /// When last used.
+    /// When last used (kept to the minute).
     pub last_used_at: Option<OffsetDateTime>,
+    /// When it stops working, if it expires.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 #[derive(FromRow)]
@@ -46,6 +48,7 @@ struct TokenRow {
     name: String,
     created_at: String,
     last_used_at: Option<String>,
+    expires_at: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -61,6 +64,7 @@ impl TryFrom<TokenRow> for ApiToken {
         Ok(ApiToken {
             created_at: ts("api_tokens", "created_at", &r.created_at)?,
             last_used_at: opt_ts("api_tokens", "last_used_at", r.last_used_at.as_deref())?,
+            expires_at: opt_ts("api_tokens", "expires_at", r.expires_at.as_deref())?,
             id: r.id,
             user_id: r.user_id,
             name: r.name,
@@ -82,6 +86,8 @@ pub async fn ensure_user(ex: &mut impl Executor, name: &str, now: OffsetDateTime
     row.try_into()
 }
 
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, last_used_at, expires_at";
+
 /// Records a token by its hash.
 pub async fn insert_token(
     ex: &mut impl Executor,
@@ -89,29 +95,78 @@ pub async fn insert_token(
     name: &str,
     token_hash: &str,
     now: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
 ) -> Result<ApiToken> {
-    let row: TokenRow = sqlx::query_as(
-        "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?) \
-         RETURNING id, user_id, name, created_at, last_used_at",
-    )
+    let row: TokenRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?) \
+         RETURNING {TOKEN_COLUMNS}"
+    )))
     .bind(user_id)
     .bind(name)
     .bind(token_hash)
     .bind(fmt(now))
+    .bind(expires_at.map(fmt))
     .fetch_one(ex.connection())
     .await?;
     row.try_into()
 }
 
-/// The token with this hash, if any.
+/// The token with this hash, if any (expired or not).
 pub async fn find_token(ex: &mut impl Executor, token_hash: &str) -> Result<Option<ApiToken>> {
-    let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT id, user_id, name, created_at, last_used_at FROM api_tokens WHERE token_hash = ?",
-    )
+    let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
+    )))
     .bind(token_hash)
     .fetch_optional(ex.connection())
     .await?;
     row.map(ApiToken::try_from).transpose()
+}
+
+/// Every token with its owner's name (of one user, when given), by id.
+pub async fn list_tokens(ex: &mut impl Executor, user_id: Option<i64>) -> Result<Vec<(ApiToken, String)>> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        token: TokenRow,
+        user_name: String,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT t.id, t.user_id, t.name, t.created_at, t.last_used_at, t.expires_at, u.name AS user_name \
+         FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE ?1 IS NULL OR t.user_id = ?1 ORDER BY t.id",
+    )
+    .bind(user_id)
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter().map(|r| Ok((ApiToken::try_from(r.token)?, r.user_name))).collect()
+}
+
+/// Deletes a token (of one user, when given); `false` when there was none.
+pub async fn delete_token(ex: &mut impl Executor, id: i64, user_id: Option<i64>) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM api_tokens WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)")
+        .bind(id)
+        .bind(user_id)
+        .execute(ex.connection())
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records a use of the token, unless one was recorded after `not_since` (so a busy token
+/// writes at most once a minute). Returns whether it wrote.
+pub async fn touch_token(
+    ex: &mut impl Executor,
+    id: i64,
+    now: OffsetDateTime,
+    not_since: OffsetDateTime,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+    )
+    .bind(fmt(now))
+    .bind(id)
+    .bind(fmt(not_since))
+    .execute(ex.connection())
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// How many tokens exist.

@@ -874,15 +874,39 @@ async fn users_and_tokens_are_stored_by_hash() {
     assert_eq!(auth::count_tokens(&mut c).await.unwrap(), 0);
     let u = auth::ensure_user(&mut c, "alice", T0).await.unwrap();
     assert_eq!(auth::ensure_user(&mut c, "alice", T0 + Duration::days(1)).await.unwrap(), u, "idempotent");
-    let t = auth::insert_token(&mut c, u.id, "laptop", "hash-1", T0).await.unwrap();
+    let t = auth::insert_token(&mut c, u.id, "laptop", "hash-1", T0, None).await.unwrap();
     assert_eq!((t.user_id, t.name.as_str(), t.last_used_at), (u.id, "laptop", None));
     assert_eq!(auth::find_token(&mut c, "hash-1").await.unwrap(), Some(t));
     assert_eq!(auth::find_token(&mut c, "hash-2").await.unwrap(), None);
-    let e = auth::insert_token(&mut c, u.id, "dup", "hash-1", T0).await.unwrap_err();
+    let e = auth::insert_token(&mut c, u.id, "dup", "hash-1", T0, None).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Unique, "api_tokens.token_hash".into()));
-    let e = auth::insert_token(&mut c, 999, "ghost", "hash-3", T0).await.unwrap_err();
+    let e = auth::insert_token(&mut c, 999, "ghost", "hash-3", T0, None).await.unwrap_err();
     assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
     assert_eq!(auth::count_tokens(&mut c).await.unwrap(), 1);
+    // Expiry is kept; use is recorded at most once per period; deletion is per owner.
+    let bob = auth::ensure_user(&mut c, "bob", T0).await.unwrap();
+    let b =
+        auth::insert_token(&mut c, bob.id, "ci", "hash-b", T0, Some(T0 + Duration::hours(1))).await.unwrap();
+    assert_eq!(b.expires_at, Some(T0 + Duration::hours(1)));
+    assert!(auth::touch_token(&mut c, b.id, T0, T0 - Duration::minutes(1)).await.unwrap());
+    assert!(
+        !auth::touch_token(&mut c, b.id, T0 + Duration::seconds(30), T0 - Duration::seconds(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        auth::touch_token(&mut c, b.id, T0 + Duration::minutes(2), T0 + Duration::minutes(1)).await.unwrap()
+    );
+    let all = auth::list_tokens(&mut c, None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(t, u)| (t.name.as_str(), u.as_str())).collect::<Vec<_>>(),
+        [("laptop", "alice"), ("ci", "bob")]
+    );
+    assert_eq!(all[1].0.last_used_at, Some(T0 + Duration::minutes(2)));
+    assert_eq!(auth::list_tokens(&mut c, Some(bob.id)).await.unwrap().len(), 1);
+    assert!(!auth::delete_token(&mut c, b.id, Some(u.id)).await.unwrap(), "not alice's");
+    assert!(auth::delete_token(&mut c, b.id, Some(bob.id)).await.unwrap());
+    assert_eq!(auth::find_token(&mut c, "hash-b").await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------- event log, leases, ids
