@@ -157,8 +157,11 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// Database path or `sqlite:` URL.
     pub database: String,
-    /// The project service's settings (leases, polling, event retention).
+    /// The project service's settings (leases, polling, event retention, workspace roots).
     pub service: ServiceConfig,
+    /// The server's home (its database and, under `stores/`, the snapshot stores of the
+    /// projects it creates). It may not lie inside a workspace root.
+    pub home: std::path::PathBuf,
 }
 
 /// A bound server, ready to run.
@@ -191,8 +194,19 @@ pub enum ServeError {
 
 /// Opens the database, makes the first token when none exists, and binds the address.
 pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+    let mut settings = config.service;
+    settings.workspace_roots =
+        codeframe_core::resolve_workspace_roots(&settings.workspace_roots, &config.home)?;
+    if settings.stores_dir.is_none() {
+        settings.stores_dir = Some(config.home.join("stores"));
+    }
+    if settings.workspace_roots.is_empty() {
+        tracing::info!(
+            "no workspace root: projects cannot be created over HTTP (only with `codeframe init`)"
+        );
+    }
     let db = Db::open(&config.database).await?;
-    let service = ProjectService::with_config(db, config.service);
+    let service = ProjectService::with_config(db, settings);
     let first_token = service.ensure_first_token().await?;
     let state = AppState::from_service(service).await?;
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -389,7 +389,7 @@ async fn create_project(
         root_path: body.root_path,
         owner_id: Some(c.user_id),
     };
-    created(s.service.create_project(new).await?)
+    created(s.service.create_served_project(new).await?)
 }
 
 async fn list_projects(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {

@@ -65,30 +65,50 @@ async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
     }
 }
 
+/// The settings of a served test home in `tmp`: projects under `tmp/work`, their snapshot
+/// stores under `tmp/home/stores` (the database is `tmp/home/state.db`).
+fn served(tmp: &Path, config: ServiceConfig) -> ServiceConfig {
+    std::fs::create_dir_all(tmp.join("work")).unwrap();
+    std::fs::create_dir_all(tmp.join("home")).unwrap();
+    ServiceConfig {
+        workspace_roots: vec![tmp.join("work").canonicalize().unwrap()],
+        stores_dir: Some(tmp.join("home/stores")),
+        ..config
+    }
+}
+
+async fn open_home(tmp: &TempDir) -> Db {
+    std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+    Db::open(tmp.path().join("home/state.db").to_str().unwrap()).await.unwrap()
+}
+
 async fn start() -> Srv {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
-    serve(AppState::new(db.clone()).await.unwrap(), db, tmp).await
+    start_with(|db| Arc::new(GitCheckpointManager::new(db)), ServiceConfig::default()).await
 }
 
 /// A server over a service built from its parts (a checkpoint manager wrapper, settings).
 async fn start_with(checkpoints: fn(Db) -> Arc<dyn CheckpointManager>, config: ServiceConfig) -> Srv {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let db = open_home(&tmp).await;
     let service = ProjectService::new(
         db.clone(),
         Arc::new(SqlContextManager::new(db.clone())),
         checkpoints(db.clone()),
         Arc::new(NoopSink),
         Arc::new(SystemClock),
-        config,
+        served(tmp.path(), config),
     );
     serve(AppState::from_service(service).await.unwrap(), db, tmp).await
 }
 
 impl Srv {
+    /// The snapshot store of a served project (under the server's home).
+    fn store(&self, id: i64) -> PathBuf {
+        self.tmp.path().join("home/stores").join(format!("{id}.git"))
+    }
+
     fn root(&self, name: &str) -> PathBuf {
-        let root = self.tmp.path().join(name);
+        let root = self.tmp.path().join("work").join(name);
         if !root.exists() {
             std::fs::create_dir_all(root.join("src")).unwrap();
             git(&root, &["init", "-q"]);
@@ -352,7 +372,7 @@ async fn bad_input_gets_the_error_shape_and_changes_nothing() {
     assert_eq!((s, v["name"].as_str()), (StatusCode::CREATED, Some(sneaky)));
     let (s, v) =
         srv.alice("POST", "/api/projects", Some(json!({"name": "p", "root_path": "../../etc/nope"}))).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s, StatusCode::FORBIDDEN, "outside the workspace roots");
     assert_error_shape(&v);
     for agent in ["../../etc/passwd", "a'; DELETE FROM agents;--", ""] {
         let (s, v) =
@@ -477,14 +497,14 @@ impl ContextManager for PanickingContext {
 #[tokio::test]
 async fn a_panic_in_a_handler_is_a_500_without_internals() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let db = open_home(&tmp).await;
     let service = ProjectService::new(
         db.clone(),
         Arc::new(PanickingContext(SqlContextManager::new(db.clone()))),
         Arc::new(GitCheckpointManager::new(db.clone())),
         Arc::new(NoopSink),
         Arc::new(SystemClock),
-        ServiceConfig::default(),
+        served(tmp.path(), ServiceConfig::default()),
     );
     let hub = EventHub::follow(&service).await.unwrap();
     let srv = serve(AppState::with(service, hub), db, tmp).await;
@@ -1037,10 +1057,9 @@ fn slow_writes(db: Db) -> Arc<dyn CheckpointManager> {
     Arc::new(SlowWrites(Arc::new(GitCheckpointManager::new(db))))
 }
 
-fn store_refs(root: &Path) -> Vec<String> {
+fn store_refs(store: &Path) -> Vec<String> {
     let out = Command::new("git")
-        .args(["--git-dir", ".codeframe/snapshots.git", "for-each-ref", "--format=%(refname)"])
-        .current_dir(root)
+        .args(["--git-dir", store.to_str().unwrap(), "for-each-ref", "--format=%(refname)"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
@@ -1074,7 +1093,6 @@ async fn settled(svc: &ProjectService, id: i64) -> codeframe_core::GateStatus {
 async fn a_pause_whose_http_client_disconnects_runs_to_completion() {
     let srv = start_with(slow_writes, ServiceConfig::default()).await;
     let id = srv.project("hang-up").await;
-    let root = srv.root("hang-up");
     let svc = ProjectService::with_defaults(srv.db.clone());
     pause_and_hang_up(&srv, id).await;
     let gate = settled(&svc, id).await;
@@ -1083,7 +1101,7 @@ async fn a_pause_whose_http_client_disconnects_runs_to_completion() {
     assert!(gate.closed);
     let cp = p.pause_checkpoint_id.unwrap();
     assert!(svc.verify_checkpoint(id, cp).await.unwrap().ok(), "its checkpoint is readable");
-    assert_eq!(store_refs(&root), [format!("refs/codeframe/checkpoints/{cp}")], "no orphan ref");
+    assert_eq!(store_refs(&srv.store(id)), [format!("refs/codeframe/checkpoints/{cp}")], "no orphan ref");
     assert!(matches!(svc.enter(id, "agent").await, Err(codeframe_core::CoreError::Paused(_))));
     let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/resume"), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -1097,7 +1115,6 @@ async fn a_pause_whose_http_client_disconnects_runs_to_completion() {
 async fn a_pause_that_fails_after_its_client_disconnected_rolls_back_cleanly() {
     let srv = start_with(slow_writes, ServiceConfig::default()).await;
     let id = srv.project("hang-up-fail").await;
-    let root = srv.root("hang-up-fail");
     let svc = ProjectService::with_defaults(srv.db.clone());
     let before = svc.get(id).await.unwrap();
     FAIL_NEXT_WRITE.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -1108,13 +1125,13 @@ async fn a_pause_that_fails_after_its_client_disconnected_rolls_back_cleanly() {
     assert_eq!(svc.get(id).await.unwrap(), before, "exactly as before");
     assert!(!gate.closed, "the gate is open again");
     assert!(svc.list_checkpoints(id).await.unwrap().is_empty());
-    assert!(store_refs(&root).is_empty(), "the rolled-back ref was discarded");
+    assert!(store_refs(&srv.store(id)).is_empty(), "the rolled-back ref was discarded");
     drop(svc.enter(id, "agent").await.expect("permits work"));
     let (s, next) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
     assert_eq!(s, StatusCode::OK, "{next}");
     let fresh = next["checkpoint_id"].as_i64().unwrap();
     assert!(fresh > failed, "the rolled-back id {failed} is never reused ({fresh})");
-    assert_eq!(store_refs(&root), [format!("refs/codeframe/checkpoints/{fresh}")]);
+    assert_eq!(store_refs(&srv.store(id)), [format!("refs/codeframe/checkpoints/{fresh}")]);
 }
 
 // ---------------------------------------------------------------- permits over HTTP
@@ -1241,4 +1258,84 @@ async fn a_user_lists_and_revokes_only_their_own_tokens_and_a_revoked_token_stop
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(svc.create_token("carol", "", None).await.unwrap_err().is_invalid());
     assert!(svc.create_token("carol", "x", Some(Duration::ZERO)).await.unwrap_err().is_invalid());
+}
+
+// ---------------------------------------------------------------- confined project roots
+
+#[tokio::test]
+async fn project_roots_are_confined_to_workspace_roots_and_never_overlap() {
+    let srv = start().await;
+    let alice_root = srv.root("alice-shop");
+    let (s, v) =
+        srv.alice("POST", "/api/projects", Some(json!({"name": "shop", "root_path": alice_root}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let bob = |body: Value| srv.call("POST", "/api/projects", Some(&srv.bob), Some(body));
+    // Bob cannot take alice's root, a directory inside it, nor one containing it.
+    std::fs::create_dir_all(alice_root.join("src/deep")).unwrap();
+    for root in
+        [alice_root.clone(), alice_root.join("src/deep"), srv.tmp.path().join("work/../work/alice-shop/src")]
+    {
+        let (s, v) = bob(json!({"name": "steal", "root_path": root})).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("root_overlaps")),
+            "{root:?}: {v}"
+        );
+    }
+    let container = srv.tmp.path().join("work/all");
+    std::fs::create_dir_all(&container).unwrap();
+    // (A workspace root itself is not a project root.)
+    let (s, _) = bob(json!({"name": "all", "root_path": srv.tmp.path().join("work")})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Outside the workspace roots: 403, and the same answer whether the path exists or not.
+    let (s1, existing) = bob(json!({"name": "r", "root_path": "/root"})).await;
+    let (s2, missing) = bob(json!({"name": "r", "root_path": "/definitely/not/here"})).await;
+    let (s3, dotted) = bob(
+        json!({"name": "r", "root_path": format!("{}/../../etc", srv.tmp.path().join("work").display())}),
+    )
+    .await;
+    assert_eq!((s1, s2, s3), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
+    assert_eq!(existing["error"], missing["error"], "no hint of what exists outside");
+    assert_eq!(existing["error"], dotted["error"]);
+    let (s, v) = bob(json!({"name": "r", "root_path": "relative/path"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // A symbolic link inside the workspace that leads outside is judged by where it leads.
+    let link = srv.tmp.path().join("work/escape");
+    std::os::unix::fs::symlink("/tmp", &link).unwrap();
+    let (s, v) = bob(json!({"name": "escape", "root_path": link})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // Inside the workspace, a missing directory is simply invalid.
+    let (s, v) = bob(json!({"name": "r", "root_path": srv.tmp.path().join("work/nope")})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")), "{v}");
+    // Bob's own directory works, and its snapshot store lives under the server's home, out of
+    // reach of code running in the tree.
+    let bob_root = srv.root("bob-shop");
+    let (s, p) = bob(json!({"name": "bob-shop", "root_path": bob_root})).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert!(p.get("store_path").is_none(), "the store's path is not shown: {p}");
+    let id = p["id"].as_i64().unwrap();
+    let (s, _) = srv
+        .call(
+            "POST",
+            &format!("/api/projects/{id}/checkpoints"),
+            Some(&srv.bob),
+            Some(json!({"name": "one"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(!bob_root.join(".codeframe").exists(), "nothing of codeframe's in the tree");
+    assert_eq!(store_refs(&srv.store(id)).len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_without_workspace_roots_refuses_to_create_projects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = open_home(&tmp).await;
+    let srv = serve(AppState::new(db.clone()).await.unwrap(), db, tmp).await;
+    std::fs::create_dir_all(srv.tmp.path().join("p")).unwrap();
+    let (s, v) = srv
+        .alice("POST", "/api/projects", Some(json!({"name": "p", "root_path": srv.tmp.path().join("p")})))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert!(v["error"]["message"].as_str().unwrap().contains("--workspace-root"), "{v}");
 }

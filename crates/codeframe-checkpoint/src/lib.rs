@@ -33,7 +33,7 @@ pub use manager::{
     VerifyReport,
 };
 pub use state::ProjectState;
-pub use store::{STORE_DIR, checkpoint_ref};
+pub use store::{Place, STORE_DIR, checkpoint_ref};
 
 /// Result of a checkpoint operation.
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;

@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::restore::{self, Delta};
 use crate::state::{self, CONTEXT_CHUNK, ProjectState};
-use crate::store::{FileEntry, Store};
+use crate::store::{FileEntry, Place, Store};
 use crate::{CheckpointError, Result, paths, worktree};
 
 /// What to make a checkpoint of, and why.
@@ -42,7 +41,7 @@ pub struct PreparedCheckpoint {
     /// The row as inserted (no commit yet).
     pub checkpoint: Checkpoint,
     state: ProjectState,
-    root: PathBuf,
+    place: Place,
 }
 
 /// What restoring files did.
@@ -312,15 +311,15 @@ fn parse_oid(id: CheckpointId, hex: Option<&str>) -> Result<ObjectId> {
 
 /// Writes the snapshot of a checkpoint: files, state, meta; commit; ref.
 fn write_snapshot(
-    root: PathBuf,
+    place: Place,
     id: CheckpointId,
     state: ProjectState,
     metadata: CheckpointMetadata,
     message: String,
     unix_seconds: i64,
 ) -> Result<(ObjectId, worktree::WalkStats)> {
-    let store = Store::open_or_init(&root)?;
-    let (files, stats) = worktree::snapshot(&store, &root, true)?;
+    let store = Store::open_or_init(&place)?;
+    let (files, stats) = worktree::snapshot(&store, &place.root, true)?;
     let blob: gix::objs::tree::EntryMode = EntryKind::Blob.into();
     let mut entries: Vec<(Vec<u8>, gix::objs::tree::EntryMode, ObjectId)> =
         files.into_iter().map(|f| ([b"files/".as_slice(), &f.path].concat(), f.kind.mode(), f.oid)).collect();
@@ -424,18 +423,15 @@ fn diff_of(store: &Store, root: &std::path::Path, d: &Delta<'_>, unified: bool) 
 }
 
 /// The project's store, which a checkpoint needs to exist.
-fn open_store(root: &std::path::Path, id: CheckpointId) -> Result<Store> {
-    Store::open_existing(root)?
+fn open_store(place: &Place, id: CheckpointId) -> Result<Store> {
+    Store::open_existing(place)?
         .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot store".into() })
 }
 
 /// Validates, then makes the working tree's files equal to the checkpoint's.
-fn restore_files_blocking(
-    root: &std::path::Path,
-    id: CheckpointId,
-    commit: ObjectId,
-) -> Result<FilesRestored> {
-    let store = open_store(root, id)?;
+fn restore_files_blocking(place: &Place, id: CheckpointId, commit: ObjectId) -> Result<FilesRestored> {
+    let root = place.root.as_path();
+    let store = open_store(place, id)?;
     let files = checkpoint_files(&store, id, commit)?;
     let (current, _) = worktree::snapshot(&store, root, false)?;
     let delta = restore::delta(&files, &current);
@@ -455,9 +451,9 @@ impl GitCheckpointManager {
         Self { db, clock }
     }
 
-    async fn project_root(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<PathBuf> {
+    async fn place(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<Place> {
         let p = projects::find(ex, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
-        Ok(PathBuf::from(p.root_path))
+        Ok(Place::new(p.root_path, p.store_path.as_deref()))
     }
 
     async fn row(
@@ -508,6 +504,7 @@ impl GitCheckpointManager {
                 name: current.name.clone(),
                 owner_id: current.owner_id,
                 root_path: current.root_path.clone(),
+                store_path: current.store_path.clone(),
                 created_at: current.created_at,
                 version: current.version,
                 ..snapshot.project
@@ -569,9 +566,9 @@ impl CheckpointManager for GitCheckpointManager {
             validate::pause_reason(r)?;
         }
         let state = ProjectState::read(tx, project_id).await?;
-        let root = PathBuf::from(&state.project.root_path);
-        if !root.is_dir() {
-            return Err(CheckpointError::BadRoot(root));
+        let place = Place::new(&state.project.root_path, state.project.store_path.as_deref());
+        if !place.root.is_dir() {
+            return Err(CheckpointError::BadRoot(place.root));
         }
         let metadata = Self::metadata(tx, &state).await?;
         let checkpoint = checkpoints::insert(
@@ -595,18 +592,18 @@ impl CheckpointManager for GitCheckpointManager {
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint row written"
         );
-        Ok(PreparedCheckpoint { checkpoint, state, root })
+        Ok(PreparedCheckpoint { checkpoint, state, place })
     }
 
     async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint> {
         let started = Instant::now();
-        let PreparedCheckpoint { checkpoint, state, root } = prepared;
+        let PreparedCheckpoint { checkpoint, state, place } = prepared;
         let id = checkpoint.id;
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let (commit, stats) =
-            blocking(move || write_snapshot(root, id, state, metadata, message, unix_seconds)).await?;
+            blocking(move || write_snapshot(place, id, state, metadata, message, unix_seconds)).await?;
         let hex = oid_hex(&commit);
         checkpoints::set_commit(tx, id, &hex).await?;
         info!(
@@ -623,8 +620,8 @@ impl CheckpointManager for GitCheckpointManager {
     }
 
     async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
-        let root = self.project_root(&mut self.db.conn().await?, project_id).await?;
-        let removed = blocking(move || match Store::open_existing(&root)? {
+        let place = self.place(&mut self.db.conn().await?, project_id).await?;
+        let removed = blocking(move || match Store::open_existing(&place)? {
             Some(store) => store.delete_ref(checkpoint_id),
             None => Ok(false),
         })
@@ -635,7 +632,7 @@ impl CheckpointManager for GitCheckpointManager {
 
     async fn list(&self, project_id: ProjectId) -> Result<Vec<Checkpoint>> {
         let mut conn = self.db.conn().await?;
-        self.project_root(&mut conn, project_id).await?;
+        self.place(&mut conn, project_id).await?;
         Ok(checkpoints::list(&mut conn, project_id).await?)
     }
 
@@ -675,22 +672,22 @@ impl CheckpointManager for GitCheckpointManager {
         unified: bool,
     ) -> Result<FileDiff> {
         let mut conn = self.db.conn().await?;
-        let root = self.project_root(&mut conn, project_id).await?;
+        let place = self.place(&mut conn, project_id).await?;
         let cp = self.row(&mut conn, project_id, checkpoint_id).await?;
         drop(conn);
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         blocking(move || {
-            let store = open_store(&root, checkpoint_id)?;
+            let store = open_store(&place, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &root, false)?;
-            diff_of(&store, &root, &restore::delta(&files, &current), unified)
+            let (current, _) = worktree::snapshot(&store, &place.root, false)?;
+            diff_of(&store, &place.root, &restore::delta(&files, &current), unified)
         })
         .await
     }
 
     async fn verify(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<VerifyReport> {
         let mut conn = self.db.conn().await?;
-        let root = self.project_root(&mut conn, project_id).await?;
+        let place = self.place(&mut conn, project_id).await?;
         let cp = self.row(&mut conn, project_id, checkpoint_id).await?;
         drop(conn);
         let commit_hex = cp.commit_id.clone();
@@ -708,7 +705,7 @@ impl CheckpointManager for GitCheckpointManager {
                     return Ok(report);
                 }
             };
-            let Some(store) = Store::open_existing(&root)? else {
+            let Some(store) = Store::open_existing(&place)? else {
                 report.problems.push("no snapshot store".into());
                 return Ok(report);
             };
@@ -764,16 +761,16 @@ impl CheckpointManager for GitCheckpointManager {
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
         let started = Instant::now();
-        let root = self.project_root(tx, project_id).await?;
+        let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         // Read and validate everything before changing anything.
-        let root2 = root.clone();
+        let place2 = place.clone();
         let (diff, snapshot) = blocking(move || {
-            let store = open_store(&root2, checkpoint_id)?;
+            let store = open_store(&place2, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &root2, false)?;
-            let diff = diff_of(&store, &root2, &restore::delta(&files, &current), false)?;
+            let (current, _) = worktree::snapshot(&store, &place2.root, false)?;
+            let diff = diff_of(&store, &place2.root, &restore::delta(&files, &current), false)?;
             let snapshot = read_state(&store, checkpoint_id, commit)?;
             Ok((diff, snapshot))
         })
@@ -793,7 +790,7 @@ impl CheckpointManager for GitCheckpointManager {
         report.items_restored = Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
-            let applied = blocking(move || restore_files_blocking(&root, checkpoint_id, commit)).await;
+            let applied = blocking(move || restore_files_blocking(&place, checkpoint_id, commit)).await;
             match applied {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
@@ -822,11 +819,11 @@ impl CheckpointManager for GitCheckpointManager {
         checkpoint_id: CheckpointId,
         what: RestoreWhat,
     ) -> Result<usize> {
-        let root = self.project_root(tx, project_id).await?;
+        let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         let snapshot = blocking(move || {
-            let store = open_store(&root, checkpoint_id)?;
+            let store = open_store(&place, checkpoint_id)?;
             read_state(&store, checkpoint_id, commit)
         })
         .await?;
@@ -839,10 +836,10 @@ impl CheckpointManager for GitCheckpointManager {
         project_id: ProjectId,
         checkpoint_id: CheckpointId,
     ) -> Result<FilesRestored> {
-        let root = self.project_root(tx, project_id).await?;
+        let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
-        let restored = blocking(move || restore_files_blocking(&root, checkpoint_id, commit)).await?;
+        let restored = blocking(move || restore_files_blocking(&place, checkpoint_id, commit)).await?;
         info!(
             project_id,
             checkpoint_id,
@@ -858,11 +855,11 @@ impl CheckpointManager for GitCheckpointManager {
         // A write transaction waits for any checkpoint being created (which holds the write
         // lock until it commits), so an in-flight checkpoint's ref is never taken for an orphan.
         let mut tx = self.db.begin().await?;
-        let root = self.project_root(&mut tx, project_id).await?;
+        let place = self.place(&mut tx, project_id).await?;
         let rows = checkpoints::list(&mut tx, project_id).await?;
         let refs = {
-            let root = root.clone();
-            blocking(move || match Store::open_existing(&root)? {
+            let place = place.clone();
+            blocking(move || match Store::open_existing(&place)? {
                 Some(store) => store.list_refs(),
                 None => Ok(Vec::new()),
             })
@@ -880,7 +877,7 @@ impl CheckpointManager for GitCheckpointManager {
         let rows_to_check: Vec<(CheckpointId, Option<String>)> =
             rows.iter().map(|c| (c.id, c.commit_id.clone())).collect();
         report.missing_commits = blocking(move || {
-            let store = Store::open_existing(&root)?;
+            let store = Store::open_existing(&place)?;
             let mut missing = Vec::new();
             for (id, hex) in rows_to_check {
                 let present = match (&store, hex.as_deref().map(|h| ObjectId::from_hex(h.as_bytes()))) {

@@ -21,6 +21,30 @@ pub fn checkpoint_ref(id: CheckpointId) -> String {
     format!("{REF_PREFIX}{id}")
 }
 
+/// Where a project lives: its working tree, and its snapshot store (by default
+/// `<root>/.codeframe/snapshots.git`; a server keeps the stores of the projects it creates
+/// under its own home, out of reach of the code running in the trees).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The working tree.
+    pub root: PathBuf,
+    /// The private bare repository holding the snapshots.
+    pub store: PathBuf,
+}
+
+impl Place {
+    /// The place of a project rooted at `root`, with its store at `store_path` or in the tree.
+    pub fn new(root: impl Into<PathBuf>, store_path: Option<&str>) -> Self {
+        let root = root.into();
+        let store = store_path.map_or_else(|| root.join(STORE_DIR), PathBuf::from);
+        Self { root, store }
+    }
+
+    fn store_in_tree(&self) -> bool {
+        self.store.starts_with(&self.root)
+    }
+}
+
 /// Kind of a file in a snapshot, as git records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum FileKind {
@@ -115,13 +139,13 @@ impl Dir {
 
 impl Store {
     /// Opens the project's store, creating it on first use.
-    pub(crate) fn open_or_init(root: &Path) -> Result<Self> {
-        let path = root.join(STORE_DIR);
+    pub(crate) fn open_or_init(place: &Place) -> Result<Self> {
+        let path = place.store.clone();
         // `.codeframe/.gitignore` holding `*` hides codeframe's folder from the user's
         // `git status` without touching anything of the user's repository.
-        let own_dir = root.join(".codeframe");
+        let own_dir = place.root.join(".codeframe");
         let ignore = own_dir.join(".gitignore");
-        if !ignore.exists() {
+        if place.store_in_tree() && !ignore.exists() {
             std::fs::create_dir_all(&own_dir).map_err(|e| CheckpointError::io(&own_dir, e))?;
             std::fs::write(&ignore, "# codeframe's private data (snapshots, state)\n*\n")
                 .map_err(|e| CheckpointError::io(&ignore, e))?;
@@ -137,8 +161,8 @@ impl Store {
     }
 
     /// Opens the project's store if it exists.
-    pub(crate) fn open_existing(root: &Path) -> Result<Option<Self>> {
-        let path = root.join(STORE_DIR);
+    pub(crate) fn open_existing(place: &Place) -> Result<Option<Self>> {
+        let path = place.store.clone();
         if !path.join("HEAD").is_file() {
             return Ok(None);
         }

@@ -140,7 +140,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Token { command } => token(&cli, command).await,
         Command::Events { since, follow } => events(&cli, *since, *follow).await,
         Command::Permit { command } => permit(&cli, command).await,
-        Command::Serve { addr } => serve(&cli, *addr).await,
+        Command::Serve { addr, workspace_roots } => serve(&cli, *addr, workspace_roots).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }
 }
@@ -768,16 +768,20 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
     }
 }
 
-async fn serve(cli: &Cli, addr: std::net::SocketAddr) -> Result<()> {
+async fn serve(cli: &Cli, addr: std::net::SocketAddr, workspace_roots: &[PathBuf]) -> Result<()> {
     let (home, svc) = server_service(cli).await?;
     drop(svc);
     let path = home.join(DB_FILE);
     let config = codeframe_api::ServeConfig {
         addr,
         database: path.to_string_lossy().into_owned(),
-        service: service_config(cli),
+        service: ServiceConfig { workspace_roots: workspace_roots.to_vec(), ..service_config(cli) },
+        home: home.clone(),
     };
-    let server = codeframe_api::bind(config).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+    let server = codeframe_api::bind(config).await.map_err(|e| match e {
+        codeframe_api::ServeError::Service(e) => CliError::from(e),
+        other => CliError::Runtime(other.to_string()),
+    })?;
     let bound = server.local_addr().map_err(|e| CliError::Runtime(e.to_string()))?;
     if let Some(token) = server.first_token() {
         eprintln!("First start: API token for user {LOCAL_USER:?} (shown once):\n{token}");

@@ -140,11 +140,17 @@ pub(crate) enum Command {
         follow: bool,
     },
     /// Serve the HTTP + WebSocket API over this home's database.
-    #[command(after_help = "Example: codeframe serve --addr 127.0.0.1:8080")]
+    #[command(
+        after_help = "Example: codeframe --home /srv/codeframe serve --addr 127.0.0.1:8080 --workspace-root /srv/work"
+    )]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
+        /// A directory under which users may create projects over HTTP (repeatable). Without
+        /// one, creating projects over HTTP is refused. The home may not lie inside one.
+        #[arg(long = "workspace-root", value_name = "DIR")]
+        workspace_roots: Vec<PathBuf>,
     },
     /// Run the whole walkthrough in a scratch directory: init, agents, context, pause, resume.
     #[command(after_help = "Example: codeframe demo /tmp/codeframe-demo")]

@@ -50,7 +50,7 @@ impl From<CoreError> for CliError {
     fn from(e: CoreError) -> Self {
         let m = e.to_string();
         match e.class() {
-            ErrorClass::Invalid => Self::Usage(m),
+            ErrorClass::Invalid | ErrorClass::Forbidden => Self::Usage(m),
             ErrorClass::NotFound | ErrorClass::Gone => Self::NotFound(m),
             ErrorClass::Conflict => Self::Conflict(m),
             ErrorClass::Internal => Self::Runtime(m),

@@ -1,5 +1,6 @@
 //! Settings of the project service.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of the service. Every process sharing a database may use its own; the values that
@@ -24,6 +25,12 @@ pub struct ServiceConfig {
     /// as dead only when that is certain: same boot of the same machine, same pid namespace,
     /// and its pid gone. Holders elsewhere always wait for expiry.
     pub reclaim_from_dead_holders: bool,
+    /// Directories under which [`crate::ProjectService::create_served_project`] accepts
+    /// project roots (a server's `--workspace-root`); none: that refuses every root.
+    pub workspace_roots: Vec<PathBuf>,
+    /// Where the snapshot stores of served projects live (`<dir>/<project id>.git`), out of
+    /// reach of the code running in the project trees; `None`: in each tree, as for `init`.
+    pub stores_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -34,6 +41,8 @@ impl Default for ServiceConfig {
             poll_interval: Duration::from_millis(100),
             event_retention: EventRetention::default(),
             reclaim_from_dead_holders: true,
+            workspace_roots: Vec::new(),
+            stores_dir: None,
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum ConflictKind {
     Concurrent,
     /// Another pause of the project is in progress (draining or committing).
     PauseInProgress,
+    /// The project root equals, contains or lies inside another project's root.
+    RootOverlaps,
     /// A project with this name exists.
     NameTaken {
         /// The name.
@@ -69,6 +71,9 @@ impl std::fmt::Display for ConflictKind {
             Self::InvalidTransition { from, action } => write!(f, "cannot {action} a project that is {from}"),
             Self::Concurrent => write!(f, "the project was changed concurrently; try again"),
             Self::PauseInProgress => write!(f, "a pause of the project is already in progress"),
+            Self::RootOverlaps => {
+                write!(f, "the root equals, contains or lies inside another project's root")
+            }
             Self::NameTaken { name } => write!(f, "a project named {name:?} already exists"),
             Self::AlreadyAssigned { agent_id } => {
                 write!(f, "agent {agent_id:?} is already assigned to the project")
@@ -118,6 +123,10 @@ pub enum CoreError {
     /// did was rolled back.
     #[error("operation cancelled: {0}")]
     Cancelled(String),
+    /// Not allowed by the server's configuration (e.g. a project root outside the workspace
+    /// roots); nothing changed.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A resource of the system failed (e.g. no randomness for a token).
     #[error("internal error: {0}")]
     Internal(String),
@@ -167,6 +176,8 @@ pub enum ErrorClass {
     Invalid,
     /// Something named does not exist (or is not the caller's). HTTP 404, exit 4.
     NotFound,
+    /// Not allowed by the configuration. HTTP 403, exit 2.
+    Forbidden,
     /// The state does not allow it (already paused, not paused, in use …); nothing changed.
     /// HTTP 409, exit 3.
     Conflict,
@@ -183,6 +194,7 @@ impl ErrorClass {
         match self {
             Self::Invalid => 422,
             Self::NotFound => 404,
+            Self::Forbidden => 403,
             Self::Conflict => 409,
             Self::Gone => 410,
             Self::Internal => 500,
@@ -192,7 +204,7 @@ impl ErrorClass {
     /// The command line's exit code for an error of this class.
     pub const fn exit_code(self) -> u8 {
         match self {
-            Self::Invalid => 2,
+            Self::Invalid | Self::Forbidden => 2,
             Self::NotFound | Self::Gone => 4,
             Self::Conflict => 3,
             Self::Internal => 1,
@@ -231,7 +243,7 @@ impl CoreError {
     }
 
     fn classify(&self) -> (ErrorClass, &'static str) {
-        use ErrorClass::{Conflict, Gone, Internal, Invalid, NotFound};
+        use ErrorClass::{Conflict, Forbidden, Gone, Internal, Invalid, NotFound};
         match self {
             Self::NotFound { .. } | Self::NoCheckpoint(_) => (NotFound, "not_found"),
             Self::Conflict(kind) => (Conflict, conflict_code(kind)),
@@ -239,6 +251,7 @@ impl CoreError {
             Self::Pausing(_) => (Conflict, "pausing"),
             Self::Invalid(_) | Self::BadRoot { .. } => (Invalid, "invalid"),
             Self::EventGap { .. } => (Gone, "gap"),
+            Self::Forbidden(_) => (Forbidden, "forbidden"),
             Self::Context(e) => match e {
                 ContextError::UnknownProject(_)
                 | ContextError::UnknownAgent { .. }
@@ -299,6 +312,7 @@ fn conflict_code(kind: &ConflictKind) -> &'static str {
         ConflictKind::InvalidTransition { .. } => "invalid_transition",
         ConflictKind::Concurrent => "concurrent_update",
         ConflictKind::PauseInProgress => "pause_in_progress",
+        ConflictKind::RootOverlaps => "root_overlaps",
         ConflictKind::NameTaken { .. } => "name_taken",
         ConflictKind::AlreadyAssigned { .. } => "already_assigned",
         ConflictKind::AgentExists { .. } => "agent_exists",

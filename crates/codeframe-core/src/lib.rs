@@ -47,6 +47,7 @@ pub mod failpoints;
 mod gate;
 mod pause;
 mod resume;
+mod roots;
 mod service;
 
 pub use config::{EventRetention, ServiceConfig};
@@ -55,6 +56,7 @@ pub use event_log::{EventPage, EventTail};
 pub use events::{CollectingSink, EventError, EventSink, NoopSink};
 pub use gate::{GateStatus, Permit, PermitInfo, RemotePermit};
 pub use pause::PauseOptions;
+pub use roots::resolve_workspace_roots;
 pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
 
 // Core is the only door: what its signatures need from the layers below is re-exported here,

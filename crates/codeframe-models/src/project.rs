@@ -40,6 +40,11 @@ pub struct Project {
     pub status_before_pause: Option<ProjectStatus>,
     /// Optimistic-concurrency version; every update increments it.
     pub version: i64,
+    /// Where its snapshot store lives when not in `<root>/.codeframe/snapshots.git` (a server
+    /// keeps the stores of the projects it creates under its own home). Internal: never sent
+    /// to clients nor written into snapshots.
+    #[serde(skip_serializing, default)]
+    pub store_path: Option<String>,
 }
 
 /// What is needed to create a project.

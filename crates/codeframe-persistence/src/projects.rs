@@ -8,7 +8,7 @@ use crate::rows::{fmt, opt_fmt, opt_ts, parse, ts};
 use crate::{DbError, Executor, Result};
 
 const COLUMNS: &str = "id, name, description, root_path, status, phase, owner_id, created_at, updated_at, \
-    paused_at, pause_reason, pause_checkpoint_id, status_before_pause, version";
+    paused_at, pause_reason, pause_checkpoint_id, status_before_pause, version, store_path";
 
 #[derive(FromRow)]
 struct Row {
@@ -26,6 +26,7 @@ struct Row {
     pause_checkpoint_id: Option<i64>,
     status_before_pause: Option<String>,
     version: i64,
+    store_path: Option<String>,
 }
 
 impl TryFrom<Row> for Project {
@@ -52,6 +53,7 @@ impl TryFrom<Row> for Project {
             pause_reason: r.pause_reason,
             pause_checkpoint_id: r.pause_checkpoint_id,
             version: r.version,
+            store_path: r.store_path,
         })
     }
 }
@@ -146,6 +148,19 @@ pub async fn update(ex: &mut impl Executor, project: &Project, now: OffsetDateTi
             })
         }
     }
+}
+
+/// Records where the project's snapshot store lives (set once, when a server creates it).
+pub async fn set_store_path(ex: &mut impl Executor, id: ProjectId, store_path: &str) -> Result<()> {
+    let done = sqlx::query("UPDATE projects SET store_path = ? WHERE id = ?")
+        .bind(store_path)
+        .bind(id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("project", id));
+    }
+    Ok(())
 }
 
 /// Deletes a project and (by cascade) everything that belongs to it. Only on explicit request.
