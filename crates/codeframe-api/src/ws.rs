@@ -283,7 +283,16 @@ async fn subscribe(
     project_id: ProjectId,
     since: Option<EventSeq>,
 ) -> Result<EventSeq, ()> {
-    let live_from = state.hub.cursor();
+    // "From now" is the log's head, not the hub's cursor: the tail may not have broadcast an
+    // event committed a moment ago, and it must not arrive as if it came after.
+    let live_from = match state.service.event_head().await {
+        Ok(head) => head.max(state.hub.cursor()),
+        Err(e) => {
+            let e = ApiError::from(e);
+            tx.send(error_message(e.code, &e.message)).await.map_err(drop)?;
+            return Err(());
+        }
+    };
     let Some(since) = since else {
         let ack = json!({"type": "subscribed", "project_id": project_id, "seq": live_from});
         return tx.send(text(ack)).await.map(|()| live_from).map_err(drop);

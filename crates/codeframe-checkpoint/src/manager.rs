@@ -381,6 +381,45 @@ fn read_state_inner(store: &Store, id: CheckpointId, commit: ObjectId) -> Result
     })
 }
 
+/// Whether every row of a snapshot belongs to `project_id`: the project row, assignments,
+/// tasks, token usage and context items name it, and every agent named is one of the
+/// snapshot's agents assigned to it. A store can be edited by code running in the project, so
+/// a snapshot is checked before any of it is written; the reason says what was wrong.
+fn snapshot_belongs_to(s: &ProjectState, project_id: ProjectId) -> std::result::Result<(), String> {
+    let foreign =
+        |what: &str, other: ProjectId| Err(format!("it holds {what} of project {other}, not {project_id}"));
+    if s.project.id != project_id {
+        return foreign("the project row", s.project.id);
+    }
+    if let Some(a) = s.assignments.iter().find(|a| a.project_id != project_id) {
+        return foreign("an agent assignment", a.project_id);
+    }
+    if let Some(t) = s.tasks.iter().find(|t| t.project_id != project_id) {
+        return foreign("a task", t.project_id);
+    }
+    if let Some(u) = s.token_usage.iter().find(|u| u.project_id != project_id) {
+        return foreign("token usage", u.project_id);
+    }
+    if let Some(i) = s.context_items.iter().find(|i| i.project_id != project_id) {
+        return foreign(&format!("context item {}", i.id), i.project_id);
+    }
+    let assigned: std::collections::HashSet<&str> =
+        s.assignments.iter().map(|a| a.agent_id.as_str()).collect();
+    if let Some(a) = s.agents.iter().find(|a| !assigned.contains(a.id.as_str())) {
+        return Err(format!("it holds agent {:?}, which was never assigned to project {project_id}", a.id));
+    }
+    let agents: std::collections::HashSet<&str> = s.agents.iter().map(|a| a.id.as_str()).collect();
+    let named = s
+        .context_items
+        .iter()
+        .map(|i| i.agent_id.as_str())
+        .chain(s.assignments.iter().map(|a| a.agent_id.as_str()));
+    if let Some(a) = named.into_iter().find(|a| !agents.contains(a)) {
+        return Err(format!("it names agent {a:?}, which it does not hold"));
+    }
+    Ok(())
+}
+
 /// The validated files of a checkpoint commit.
 fn checkpoint_files(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<Vec<FileEntry>> {
     let tree = store.commit_tree(commit)?;
@@ -487,16 +526,13 @@ impl GitCheckpointManager {
     async fn apply_rows(
         ex: &mut impl Executor,
         project_id: ProjectId,
+        checkpoint_id: CheckpointId,
         snapshot: ProjectState,
         what: RestoreWhat,
         now: time::OffsetDateTime,
     ) -> Result<usize> {
-        if snapshot.project.id != project_id {
-            return Err(CheckpointError::State {
-                file: "state/project.json".into(),
-                message: format!("belongs to project {}, not {project_id}", snapshot.project.id),
-            });
-        }
+        snapshot_belongs_to(&snapshot, project_id)
+            .map_err(|reason| CheckpointError::Unreadable { id: checkpoint_id, reason })?;
         if what.state {
             let current = projects::get(ex, project_id).await?;
             let restored = codeframe_models::Project {
@@ -519,8 +555,10 @@ impl GitCheckpointManager {
         }
         let mut items = 0;
         if what.context {
+            // Items need their agents to exist; an agent row that exists is shared with other
+            // projects and stays as it is.
             for a in &snapshot.agents {
-                agents::upsert(ex, a).await?;
+                agents::insert_missing(ex, a).await?;
             }
             items = snapshot.context_items.len();
             if what.keep_new_items {
@@ -709,9 +747,9 @@ impl CheckpointManager for GitCheckpointManager {
                 report.problems.push("no snapshot store".into());
                 return Ok(report);
             };
-            let (checked, missing) = store.missing_objects(commit)?;
+            let (checked, problems) = store.check_objects(commit)?;
             report.objects_checked = checked;
-            report.problems.extend(missing);
+            report.problems.extend(problems);
             if report.problems.is_empty() {
                 if store.ref_target(checkpoint_id)? != Some(commit) {
                     report.problems.push(format!(
@@ -787,7 +825,8 @@ impl CheckpointManager for GitCheckpointManager {
         if mode == RestoreMode::Preview {
             return Ok(report);
         }
-        report.items_restored = Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await?;
+        report.items_restored =
+            Self::apply_rows(tx, project_id, checkpoint_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
             let applied = blocking(move || restore_files_blocking(&place, checkpoint_id, commit)).await;
@@ -827,7 +866,7 @@ impl CheckpointManager for GitCheckpointManager {
             read_state(&store, checkpoint_id, commit)
         })
         .await?;
-        Self::apply_rows(tx, project_id, snapshot, what, self.clock.now()).await
+        Self::apply_rows(tx, project_id, checkpoint_id, snapshot, what, self.clock.now()).await
     }
 
     async fn restore_files(

@@ -277,12 +277,25 @@ impl Store {
     /// The root tree of a commit.
     pub(crate) fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId> {
         let c = self.repo.find_commit(commit).map_err(|e| self.err(format!("commit {commit}: {e}")))?;
+        self.verified(commit, gix::object::Kind::Commit, &c.data)?;
         c.tree_id().map(|id| id.detach()).map_err(|e| self.err(format!("commit {commit}: {e}")))
+    }
+
+    /// Checks that `data` hashes to `oid`: the store is writable by code running in the
+    /// project, so an object is trusted only once its content matches its name.
+    fn verified(&self, oid: ObjectId, kind: gix::object::Kind, data: &[u8]) -> Result<()> {
+        let actual = gix::objs::compute_hash(oid.kind(), kind, data)
+            .map_err(|e| self.err(format!("{kind} {oid}: cannot hash it: {e}")))?;
+        if actual != oid {
+            return Err(self.err(format!("{kind} {oid} is corrupt: its content hashes to {actual}")));
+        }
+        Ok(())
     }
 
     /// The direct entries of a tree (not recursive).
     pub(crate) fn tree_entries(&self, tree: ObjectId) -> Result<Vec<RawEntry>> {
         let t = self.repo.find_tree(tree).map_err(|e| self.err(format!("tree {tree}: {e}")))?;
+        self.verified(tree, gix::object::Kind::Tree, &t.data)?;
         let decoded = t.decode().map_err(|e| self.err(format!("tree {tree}: {e}")))?;
         Ok(decoded
             .entries
@@ -298,39 +311,52 @@ impl Store {
 
     pub(crate) fn read_blob(&self, oid: ObjectId) -> Result<Vec<u8>> {
         let blob = self.repo.find_blob(oid).map_err(|e| self.err(format!("blob {oid}: {e}")))?;
+        self.verified(oid, gix::object::Kind::Blob, &blob.data)?;
         Ok(blob.data.clone())
     }
 
-    /// Ids of every object reachable from `commit` that the store lacks (empty: complete).
-    pub(crate) fn missing_objects(&self, commit: ObjectId) -> Result<(usize, Vec<String>)> {
+    /// Reads every object reachable from `commit` and checks it against its id: returns how
+    /// many were checked and what is missing, truncated or corrupt (empty: complete).
+    pub(crate) fn check_objects(&self, commit: ObjectId) -> Result<(usize, Vec<String>)> {
         if !self.has_object(&commit) {
-            return Ok((1, vec![format!("commit {commit}")]));
+            return Ok((1, vec![format!("commit {commit} is missing")]));
         }
         let mut checked = 1;
-        let mut missing = Vec::new();
-        let tree = self.commit_tree(commit)?;
+        let mut problems = Vec::new();
+        let tree = match self.commit_tree(commit) {
+            Ok(tree) => tree,
+            Err(e) => return Ok((checked, vec![e.to_string()])),
+        };
         let mut stack = vec![(String::new(), tree)];
         while let Some((prefix, tree)) = stack.pop() {
             checked += 1;
             if !self.has_object(&tree) {
-                missing.push(format!("tree {tree} ({prefix})"));
+                problems.push(format!("tree {tree} ({prefix}) is missing"));
                 continue;
             }
-            for e in self.tree_entries(tree)? {
+            let entries = match self.tree_entries(tree) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    problems.push(format!("{e} ({prefix})"));
+                    continue;
+                }
+            };
+            for e in entries {
                 let path = format!("{prefix}/{}", String::from_utf8_lossy(&e.path));
                 if e.mode.is_tree() {
                     stack.push((path, e.oid));
+                } else if e.mode.is_commit() {
+                    checked += 1; // a submodule commit lives elsewhere, as in git
                 } else {
                     checked += 1;
-                    if e.mode.is_commit() {
-                        continue; // a submodule commit lives elsewhere, as in git
-                    }
                     if !self.has_object(&e.oid) {
-                        missing.push(format!("blob {} ({path})", e.oid));
+                        problems.push(format!("blob {} ({path}) is missing", e.oid));
+                    } else if let Err(err) = self.read_blob(e.oid) {
+                        problems.push(format!("{err} ({path})"));
                     }
                 }
             }
         }
-        Ok((checked, missing))
+        Ok((checked, problems))
     }
 }

@@ -679,3 +679,129 @@ async fn second_snapshot_reuses_the_stat_cache() {
     let a = store_git(&f.root, &["show", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
     assert_eq!(a, "alpha plus more\n");
 }
+
+// ---------------------------------------------------------------- tampered stores
+
+/// The loose-object file of `oid` in the project's store.
+fn object_file(root: &Path, oid: &str) -> PathBuf {
+    root.join(".codeframe/snapshots.git/objects").join(&oid[..2]).join(&oid[2..])
+}
+
+/// Everything restorable of the project, to compare before and after a refused operation.
+async fn rows(f: &Fx) -> (codeframe_models::Project, Vec<ContextItem>) {
+    let mut c = f.db.conn().await.unwrap();
+    (
+        projects::get(&mut c, f.project).await.unwrap(),
+        context::list_for_project(&mut c, f.project).await.unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_edited_object_is_refused_by_restore_and_reported_by_verify() {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    let blob = store_git(&f.root, &["rev-parse", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
+    // Code in the project swaps the object's content for another valid object's.
+    let forged = store_git(&f.root, &["hash-object", "-w", "--stdin"]); // the empty blob
+    std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
+    write(&f.root, "a.txt", b"changed since\n");
+    let before = rows(&f).await;
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"changed since\n", "no file written");
+    assert_eq!(rows(&f).await, before, "no row written");
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
+    assert!(!report.ok());
+    assert!(
+        report.problems.iter().any(|p| p.contains("corrupt") && p.contains("files/a.txt")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_object_fails_verify_and_resume_reads() {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    let chunk =
+        store_git(&f.root, &["rev-parse", &format!("{}:state/context/000000.jsonl", checkpoint_ref(cp.id))]);
+    let path = object_file(&f.root, chunk.trim());
+    let bytes = std::fs::read(&path).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    perms.set_mode(0o644);
+    std::fs::set_permissions(&path, perms).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
+    assert!(!report.ok(), "a truncated object is a problem, not only a missing one");
+    assert!(report.problems.iter().any(|p| p.contains(chunk.trim())), "{:?}", report.problems);
+    let before = rows(&f).await;
+    let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
+    assert!(f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.is_err());
+    assert_eq!(rows(&f).await, before);
+}
+
+#[tokio::test]
+async fn a_snapshot_holding_another_projects_rows_is_refused_and_changes_nothing() {
+    let f = fx_plain().await;
+    let other_root = f.root.parent().unwrap().join("other");
+    std::fs::create_dir_all(&other_root).unwrap();
+    let other = add_project(&f.db, "other", &other_root).await;
+    let cp = create(&f, "base").await;
+    // Forge: the checkpoint's context chunk now carries an item of the other project (as code
+    // in the tree could write into the store), committed and pointed to like a real one.
+    let spec = format!("{}:state/context/000000.jsonl", checkpoint_ref(cp.id));
+    let chunk = store_git(&f.root, &["cat-file", "blob", &spec]);
+    let forged_line = chunk
+        .lines()
+        .next()
+        .unwrap()
+        .replace(&format!("\"project_id\":{}", f.project), &format!("\"project_id\":{other}"))
+        .replace("p-item-0", "planted-item");
+    let forged = format!("{chunk}{forged_line}\n");
+    let tmp_blob = f.root.parent().unwrap().join("forged.jsonl");
+    std::fs::write(&tmp_blob, forged).unwrap();
+    let blob = store_git(&f.root, &["hash-object", "-w", tmp_blob.to_str().unwrap()]);
+    let index = f.root.parent().unwrap().join("forged.index");
+    let with_index = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["--git-dir", ".codeframe/snapshots.git"])
+            .args(args)
+            .current_dir(&f.root)
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    with_index(&["read-tree", &checkpoint_ref(cp.id)]);
+    with_index(&[
+        "update-index",
+        "--cacheinfo",
+        &format!("100644,{},state/context/000000.jsonl", blob.trim()),
+    ]);
+    let tree = with_index(&["write-tree"]);
+    let commit = with_index(&["commit-tree", &tree, "-m", "forged"]);
+    with_index(&["update-ref", &checkpoint_ref(cp.id), &commit]);
+    checkpoints::set_commit(&mut f.db.conn().await.unwrap(), cp.id, &commit).await.unwrap();
+
+    let before = rows(&f).await;
+    let other_before = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
+    let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
+    let e = f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::Unreadable { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("project {other}")), "{e}");
+    let mut tx = f.db.begin().await.unwrap();
+    let resume_like = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
+    assert!(
+        f.cm.restore_rows(&mut tx, f.project, cp.id, resume_like).await.is_err(),
+        "resume's read refuses too"
+    );
+    drop(tx);
+    assert_eq!(rows(&f).await, before, "nothing changed in the project");
+    let other_after = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
+    assert_eq!(other_after, other_before, "nothing injected into the other project");
+}

@@ -98,6 +98,22 @@ pub async fn upsert(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
     Ok(())
 }
 
+/// Writes an agent row as given unless one with its id exists (which is left as it is).
+pub async fn insert_missing(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT(id) DO NOTHING",
+    )
+    .bind(&agent.id)
+    .bind(&agent.agent_type)
+    .bind(&agent.provider)
+    .bind(agent.status.as_str())
+    .bind(fmt(agent.created_at))
+    .execute(ex.connection())
+    .await?;
+    Ok(())
+}
+
 /// The agent with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<Agent> {
     let row: Option<AgentRow> =
