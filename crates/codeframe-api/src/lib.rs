@@ -43,10 +43,36 @@ pub use codeframe_core::auth::LOCAL_USER;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 pub use routes::RouteSpec;
-pub use ws::{EventHub, HUB_CAPACITY};
+pub use ws::{EventHub, HUB_CAPACITY, MAX_MESSAGE, SEND_TIMEOUT};
 
-/// Largest request body accepted (bulk context uploads included).
+/// Largest request body accepted anywhere (a bulk context upload); each route has its own,
+/// smaller limit ([`RouteSpec::body_limit`]).
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
+
+/// Caps on what clients may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// WebSocket connections in total (default 4,096).
+    pub ws_connections: usize,
+    /// WebSocket connections per token (default 1,024).
+    pub ws_connections_per_token: usize,
+    /// HTTP requests served at once (default 512); more wait up to `http_queue_wait`, then
+    /// get 503.
+    pub http_concurrency: usize,
+    /// How long a request waits for a free slot (default 10 s).
+    pub http_queue_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ws_connections: 4096,
+            ws_connections_per_token: 1024,
+            http_concurrency: 512,
+            http_queue_wait: Duration::from_secs(10),
+        }
+    }
+}
 
 /// How often a running server applies event retention and deletes expired leases.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
@@ -61,6 +87,10 @@ pub struct AppState {
     /// Token hashes the database accepted recently (re-checked after
     /// [`auth::TOKEN_RECHECK`], so a revocation anywhere is seen within it).
     pub(crate) known_tokens: Arc<std::sync::RwLock<std::collections::HashMap<String, auth::KnownToken>>>,
+    /// The caps in force.
+    pub limits: Limits,
+    pub(crate) connections: Arc<ws::Connections>,
+    pub(crate) http_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -77,7 +107,19 @@ impl AppState {
 
     /// A state from a service and a hub (see [`EventHub::follow`]).
     pub fn with(service: ProjectService, hub: EventHub) -> Self {
-        Self { service, hub, known_tokens: Arc::default() }
+        Self::with_limits(service, hub, Limits::default())
+    }
+
+    /// [`AppState::with`] and explicit caps.
+    pub fn with_limits(service: ProjectService, hub: EventHub, limits: Limits) -> Self {
+        Self {
+            service,
+            hub,
+            known_tokens: Arc::default(),
+            limits,
+            connections: Arc::default(),
+            http_slots: Arc::new(tokio::sync::Semaphore::new(limits.http_concurrency.max(1))),
+        }
     }
 }
 
@@ -115,6 +157,25 @@ async fn shape_bare_errors(req: axum::extract::Request, next: axum::middleware::
     res
 }
 
+/// Serves at most [`Limits::http_concurrency`] requests at once; the others wait a little,
+/// then are refused with 503 rather than piling up.
+async fn limit_concurrency(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let slot =
+        tokio::time::timeout(state.limits.http_queue_wait, Arc::clone(&state.http_slots).acquire_owned())
+            .await;
+    match slot {
+        Ok(Ok(_permit)) => next.run(req).await,
+        _ => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "too many requests at once; retry shortly")
+                .into_response()
+        }
+    }
+}
+
 async fn route_not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route").into_response()
 }
@@ -129,6 +190,7 @@ pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Rou
     let mut public = Router::new();
     let mut protected = Router::new();
     for (spec, handler) in routes::route_table() {
+        let handler = handler.layer(DefaultBodyLimit::max(spec.body_limit.min(body_limit)));
         if spec.auth {
             protected = protected.route(spec.path, handler);
         } else {
@@ -144,6 +206,7 @@ pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Rou
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(shape_bare_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_concurrency))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
@@ -162,6 +225,8 @@ pub struct ServeConfig {
     /// The server's home (its database and, under `stores/`, the snapshot stores of the
     /// projects it creates). It may not lie inside a workspace root.
     pub home: std::path::PathBuf,
+    /// Caps on connections and requests.
+    pub limits: Limits,
 }
 
 /// A bound server, ready to run.
@@ -208,7 +273,8 @@ pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
     let db = Db::open(&config.database).await?;
     let service = ProjectService::with_config(db, settings);
     let first_token = service.ensure_first_token().await?;
-    let state = AppState::from_service(service).await?;
+    let hub = EventHub::follow(&service).await?;
+    let state = AppState::with_limits(service, hub, config.limits);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServeError::Io { addr: config.addr, source })?;

@@ -38,7 +38,12 @@ pub struct RouteSpec {
     /// Whether it is an agent's write, which takes the `Codeframe-Permit` header (refused while
     /// the project is paused or pausing unless made under a live permit).
     pub agent_write: bool,
+    /// Largest body accepted (413 beyond): 64 KiB, more only where a route needs it.
+    pub body_limit: usize,
 }
+
+/// The body limit of most routes: their bodies are a few short fields.
+const SMALL_BODY: usize = 64 << 10;
 
 const fn spec(
     method: &'static str,
@@ -48,7 +53,23 @@ const fn spec(
     body: bool,
     success: u16,
 ) -> RouteSpec {
-    RouteSpec { method, path, operation, summary, body, auth: true, success, agent_write: false }
+    RouteSpec {
+        method,
+        path,
+        operation,
+        summary,
+        body,
+        auth: true,
+        success,
+        agent_write: false,
+        body_limit: SMALL_BODY,
+    }
+}
+
+/// Raises a route's body limit.
+const fn with_body_limit(mut s: RouteSpec, limit: usize) -> RouteSpec {
+    s.body_limit = limit;
+    s
 }
 
 /// Marks a route as an agent's write (see [`RouteSpec::agent_write`]).
@@ -281,25 +302,32 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
             get(list_context),
         ),
         (
-            agent_write(spec(
-                "post",
-                "/api/projects/{id}/agents/{agent}/context",
-                "addContextItem",
-                "Add a context item",
-                true,
-                201,
-            )),
+            // One item: its content may be 1 MiB, escaped in JSON.
+            with_body_limit(
+                agent_write(spec(
+                    "post",
+                    "/api/projects/{id}/agents/{agent}/context",
+                    "addContextItem",
+                    "Add a context item",
+                    true,
+                    201,
+                )),
+                4 << 20,
+            ),
             post(add_context),
         ),
         (
-            agent_write(spec(
-                "post",
-                "/api/projects/{id}/agents/{agent}/context/bulk",
-                "addContextItems",
-                "Add context items in bulk",
-                true,
-                201,
-            )),
+            with_body_limit(
+                agent_write(spec(
+                    "post",
+                    "/api/projects/{id}/agents/{agent}/context/bulk",
+                    "addContextItems",
+                    "Add context items in bulk",
+                    true,
+                    201,
+                )),
+                crate::DEFAULT_BODY_LIMIT,
+            ),
             post(add_context_bulk),
         ),
         (

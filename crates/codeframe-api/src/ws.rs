@@ -2,42 +2,55 @@
 //! database's event log.
 //!
 //! The [`EventHub`] reads the log (woken at once by this process's commits, polling for other
-//! processes' ones) and broadcasts each event, serialised once, to every session. A session
-//! that subscribes with `since` first replays that project's later events from the log, then
-//! streams live ones; the `seq` of each event makes the boundary exact (no gap, no duplicate).
+//! processes' ones) and routes each event, serialised once, to the queues of the sessions
+//! subscribed to its project — so a burst of one project's events can only fill the queues of
+//! that project's subscribers, never drop another user's. A session that subscribes with
+//! `since` first replays that project's later events from the log, then streams live ones; the
+//! `seq` of each event makes the boundary exact (no gap, no duplicate).
+//!
+//! Limits: no upgrade without a valid token (header or `?token=`), except a first message
+//! `{"type":"auth","token":…}` of at most 4 KiB within 5 s; frames and messages over 64 KiB
+//! close the socket; connections are capped per token and in total; a subscriber that stops
+//! reading is dropped within [`SEND_TIMEOUT`] and its task ends.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use codeframe_core::{CoreError, ProjectService};
 use codeframe_models::{EventSeq, ProjectEvent, ProjectId};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Caller, bearer, caller_for, visible_project};
 use crate::{ApiError, AppState};
 
-/// Fans events out to every WebSocket; a subscriber that falls this far behind is dropped.
+/// Events a session may have queued before it counts as too slow and is dropped.
 pub const HUB_CAPACITY: usize = 4096;
+/// Largest WebSocket frame or message accepted.
+pub const MAX_MESSAGE: usize = 64 << 10;
+/// Largest first message of a session authenticating in-band.
+const MAX_AUTH_MESSAGE: usize = 4 << 10;
+/// How long a write to a client may take; a client that does not read is dropped after it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
-const AUTH_WAIT: Duration = Duration::from_secs(10);
+const AUTH_WAIT: Duration = Duration::from_secs(5);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Events read from the log per query while replaying.
 const REPLAY_PAGE: i64 = 500;
 
-/// One event as broadcast: serialised once for every subscriber.
+/// One event as routed: serialised once for every subscriber.
 #[derive(Debug, Clone)]
 pub struct HubEvent {
     /// Its position in the event log.
@@ -55,13 +68,27 @@ impl HubEvent {
     }
 }
 
-/// The event fan-out of a server: one tail of the event log, broadcast to every WebSocket
-/// session. Cheap to clone.
+/// Where the hub puts a session's events, and how it tells the session it fell behind.
 #[derive(Debug, Clone)]
+struct SessionQueue {
+    events: mpsc::Sender<HubEvent>,
+    lagged: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct HubInner {
+    /// The `seq` of the last event routed.
+    cursor: AtomicI64,
+    next_session: AtomicU64,
+    /// Per project, the queues of the sessions subscribed to it.
+    routes: Mutex<HashMap<ProjectId, HashMap<u64, SessionQueue>>>,
+}
+
+/// The event fan-out of a server: one tail of the event log, routed to the sessions subscribed
+/// to each event's project. Cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub struct EventHub {
-    tx: broadcast::Sender<HubEvent>,
-    /// The `seq` of the last event broadcast.
-    cursor: Arc<AtomicI64>,
+    inner: Arc<HubInner>,
 }
 
 impl EventHub {
@@ -70,21 +97,13 @@ impl EventHub {
     /// service's poll interval. The task lives as long as the runtime.
     pub async fn follow(service: &ProjectService) -> Result<Self, CoreError> {
         let mut tail = service.tail_events(None, None).await?;
-        let hub =
-            Self { tx: broadcast::channel(HUB_CAPACITY).0, cursor: Arc::new(AtomicI64::new(tail.cursor())) };
+        let hub = Self::default();
+        hub.inner.cursor.store(tail.cursor(), Ordering::Release);
         let (feed, retry) = (hub.clone(), service.config().poll_interval);
         tokio::spawn(async move {
             loop {
                 match tail.next_batch().await {
-                    Ok(batch) => {
-                        for event in &batch {
-                            if let Some(e) = HubEvent::of(event) {
-                                // No receiver is not a failure: nobody is listening.
-                                let _ = feed.tx.send(e);
-                            }
-                            feed.cursor.store(event.seq, Ordering::Release);
-                        }
-                    }
+                    Ok(batch) => batch.iter().for_each(|event| feed.route(event)),
                     Err(e) => {
                         warn!(error = %e, "event tail: cannot read the event log; retrying");
                         tokio::time::sleep(retry).await;
@@ -95,19 +114,113 @@ impl EventHub {
         Ok(hub)
     }
 
-    /// A receiver of every event broadcast from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
-        self.tx.subscribe()
+    fn routes(&self) -> MutexGuard<'_, HashMap<ProjectId, HashMap<u64, SessionQueue>>> {
+        self.inner.routes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Connected receivers.
-    pub fn receivers(&self) -> usize {
-        self.tx.receiver_count()
+    /// Hands an event to each session subscribed to its project; a session whose queue is
+    /// full is told it lagged and unsubscribed (others are not slowed down).
+    fn route(&self, event: &ProjectEvent) {
+        if let Some(subscribers) = self.routes().get_mut(&event.project_id)
+            && let Some(e) = HubEvent::of(event)
+        {
+            subscribers.retain(|session, queue| match queue.events.try_send(e.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    info!(
+                        session,
+                        project_id = event.project_id,
+                        "a websocket subscriber fell behind; dropping it"
+                    );
+                    queue.lagged.notify_one();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+        self.inner.cursor.store(event.seq, Ordering::Release);
     }
 
-    /// The `seq` of the last event broadcast.
+    fn subscribe(&self, project_id: ProjectId, session: u64, queue: SessionQueue) {
+        self.routes().entry(project_id).or_default().insert(session, queue);
+    }
+
+    fn unsubscribe(&self, project_id: ProjectId, session: u64) {
+        let mut routes = self.routes();
+        if let Some(subscribers) = routes.get_mut(&project_id) {
+            subscribers.remove(&session);
+            if subscribers.is_empty() {
+                routes.remove(&project_id);
+            }
+        }
+    }
+
+    /// Subscriptions now open (a session subscribed to two projects counts twice).
+    pub fn subscriptions(&self) -> usize {
+        self.routes().values().map(HashMap::len).sum()
+    }
+
+    /// The `seq` of the last event routed.
     pub fn cursor(&self) -> EventSeq {
-        self.cursor.load(Ordering::Acquire)
+        self.inner.cursor.load(Ordering::Acquire)
+    }
+}
+
+/// Caps on WebSocket connections, counted per token and in total.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    total: AtomicUsize,
+    per_token: Mutex<HashMap<i64, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    connections: Arc<Connections>,
+    token_id: Option<i64>,
+}
+
+impl Connections {
+    /// A slot for a connection (of `token_id`, once known), unless a cap is reached.
+    fn take(self: &Arc<Self>, limits: &crate::Limits, token_id: Option<i64>) -> Option<Slot> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= limits.ws_connections {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let mut slot = Slot { connections: Arc::clone(self), token_id: None };
+        match token_id {
+            Some(id) if !slot.assign(limits, id) => None,
+            _ => Some(slot),
+        }
+    }
+}
+
+impl Slot {
+    /// Counts the connection against its token; `false` when that token is at its cap.
+    fn assign(&mut self, limits: &crate::Limits, token_id: i64) -> bool {
+        let mut per = self.connections.per_token.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.entry(token_id).or_default();
+        if *n >= limits.ws_connections_per_token {
+            return false;
+        }
+        *n += 1;
+        self.token_id = Some(token_id);
+        true
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.total.fetch_sub(1, Ordering::AcqRel);
+        if let Some(id) = self.token_id {
+            let mut per = self.connections.per_token.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per.get_mut(&id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -128,21 +241,41 @@ enum ClientMessage {
     Ping,
 }
 
-/// `GET /ws`: a bearer token in the header, or `{"type":"auth","token":…}` as first message.
+#[derive(Deserialize)]
+pub(crate) struct WsQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn too_many() -> Response {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "too many WebSocket connections")
+        .into_response()
+}
+
+/// `GET /ws`: a bearer token in the header or `?token=`, or `{"type":"auth","token":…}` as the
+/// first message.
 pub(crate) async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let caller = match bearer(&headers) {
-        Some(token) => match caller_for(&state, token).await {
+    let token = bearer(&headers).map(str::to_owned).or(query.token);
+    let caller = match token {
+        Some(token) => match caller_for(&state, &token).await {
             Ok(Some(c)) => Some(c),
             Ok(None) => return ApiError::unauthorized("invalid token").into_response(),
             Err(e) => return e.into_response(),
         },
         None => None,
     };
-    upgrade.on_upgrade(move |socket| session(state, caller, socket))
+    let Some(slot) = state.connections.take(&state.limits, caller.map(|c| c.token_id)) else {
+        return too_many();
+    };
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(state, caller, slot, socket))
 }
 
 fn text(v: serde_json::Value) -> Message {
@@ -153,65 +286,104 @@ fn error_message(code: &str, message: &str) -> Message {
     text(json!({"type": "error", "error": {"code": code, "message": message, "details": {}}}))
 }
 
-async fn close(mut sink: impl SinkExt<Message> + Unpin, code: u16, reason: &'static str) {
-    let _ =
-        sink.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+type WsSink = SplitSink<WebSocket, Message>;
+
+/// Writes one message, giving up after [`SEND_TIMEOUT`]: `Err` when the client is gone or does
+/// not read.
+async fn send(sink: &mut WsSink, message: Message) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            info!("a websocket client stopped reading; dropping it");
+            Err(())
+        }
+    }
 }
 
-async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
+/// Closes with `code`, then waits briefly for the client's close reply: dropping a socket with
+/// unread input resets it, and the reset can discard the close frame in flight.
+async fn close(mut sink: WsSink, mut stream: SplitStream<WebSocket>, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }));
+    if send(&mut sink, frame).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The first message of a session without a token: `{"type":"auth",…}`, at most 4 KiB, within
+/// 5 s.
+async fn authenticate_in_band(state: &AppState, rx: &mut SplitStream<WebSocket>) -> Option<Caller> {
+    let first = tokio::time::timeout(AUTH_WAIT, rx.next()).await;
+    let Ok(Some(Ok(Message::Text(t)))) = first else { return None };
+    if t.len() > MAX_AUTH_MESSAGE {
+        return None;
+    }
+    let Ok(ClientMessage::Auth { token }) = serde_json::from_str::<ClientMessage>(&t) else { return None };
+    caller_for(state, &token).await.ok().flatten()
+}
+
+async fn session(state: AppState, caller: Option<Caller>, mut slot: Slot, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     let caller = match caller {
         Some(c) => c,
-        None => {
-            let first = tokio::time::timeout(AUTH_WAIT, rx.next()).await;
-            let token = match first {
-                Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ClientMessage>(&t) {
-                    Ok(ClientMessage::Auth { token }) => token,
-                    _ => String::new(),
-                },
-                _ => String::new(),
-            };
-            match caller_for(&state, &token).await {
-                Ok(Some(c)) if !token.is_empty() => {
-                    let _ = tx.send(text(json!({"type": "authenticated"}))).await;
-                    c
-                }
-                _ => {
-                    let _ = tx
-                        .send(error_message("unauthorized", "send {\"type\":\"auth\",\"token\":…} first"))
-                        .await;
-                    close(tx, 4401, "unauthorized").await;
+        None => match authenticate_in_band(&state, &mut rx).await {
+            Some(c) if slot.assign(&state.limits, c.token_id) => {
+                if send(&mut tx, text(json!({"type": "authenticated"}))).await.is_err() {
                     return;
                 }
+                c
             }
-        }
+            Some(_) => return close(tx, rx, 1013, "too many connections for this token").await,
+            None => {
+                let hint = error_message("unauthorized", "send {\"type\":\"auth\",\"token\":…} first");
+                if send(&mut tx, hint).await.is_ok() {
+                    close(tx, rx, 4401, "unauthorized").await;
+                }
+                return;
+            }
+        },
     };
-    let mut events = state.hub.subscribe();
+    let id = state.hub.inner.next_session.fetch_add(1, Ordering::Relaxed);
+    let (events_tx, mut events) = mpsc::channel::<HubEvent>(HUB_CAPACITY);
+    let queue = SessionQueue { events: events_tx, lagged: Arc::new(Notify::new()) };
+    let lagged = Arc::clone(&queue.lagged);
     // Subscribed projects, each with the `seq` of the last event sent for it.
     let mut subscriptions: HashMap<ProjectId, EventSeq> = HashMap::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_seen = Instant::now();
-    debug!(user_id = caller.user_id, "websocket session open");
-    loop {
+    debug!(user_id = caller.user_id, session = id, "websocket session open");
+    let ending = loop {
         tokio::select! {
             incoming = rx.next() => {
-                let Some(Ok(msg)) = incoming else { break };
+                let Some(Ok(msg)) = incoming else { break None };
                 last_seen = Instant::now();
                 let reply = match msg {
                     Message::Text(t) => match serde_json::from_str::<ClientMessage>(&t) {
                         Ok(ClientMessage::Subscribe { project_id, since }) => {
                             match visible_project(&state, caller, project_id).await {
-                                Ok(_) => match subscribe(&state, &mut tx, project_id, since).await {
-                                    Ok(last) => {
-                                        subscriptions.insert(project_id, last);
-                                        None
+                                Ok(_) => {
+                                    state.hub.subscribe(project_id, id, queue.clone());
+                                    match subscribe(&state, &mut tx, project_id, since).await {
+                                        Ok(last) => {
+                                            subscriptions.insert(project_id, last);
+                                            None
+                                        }
+                                        Err(()) => break None,
                                     }
-                                    Err(()) => break,
-                                },
+                                }
                                 Err(e) => Some(error_message(e.code, &e.message)),
                             }
                         }
                         Ok(ClientMessage::Unsubscribe { project_id }) => {
+                            state.hub.unsubscribe(project_id, id);
                             subscriptions.remove(&project_id);
                             Some(text(json!({"type": "unsubscribed", "project_id": project_id})))
                         }
@@ -219,94 +391,80 @@ async fn session(state: AppState, caller: Option<Caller>, socket: WebSocket) {
                         Ok(ClientMessage::Auth { .. }) => None,
                         Err(e) => Some(error_message("bad_request", &format!("unreadable message: {e}"))),
                     },
-                    Message::Close(_) => break,
+                    Message::Close(_) => break None,
                     Message::Binary(_) => Some(error_message("bad_request", "binary messages are not supported")),
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(reply) = reply
-                    && tx.send(reply).await.is_err()
+                    && send(&mut tx, reply).await.is_err()
                 {
-                    break;
+                    break None;
                 }
             }
-            event = events.recv() => match event {
-                Ok(ev) => {
-                    // Live events at or before what was replayed were sent already.
-                    let Some(last) = subscriptions.get_mut(&ev.project_id) else { continue };
-                    if ev.seq <= *last {
-                        continue;
-                    }
-                    *last = ev.seq;
-                    if tx.send(Message::Text(ev.json)).await.is_err() {
-                        break;
-                    }
+            event = events.recv() => {
+                let Some(ev) = event else { break None };
+                // Live events at or before what was replayed were sent already.
+                let Some(last) = subscriptions.get_mut(&ev.project_id) else { continue };
+                if ev.seq <= *last {
+                    continue;
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    info!(user_id = caller.user_id, missed, "dropping a websocket subscriber that fell behind");
-                    close(tx, 1013, "too slow: events were dropped; reconnect").await;
-                    // Wait (briefly) for the client's close reply: dropping a socket with unread
-                    // input resets it, and the reset can discard the close frame in flight.
-                    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                        while let Some(Ok(msg)) = rx.next().await {
-                            if matches!(msg, Message::Close(_)) {
-                                break;
-                            }
-                        }
-                    })
-                    .await;
-                    return;
+                *last = ev.seq;
+                if send(&mut tx, Message::Text(ev.json)).await.is_err() {
+                    break None;
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
+            }
+            () = lagged.notified() => break Some((1013, "too slow: events were dropped; reconnect with since")),
             _ = ping.tick() => {
                 if last_seen.elapsed() > IDLE_LIMIT {
-                    close(tx, 1001, "idle").await;
-                    return;
+                    break Some((1001, "idle"));
                 }
-                if tx.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
+                if send(&mut tx, Message::Ping(Default::default())).await.is_err() {
+                    break None;
                 }
             }
         }
+    };
+    for project_id in subscriptions.keys() {
+        state.hub.unsubscribe(*project_id, id);
     }
-    debug!(user_id = caller.user_id, "websocket session closed");
+    if let Some((code, reason)) = ending {
+        close(tx, rx, code, reason).await;
+    }
+    drop(slot);
+    debug!(user_id = caller.user_id, session = id, "websocket session closed");
 }
 
-type WsSink = SplitSink<WebSocket, Message>;
-
-/// Acknowledges a subscription and, with `since`, replays the project's events after it from
-/// the log (or says there is a gap). Returns the `seq` the live stream continues after; `Err`
-/// when the socket is gone.
+/// Acknowledges a subscription (already routed to the session's queue) and, with `since`,
+/// replays the project's events after it from the log (or says there is a gap). Returns the
+/// `seq` the live stream continues after; `Err` when the socket is gone.
 async fn subscribe(
     state: &AppState,
     tx: &mut WsSink,
     project_id: ProjectId,
     since: Option<EventSeq>,
 ) -> Result<EventSeq, ()> {
-    // "From now" is the log's head, not the hub's cursor: the tail may not have broadcast an
+    // "From now" is the log's head, not the hub's cursor: the tail may not have routed an
     // event committed a moment ago, and it must not arrive as if it came after.
     let live_from = match state.service.event_head().await {
         Ok(head) => head.max(state.hub.cursor()),
         Err(e) => {
             let e = ApiError::from(e);
-            tx.send(error_message(e.code, &e.message)).await.map_err(drop)?;
+            send(tx, error_message(e.code, &e.message)).await?;
             return Err(());
         }
     };
     let Some(since) = since else {
-        let ack = json!({"type": "subscribed", "project_id": project_id, "seq": live_from});
-        return tx.send(text(ack)).await.map(|()| live_from).map_err(drop);
+        send(tx, text(json!({"type": "subscribed", "project_id": project_id, "seq": live_from}))).await?;
+        return Ok(live_from);
     };
-    tx.send(text(json!({"type": "subscribed", "project_id": project_id, "since": since})))
-        .await
-        .map_err(drop)?;
+    send(tx, text(json!({"type": "subscribed", "project_id": project_id, "since": since}))).await?;
     let mut cursor = since;
     loop {
         match state.service.events_since(project_id, cursor, REPLAY_PAGE).await {
             Ok(page) => {
                 for event in &page.events {
                     let Some(e) = HubEvent::of(event) else { continue };
-                    tx.send(Message::Text(e.json)).await.map_err(drop)?;
+                    send(tx, Message::Text(e.json)).await?;
                 }
                 cursor = page.next_since;
                 if !page.has_more {
@@ -319,13 +477,13 @@ async fn subscribe(
                 if let (Some(g), Some(d)) = (gap.as_object_mut(), e.details().as_object()) {
                     g.extend(d.clone());
                 }
-                tx.send(text(gap)).await.map_err(drop)?;
+                send(tx, text(gap)).await?;
                 // Live from here: the client reloads the project's state.
                 return Ok(live_from);
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                tx.send(error_message(e.code, &e.message)).await.map_err(drop)?;
+                send(tx, error_message(e.code, &e.message)).await?;
                 return Ok(live_from);
             }
         }

@@ -24,6 +24,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 struct Srv {
+    hub: EventHub,
     tmp: TempDir,
     base: String,
     ws: String,
@@ -49,12 +50,14 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
+    let hub = state.hub.clone();
     let alice = state.service.create_token("alice", "test", None).await.unwrap();
     let bob = state.service.create_token("bob", "test", None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
     Srv {
+        hub,
         tmp,
         base: format!("http://{addr}"),
         ws: format!("ws://{addr}/ws"),
@@ -1338,4 +1341,229 @@ async fn a_server_without_workspace_roots_refuses_to_create_projects() {
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     assert!(v["error"]["message"].as_str().unwrap().contains("--workspace-root"), "{v}");
+}
+
+// ---------------------------------------------------------------- limits on the wire
+
+/// A server over its own home with the given caps.
+async fn start_limited(limits: codeframe_api::Limits) -> Srv {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = open_home(&tmp).await;
+    let service = ProjectService::new(
+        db.clone(),
+        Arc::new(SqlContextManager::new(db.clone())),
+        slow_writes(db.clone()),
+        Arc::new(NoopSink),
+        Arc::new(SystemClock),
+        served(tmp.path(), ServiceConfig::default()),
+    );
+    let hub = EventHub::follow(&service).await.unwrap();
+    serve(AppState::with_limits(service, hub, limits), db, tmp).await
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A raw WebSocket handshake on a plain socket (no token), as an attacker would do it.
+async fn raw_ws(base: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_60_mib_frame_is_refused_without_memory_growth() {
+    use tokio::io::AsyncWriteExt;
+    let srv = start().await;
+    let mut s = raw_ws(&srv.base).await;
+    let before = rss_kib();
+    // A masked text frame announcing 60 MiB, streamed in 64 KiB chunks.
+    let len: u64 = 60 << 20;
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    let chunk = vec![0u8; 64 << 10];
+    let mut sent = 0u64;
+    let refused = async {
+        s.write_all(&header).await?;
+        while sent < len {
+            s.write_all(&chunk).await?;
+            sent += chunk.len() as u64;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let result = tokio::time::timeout(Duration::from_secs(20), refused).await;
+    assert!(matches!(result, Ok(Err(_))), "the server must close the socket, not read 60 MiB: {result:?}");
+    assert!(sent < len / 2, "refused early ({sent} bytes sent)");
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 16 << 10, "memory grew by {grown} KiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_auth_and_size_limits_and_connection_caps() {
+    let srv =
+        start_limited(codeframe_api::Limits { ws_connections_per_token: 2, ..Default::default() }).await;
+    let id = srv.project("ws-limits").await;
+    // A token in the query string works; a bad one is refused before the upgrade.
+    let url = format!("{}?token={}", srv.ws, srv.alice);
+    let (mut q, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    ws_send(&mut q, json!({"type": "subscribe", "project_id": id})).await;
+    assert_eq!(ws_next(&mut q, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    assert!(tokio_tungstenite::connect_async(format!("{}?token=cf_nope", srv.ws)).await.is_err());
+    // Two connections per token: the third is refused (429) before the upgrade.
+    let _second = srv.ws_connect(Some(&srv.alice)).await;
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(srv.ws.as_str())
+            .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", srv.alice).parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!("expected 429, got {other:?}"),
+    }
+    let _bob = srv.ws_connect(Some(&srv.bob)).await; // another token is not affected
+    // An in-band auth message over 4 KiB is refused.
+    let mut anon = srv.ws_connect(None).await;
+    let padded = format!("{{\"type\":\"auth\",\"token\":\"{}\"{}}}", srv.bob, " ".repeat(5000));
+    anon.send(Message::Text(padded.into())).await.unwrap();
+    assert_eq!(ws_next(&mut anon, Duration::from_secs(5)).await.unwrap()["error"]["code"], "unauthorized");
+    // A message over 64 KiB closes an authenticated socket.
+    let big = json!({"type": "ping", "pad": "x".repeat(70 << 10)});
+    let _ = q.send(Message::Text(big.to_string().into())).await;
+    let ended = ws_next(&mut q, Duration::from_secs(5)).await;
+    assert!(ended.is_none() || ended.as_ref().is_some_and(|v| v["type"] == "closed"), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_in_one_users_project_never_drops_another_users_subscribers() {
+    use codeframe_models::EventKind;
+    let srv = start().await;
+    let alices = srv.project("alice-busy").await;
+    let bob_root = srv.root("bob-quiet");
+    let (_, p) = srv
+        .call(
+            "POST",
+            "/api/projects",
+            Some(&srv.bob),
+            Some(json!({"name": "bob-quiet", "root_path": bob_root})),
+        )
+        .await;
+    let bobs = p["id"].as_i64().unwrap();
+    // Bob subscribes to his project and reads nothing during alice's burst.
+    let mut bob = srv.ws_connect(Some(&srv.bob)).await;
+    ws_send(&mut bob, json!({"type": "subscribe", "project_id": bobs})).await;
+    assert_eq!(ws_next(&mut bob, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    // Alice has a subscriber that never reads.
+    let mut stuck = srv.ws_connect(Some(&srv.alice)).await;
+    ws_send(&mut stuck, json!({"type": "subscribe", "project_id": alices})).await;
+    assert_eq!(ws_next(&mut stuck, Duration::from_secs(5)).await.unwrap()["type"], "subscribed");
+    let subscriptions = srv.hub.subscriptions();
+    assert_eq!(subscriptions, 2);
+    let reason = "r".repeat(500);
+    for _ in 0..3 {
+        let mut tx = srv.db.begin().await.unwrap();
+        for n in 0..codeframe_api::HUB_CAPACITY {
+            let kind = EventKind::ProjectPaused {
+                checkpoint_id: n as i64,
+                reason: Some(reason.clone()),
+                items_archived: 0,
+                reduction_percentage: 0.0,
+            };
+            codeframe_persistence::events::append(
+                &mut tx,
+                alices,
+                kind,
+                codeframe_models::timestamp::now_utc(),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    // The stuck subscriber is dropped (its queue overflowed or its socket stalled) and its
+    // task ends within the send timeout; bob's subscription is untouched.
+    let deadline = tokio::time::Instant::now() + codeframe_api::SEND_TIMEOUT + Duration::from_secs(5);
+    while srv.hub.subscriptions() != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the stuck subscriber was not dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    srv.call(
+        "POST",
+        &format!("/api/projects/{bobs}/agents"),
+        Some(&srv.bob),
+        Some(json!({"agent_id": "b1"})),
+    )
+    .await;
+    let got = ws_next(&mut bob, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((got["type"].as_str(), got["agent_id"].as_str()), (Some("agent_added"), Some("b1")), "{got}");
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_strings_and_concurrency_are_limited() {
+    let srv = start_limited(codeframe_api::Limits {
+        http_concurrency: 1,
+        http_queue_wait: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let id = srv.project("limits").await;
+    // A pause needs kilobytes: 100 KiB is refused; the bulk import still takes megabytes.
+    let (s, v) = srv
+        .alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "x".repeat(100 << 10)})))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
+    srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(json!({"agent_id": "w"}))).await;
+    let items: Vec<Value> = (0..2000)
+        .map(|n| json!({"item_type": "CODE", "content": format!("{n} {}", "y".repeat(900))}))
+        .collect();
+    let (s, v) = srv
+        .alice("POST", &format!("/api/projects/{id}/agents/w/context/bulk"), Some(json!({"items": items})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Every string has a limit.
+    for body in [
+        json!({"agent_id": "w2", "agent_type": "t".repeat(65)}),
+        json!({"agent_id": "w2", "provider": "p".repeat(65)}),
+        json!({"agent_id": "w2", "role": "r".repeat(65)}),
+        json!({"agent_id": "a".repeat(129)}),
+    ] {
+        let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/agents"), Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    }
+    let (s, _) = srv
+        .alice(
+            "POST",
+            "/api/projects",
+            Some(json!({"name": "n", "root_path": srv.root("n"), "description": "d".repeat(2001)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // One request at a time: while a slow pause runs, another request waits, then gets 503.
+    let pause = {
+        let (http, url, token) =
+            (srv.http.clone(), format!("{}/api/projects/{id}/pause", srv.base), srv.alice.clone());
+        tokio::spawn(async move { http.post(url).bearer_auth(token).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, v) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("busy")));
+    assert_eq!(pause.await.unwrap(), StatusCode::OK);
+    let (s, _) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
 }

@@ -777,6 +777,7 @@ async fn serve(cli: &Cli, addr: std::net::SocketAddr, workspace_roots: &[PathBuf
         database: path.to_string_lossy().into_owned(),
         service: ServiceConfig { workspace_roots: workspace_roots.to_vec(), ..service_config(cli) },
         home: home.clone(),
+        limits: codeframe_api::Limits::default(),
     };
     let server = codeframe_api::bind(config).await.map_err(|e| match e {
         codeframe_api::ServeError::Service(e) => CliError::from(e),

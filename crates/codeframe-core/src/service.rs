@@ -337,6 +337,10 @@ impl ProjectService {
         provider: Option<&str>,
     ) -> Result<Agent> {
         validate::agent_id(agent_id)?;
+        validate::label("agent type", agent_type)?;
+        if let Some(p) = provider {
+            validate::label("provider", p)?;
+        }
         let mut conn = self.inner.db.conn().await?;
         agents::insert(&mut conn, agent_id, agent_type, provider, self.now()).await.map_err(|e| {
             CoreError::from_unique(e, || ConflictKind::AgentExists { agent_id: agent_id.to_owned() })
@@ -345,6 +349,7 @@ impl ProjectService {
 
     /// Assigns a registered agent to a project (event `agent_added`).
     pub async fn assign(&self, id: ProjectId, agent_id: &str, role: &str) -> Result<AgentAssignment> {
+        validate::label("role", role)?;
         let mut tx = self.inner.db.begin().await?;
         projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
         agents::get(&mut tx, agent_id).await?;

@@ -14,6 +14,8 @@ pub const CHECKPOINT_DESCRIPTION_MAX: usize = 500;
 pub const AGENT_ID_MAX: usize = 128;
 /// Longest user name (API token owner).
 pub const USER_NAME_MAX: usize = 100;
+/// Longest short label (an agent's type, provider or role).
+pub const LABEL_MAX: usize = 64;
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ModelError> {
     let actual = value.chars().count();
@@ -50,6 +52,13 @@ pub fn user_name(name: &str) -> Result<(), ModelError> {
     non_empty("user name", name)?;
     bounded("user name", name, USER_NAME_MAX)?;
     no_control_chars("user name", name)
+}
+
+/// A short label (an agent's type, provider or role): 1–64 characters, no control characters.
+pub fn label(field: &'static str, value: &str) -> Result<(), ModelError> {
+    non_empty(field, value)?;
+    bounded(field, value, LABEL_MAX)?;
+    no_control_chars(field, value)
 }
 
 /// A pause reason: at most 500 characters (it may be empty).
