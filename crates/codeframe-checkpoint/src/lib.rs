@@ -18,6 +18,7 @@
 //! Unix only: executable bits, symlinks and byte-string file names are read as Unix has them.
 
 mod error;
+mod fs;
 mod manager;
 mod paths;
 mod restore;
@@ -28,9 +29,9 @@ mod worktree;
 
 pub use error::CheckpointError;
 pub use manager::{
-    CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry, FilesRestored,
-    GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
-    VerifyReport,
+    CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, FileChange, FileDiff, FileDiffEntry,
+    FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport,
+    RestoreWhat, VerifyReport,
 };
 pub use state::ProjectState;
 pub use store::{Place, STORE_DIR, checkpoint_ref};

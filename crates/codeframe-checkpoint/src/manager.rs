@@ -292,7 +292,11 @@ pub trait CheckpointManager: Send + Sync {
 pub struct GitCheckpointManager {
     db: Db,
     clock: Arc<dyn Clock>,
+    max_file_size: u64,
 }
+
+/// Files larger than this are left out of snapshots by default (and listed in the checkpoint).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 << 20;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| CheckpointError::Worker(e.to_string()))?
@@ -309,17 +313,22 @@ fn parse_oid(id: CheckpointId, hex: Option<&str>) -> Result<ObjectId> {
         .map_err(|e| CheckpointError::Unreadable { id, reason: format!("bad commit id {hex:?}: {e}") })
 }
 
+/// Largest file read whole for a unified diff.
+const UNIFIED_DIFF_MAX: u64 = 8 << 20;
+
 /// Writes the snapshot of a checkpoint: files, state, meta; commit; ref.
 fn write_snapshot(
     place: Place,
     id: CheckpointId,
     state: ProjectState,
-    metadata: CheckpointMetadata,
+    mut metadata: CheckpointMetadata,
     message: String,
     unix_seconds: i64,
-) -> Result<(ObjectId, worktree::WalkStats)> {
+    max_file_size: u64,
+) -> Result<(ObjectId, worktree::WalkStats, CheckpointMetadata)> {
     let store = Store::open_or_init(&place)?;
-    let (files, stats) = worktree::snapshot(&store, &place.root, true)?;
+    let (files, stats) = worktree::snapshot(&store, &place.root, true, max_file_size)?;
+    metadata.skipped_files = stats.skipped.clone();
     let blob: gix::objs::tree::EntryMode = EntryKind::Blob.into();
     let mut entries: Vec<(Vec<u8>, gix::objs::tree::EntryMode, ObjectId)> =
         files.into_iter().map(|f| ([b"files/".as_slice(), &f.path].concat(), f.kind.mode(), f.oid)).collect();
@@ -342,7 +351,7 @@ fn write_snapshot(
     let tree = store.write_tree(entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
     let commit = store.commit(tree, &message, unix_seconds)?;
     store.set_ref(id, commit)?;
-    Ok((commit, stats))
+    Ok((commit, stats, metadata))
 }
 
 /// Reads the state stored in a checkpoint commit; a missing object makes it unreadable.
@@ -431,13 +440,21 @@ fn checkpoint_files(store: &Store, id: CheckpointId, commit: ObjectId) -> Result
 
 fn diff_of(store: &Store, root: &std::path::Path, d: &Delta<'_>, unified: bool) -> Result<crate::FileDiff> {
     let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let handle = if unified { Some(crate::fs::Root::open(root)?) } else { None };
+    // The current content, read through the root's handle: a file swapped for a link since the
+    // walk never shows what lies outside the root.
     let now_bytes = |e: &FileEntry| -> Result<Vec<u8>> {
-        let abs = root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&e.path));
-        match e.kind {
-            crate::store::FileKind::Symlink => std::fs::read_link(&abs)
-                .map(|t| std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()).to_vec())
-                .map_err(|err| CheckpointError::io(&abs, err)),
-            _ => std::fs::read(&abs).map_err(|err| CheckpointError::io(&abs, err)),
+        use std::io::Read as _;
+        let Some(handle) = &handle else { return Ok(Vec::new()) };
+        match handle.read(&e.path)? {
+            crate::fs::Found::File(file, st) => {
+                let mut bytes = Vec::new();
+                let limit = u64::try_from(st.st_size).unwrap_or(0).min(UNIFIED_DIFF_MAX);
+                file.take(limit).read_to_end(&mut bytes).map_err(|err| CheckpointError::io(root, err))?;
+                Ok(bytes)
+            }
+            crate::fs::Found::Symlink(target) => Ok(target),
+            crate::fs::Found::Nothing => Ok(Vec::new()),
         }
     };
     let mut files = Vec::new();
@@ -468,11 +485,16 @@ fn open_store(place: &Place, id: CheckpointId) -> Result<Store> {
 }
 
 /// Validates, then makes the working tree's files equal to the checkpoint's.
-fn restore_files_blocking(place: &Place, id: CheckpointId, commit: ObjectId) -> Result<FilesRestored> {
+fn restore_files_blocking(
+    place: &Place,
+    id: CheckpointId,
+    commit: ObjectId,
+    max: u64,
+) -> Result<FilesRestored> {
     let root = place.root.as_path();
     let store = open_store(place, id)?;
     let files = checkpoint_files(&store, id, commit)?;
-    let (current, _) = worktree::snapshot(&store, root, false)?;
+    let (current, _) = worktree::snapshot(&store, root, false, max)?;
     let delta = restore::delta(&files, &current);
     let diff = diff_of(&store, root, &delta, false)?;
     let applied = restore::apply(&store, root, &delta)?;
@@ -487,7 +509,14 @@ impl GitCheckpointManager {
 
     /// A manager with an explicit clock.
     pub fn with_clock(db: Db, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock }
+        Self { db, clock, max_file_size: DEFAULT_MAX_FILE_SIZE }
+    }
+
+    /// Files larger than `bytes` are left out of snapshots (listed in the checkpoint's
+    /// metadata as `skipped_files`); default [`DEFAULT_MAX_FILE_SIZE`].
+    pub fn with_max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
     }
 
     async fn place(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<Place> {
@@ -519,6 +548,7 @@ impl GitCheckpointManager {
             last_task_completed,
             context_items_count: i64::try_from(state.context_items.len()).unwrap_or(i64::MAX),
             total_cost_usd: token_usage::total_cost(ex, id).await?,
+            skipped_files: Vec::new(),
         })
     }
 
@@ -640,10 +670,15 @@ impl CheckpointManager for GitCheckpointManager {
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
-        let (commit, stats) =
-            blocking(move || write_snapshot(place, id, state, metadata, message, unix_seconds)).await?;
+        let max = self.max_file_size;
+        let (commit, stats, metadata) =
+            blocking(move || write_snapshot(place, id, state, metadata, message, unix_seconds, max)).await?;
         let hex = oid_hex(&commit);
         checkpoints::set_commit(tx, id, &hex).await?;
+        if !metadata.skipped_files.is_empty() {
+            warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
+            checkpoints::set_metadata(tx, id, &metadata).await?;
+        }
         info!(
             project_id = checkpoint.project_id,
             checkpoint_id = id,
@@ -654,7 +689,7 @@ impl CheckpointManager for GitCheckpointManager {
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint snapshot written"
         );
-        Ok(Checkpoint { commit_id: Some(hex), ..checkpoint })
+        Ok(Checkpoint { commit_id: Some(hex), metadata, ..checkpoint })
     }
 
     async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {
@@ -711,13 +746,14 @@ impl CheckpointManager for GitCheckpointManager {
     ) -> Result<FileDiff> {
         let mut conn = self.db.conn().await?;
         let place = self.place(&mut conn, project_id).await?;
+        let max = self.max_file_size;
         let cp = self.row(&mut conn, project_id, checkpoint_id).await?;
         drop(conn);
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         blocking(move || {
             let store = open_store(&place, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &place.root, false)?;
+            let (current, _) = worktree::snapshot(&store, &place.root, false, max)?;
             diff_of(&store, &place.root, &restore::delta(&files, &current), unified)
         })
         .await
@@ -800,6 +836,7 @@ impl CheckpointManager for GitCheckpointManager {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let place = self.place(tx, project_id).await?;
+        let max = self.max_file_size;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         // Read and validate everything before changing anything.
@@ -807,7 +844,7 @@ impl CheckpointManager for GitCheckpointManager {
         let (diff, snapshot) = blocking(move || {
             let store = open_store(&place2, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &place2.root, false)?;
+            let (current, _) = worktree::snapshot(&store, &place2.root, false, max)?;
             let diff = diff_of(&store, &place2.root, &restore::delta(&files, &current), false)?;
             let snapshot = read_state(&store, checkpoint_id, commit)?;
             Ok((diff, snapshot))
@@ -829,7 +866,7 @@ impl CheckpointManager for GitCheckpointManager {
             Self::apply_rows(tx, project_id, checkpoint_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
-            let applied = blocking(move || restore_files_blocking(&place, checkpoint_id, commit)).await;
+            let applied = blocking(move || restore_files_blocking(&place, checkpoint_id, commit, max)).await;
             match applied {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
@@ -878,7 +915,8 @@ impl CheckpointManager for GitCheckpointManager {
         let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
-        let restored = blocking(move || restore_files_blocking(&place, checkpoint_id, commit)).await?;
+        let max = self.max_file_size;
+        let restored = blocking(move || restore_files_blocking(&place, checkpoint_id, commit, max)).await?;
         info!(
             project_id,
             checkpoint_id,

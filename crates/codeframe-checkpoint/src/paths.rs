@@ -5,6 +5,9 @@ use gix::ObjectId;
 use crate::store::{FileEntry, FileKind, Store};
 use crate::{CheckpointError, Result};
 
+/// The longest file name Linux filesystems take, in bytes.
+const NAME_MAX: usize = 255;
+
 /// Whether a single tree entry name is safe to create inside a directory.
 fn check_name(parent: &[u8], name: &[u8]) -> Result<()> {
     let shown = || {
@@ -23,6 +26,8 @@ fn check_name(parent: &[u8], name: &[u8]) -> Result<()> {
         Some("a `/` inside a name (an absolute or nested path)")
     } else if name.contains(&0) {
         Some("a NUL byte")
+    } else if name.len() > NAME_MAX {
+        Some("a name longer than a file name may be (255 bytes)")
     } else if name.eq_ignore_ascii_case(b".git") {
         Some("a `.git` entry")
     } else if name.eq_ignore_ascii_case(b".codeframe") {

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::fs::{Root, WriteKind};
 use crate::store::{FileEntry, FileKind, Store};
 use crate::{CheckpointError, Result};
 
@@ -82,7 +82,9 @@ pub(crate) struct Applied {
 /// Makes the working tree's files equal to the checkpoint's: validates every target and
 /// checks every object first, so a refusal writes nothing; then removes files the checkpoint
 /// lacks (only files the walk found: never ignored files, `.git/` or `.codeframe/`) and
-/// writes each file atomically (temp file + rename).
+/// writes each file atomically (temporary file + rename). Every removal and write goes through
+/// a handle on the root without following links (see [`crate::fs`]): a directory swapped for a
+/// link after the checks cannot redirect a write outside the root; it makes the write fail.
 pub(crate) fn apply(store: &Store, root: &Path, d: &Delta<'_>) -> Result<Applied> {
     let removing: BTreeMap<&[u8], ()> = d.added.iter().map(|e| (e.path.as_slice(), ())).collect();
     let writes: Vec<&FileEntry> =
@@ -96,58 +98,23 @@ pub(crate) fn apply(store: &Store, root: &Path, d: &Delta<'_>) -> Result<Applied
             });
         }
     }
+    let handle = Root::open(root)?;
     let mut applied = Applied::default();
     for e in &d.added {
-        let p = abs(root, &e.path);
-        std::fs::remove_file(&p).map_err(|err| CheckpointError::io(&p, err))?;
+        handle.remove(&e.path)?;
         applied.removed += 1;
-        prune_empty_dirs(root, &p);
     }
     for e in writes {
-        write_file(store, root, e)?;
+        let bytes = store.read_blob(e.oid)?;
+        let kind = match e.kind {
+            FileKind::Symlink => WriteKind::Symlink,
+            FileKind::Executable => WriteKind::File { executable: true },
+            FileKind::Regular => WriteKind::File { executable: false },
+        };
+        handle.write(&e.path, &bytes, kind)?;
         applied.written += 1;
     }
     Ok(applied)
-}
-
-/// Removes now-empty parent directories of a removed file, up to (not including) the root.
-fn prune_empty_dirs(root: &Path, removed: &Path) {
-    let mut dir = removed.parent();
-    while let Some(d) = dir {
-        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
-    }
-}
-
-fn write_file(store: &Store, root: &Path, e: &FileEntry) -> Result<()> {
-    let target = abs(root, &e.path);
-    let parent = target.parent().unwrap_or(root);
-    std::fs::create_dir_all(parent).map_err(|err| CheckpointError::io(parent, err))?;
-    let name = target.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
-    let mut tmp_name = b".".to_vec();
-    tmp_name.extend_from_slice(&name);
-    tmp_name.extend_from_slice(format!(".codeframe-restore-{}", std::process::id()).as_bytes());
-    let tmp = parent.join(OsStr::from_bytes(&tmp_name));
-    let bytes = store.read_blob(e.oid)?;
-    let _ = std::fs::remove_file(&tmp);
-    match e.kind {
-        FileKind::Symlink => {
-            std::os::unix::fs::symlink(OsStr::from_bytes(&bytes), &tmp)
-                .map_err(|err| CheckpointError::io(&tmp, err))?;
-        }
-        FileKind::Regular | FileKind::Executable => {
-            std::fs::write(&tmp, &bytes).map_err(|err| CheckpointError::io(&tmp, err))?;
-            let mode = if e.kind == FileKind::Executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-                .map_err(|err| CheckpointError::io(&tmp, err))?;
-        }
-    }
-    std::fs::rename(&tmp, &target).map_err(|err| {
-        let _ = std::fs::remove_file(&tmp);
-        CheckpointError::io(&target, err)
-    })
 }
 
 /// A unified diff of two texts, or `None` when either side is not text.

@@ -31,6 +31,17 @@ impl Stat {
     pub(crate) fn of(meta: &std::fs::Metadata, kind: FileKind) -> Self {
         Self { size: meta.size(), mtime: meta.mtime(), mtime_nsec: meta.mtime_nsec(), ino: meta.ino(), kind }
     }
+
+    /// The status of an opened file (what its content was read from).
+    pub(crate) fn of_opened(st: &rustix::fs::Stat, kind: FileKind) -> Self {
+        Self {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: st.st_mtime,
+            mtime_nsec: i64::try_from(st.st_mtime_nsec).unwrap_or(0),
+            ino: st.st_ino,
+            kind,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -182,6 +182,13 @@ impl Store {
         self.repo.write_blob(bytes).map(|id| id.detach()).map_err(|e| self.err(e))
     }
 
+    /// Writes a blob of exactly `size` bytes read from `from`, streamed: memory does not depend
+    /// on the size.
+    pub(crate) fn write_blob_stream(&self, size: u64, from: &mut dyn std::io::Read) -> Result<ObjectId> {
+        use gix::objs::Write as _;
+        self.repo.objects.write_stream(gix::objs::Kind::Blob, size, from).map_err(|e| self.err(e))
+    }
+
     pub(crate) fn has_object(&self, oid: &ObjectId) -> bool {
         self.repo.has_object(oid)
     }

@@ -6,8 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use codeframe_models::SkippedFile;
+use gix::ObjectId;
 use tracing::debug;
 
+use crate::fs::{self, Root};
 use crate::statcache::{Stat, StatCache};
 use crate::store::{FileEntry, FileKind, Store};
 use crate::{CheckpointError, Result};
@@ -16,11 +19,13 @@ use crate::{CheckpointError, Result};
 pub(crate) const EXCLUDED: [&[u8]; 2] = [b".git", b".codeframe"];
 
 /// How a snapshot of the files went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct WalkStats {
     pub files: usize,
     pub hashed: usize,
     pub reused: usize,
+    /// Files over the size limit, left out.
+    pub skipped: Vec<SkippedFile>,
 }
 
 /// A file found by the walk, with its metadata.
@@ -69,53 +74,137 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>> {
     Ok(out)
 }
 
-/// The bytes git stores for a file: its content, or a symlink's target.
-pub(crate) fn read_content(found: &Found) -> Result<Vec<u8>> {
-    match found.kind {
-        FileKind::Symlink => std::fs::read_link(&found.abs)
-            .map(|t| t.as_os_str().as_bytes().to_vec())
-            .map_err(|e| CheckpointError::io(&found.abs, e)),
-        FileKind::Regular | FileKind::Executable => {
-            std::fs::read(&found.abs).map_err(|e| CheckpointError::io(&found.abs, e))
+/// Reads exactly `size` bytes and fails if the file turns out shorter or longer: a file
+/// rewritten while it is read must not become a blob of half its old and half its new content.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other("the file grew while it was read")),
+            };
         }
+        let want = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was read",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }
 
+/// One file of the tree as it will be snapshotted.
+enum Read {
+    /// Its blob (and the status of what was read), or a symlink's.
+    Blob(ObjectId, FileKind, Option<Stat>),
+    /// Over the size limit: left out.
+    TooLarge(u64),
+    /// Not there any more, or not content: left out.
+    Nothing,
+}
+
+/// Reads one file through the root's handle (no link followed, nothing blocks) and stores
+/// (`write`) or hashes its content, streamed.
+fn read_one(store: &Store, root: &Root, found: &Found, write: bool, max_size: u64) -> Result<Read> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let (file, st) = match root.read(&found.path)? {
+            fs::Found::File(file, st) => (file, st),
+            fs::Found::Symlink(target) => {
+                let oid = if write {
+                    store.write_blob(&target)?
+                } else {
+                    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &target)
+                        .map_err(|e| CheckpointError::store(&found.abs, e))?
+                };
+                return Ok(Read::Blob(oid, FileKind::Symlink, None));
+            }
+            fs::Found::Nothing => return Ok(Read::Nothing),
+        };
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if size > max_size {
+            return Ok(Read::TooLarge(size));
+        }
+        let kind = if st.st_mode & 0o111 != 0 { FileKind::Executable } else { FileKind::Regular };
+        let mut reader = Exact { inner: std::io::BufReader::with_capacity(64 << 10, file), remaining: size };
+        let hashed = if write {
+            store.write_blob_stream(size, &mut reader)
+        } else {
+            gix::objs::compute_stream_hash(
+                gix::hash::Kind::Sha1,
+                gix::objs::Kind::Blob,
+                &mut reader,
+                size,
+                &mut gix::progress::Discard,
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+            .map_err(|e| CheckpointError::store(&found.abs, e))
+        };
+        match hashed {
+            Ok(oid) => return Ok(Read::Blob(oid, kind, Some(Stat::of_opened(&st, kind)))),
+            Err(e) if attempt < ATTEMPTS => {
+                debug!(path = %found.abs.display(), error = %e, attempt, "file changed while read; reading it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Read::Nothing)
+}
+
 /// Hashes the working tree into the store, reading only files whose stat changed since the
-/// last snapshot. With `write` false, blobs are hashed but not stored (for diffs).
-pub(crate) fn snapshot(store: &Store, root: &Path, write: bool) -> Result<(Vec<FileEntry>, WalkStats)> {
+/// last snapshot. With `write` false, blobs are hashed but not stored (for diffs). Files over
+/// `max_size` bytes are left out and listed.
+pub(crate) fn snapshot(
+    store: &Store,
+    root: &Path,
+    write: bool,
+    max_size: u64,
+) -> Result<(Vec<FileEntry>, WalkStats)> {
     let started = Instant::now();
     let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let now_secs = i64::try_from(now_secs).unwrap_or(i64::MAX);
     let cache = StatCache::load(store.path());
+    let handle = Root::open(root)?;
     let mut next = StatCache::default();
     let mut stats = WalkStats::default();
     let mut entries = Vec::new();
     for found in walk(root)? {
-        let stat = Stat::of(&found.meta, found.kind);
-        let cached = cache.lookup(&found.path, &stat).filter(|oid| store.has_object(oid));
-        let oid = match cached {
-            Some(oid) => {
-                stats.reused += 1;
-                oid
+        let listed = Stat::of(&found.meta, found.kind);
+        if let Some(oid) = cache.lookup(&found.path, &listed).filter(|oid| store.has_object(oid)) {
+            stats.reused += 1;
+            if write {
+                next.insert(found.path.clone(), listed, oid);
             }
-            None => {
-                stats.hashed += 1;
-                let bytes = read_content(&found)?;
-                if write {
-                    store.write_blob(&bytes)?
-                } else {
-                    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
-                        .map_err(|e| CheckpointError::store(&found.abs, e))?
-                }
+            entries.push(FileEntry { path: found.path, kind: found.kind, oid });
+            continue;
+        }
+        let (oid, kind, stat) = match read_one(store, &handle, &found, write, max_size)? {
+            Read::Blob(oid, kind, stat) => (oid, kind, stat),
+            Read::TooLarge(size) => {
+                stats
+                    .skipped
+                    .push(SkippedFile { path: String::from_utf8_lossy(&found.path).into_owned(), size });
+                continue;
             }
+            Read::Nothing => continue,
         };
+        stats.hashed += 1;
         // A file changed within the last seconds could change again within the same mtime
         // tick without its stat moving ("racy git"): such entries are not cached.
-        if write && stat.mtime < now_secs - 1 {
+        if let Some(stat) = stat.filter(|s| write && s.mtime < now_secs - 1) {
             next.insert(found.path.clone(), stat, oid);
         }
-        entries.push(FileEntry { path: found.path, kind: found.kind, oid });
+        entries.push(FileEntry { path: found.path, kind, oid });
     }
     stats.files = entries.len();
     if write {
@@ -126,6 +215,7 @@ pub(crate) fn snapshot(store: &Store, root: &Path, write: bool) -> Result<(Vec<F
         files = stats.files,
         hashed = stats.hashed,
         reused = stats.reused,
+        skipped = stats.skipped.len(),
         cached = next.len(),
         elapsed_ms = started.elapsed().as_millis(),
         "working tree snapshot"

@@ -49,6 +49,7 @@ fn service_config(cli: &Cli) -> ServiceConfig {
             max_age: Duration::from_secs(cli.events_max_age_days.saturating_mul(24 * 3600)),
             max_events_per_project: cli.events_max_per_project,
         },
+        max_snapshot_file_size: cli.max_file_mib << 20,
         ..ServiceConfig::default()
     }
 }

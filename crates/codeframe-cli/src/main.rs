@@ -56,6 +56,10 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "CODEFRAME_EVENTS_MAX_PER_PROJECT", value_name = "N",
           default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub events_max_per_project: u32,
+    /// Files larger than this many MiB are left out of snapshots (and listed in the checkpoint).
+    #[arg(long, global = true, env = "CODEFRAME_MAX_FILE_MIB", value_name = "MIB", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_file_mib: u64,
     #[command(subcommand)]
     pub command: Command,
 }

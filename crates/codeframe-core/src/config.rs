@@ -31,6 +31,9 @@ pub struct ServiceConfig {
     /// Where the snapshot stores of served projects live (`<dir>/<project id>.git`), out of
     /// reach of the code running in the project trees; `None`: in each tree, as for `init`.
     pub stores_dir: Option<PathBuf>,
+    /// Files larger than this are left out of snapshots and listed in the checkpoint
+    /// (default 100 MiB).
+    pub max_snapshot_file_size: u64,
 }
 
 impl Default for ServiceConfig {
@@ -43,6 +46,7 @@ impl Default for ServiceConfig {
             reclaim_from_dead_holders: true,
             workspace_roots: Vec::new(),
             stores_dir: None,
+            max_snapshot_file_size: codeframe_checkpoint::DEFAULT_MAX_FILE_SIZE,
         }
     }
 }

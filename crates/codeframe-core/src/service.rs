@@ -140,7 +140,10 @@ impl ProjectService {
     pub fn with_config(db: Db, config: ServiceConfig) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let context = Arc::new(SqlContextManager::with(db.clone(), clock.clone(), Default::default()));
-        let checkpoints = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock.clone()));
+        let checkpoints = Arc::new(
+            GitCheckpointManager::with_clock(db.clone(), clock.clone())
+                .with_max_file_size(config.max_snapshot_file_size),
+        );
         Self::new(db, context, checkpoints, Arc::new(NoopSink), clock, config)
     }
 

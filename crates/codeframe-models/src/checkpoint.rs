@@ -41,6 +41,18 @@ pub struct CheckpointMetadata {
     pub context_items_count: i64,
     /// Sum of estimated cost of the project's token usage.
     pub total_cost_usd: f64,
+    /// Files of the working tree left out of the snapshot because they exceed the size limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<SkippedFile>,
+}
+
+/// A file left out of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// Path relative to the project root (non-UTF-8 bytes replaced).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// A checkpoint, as stored.

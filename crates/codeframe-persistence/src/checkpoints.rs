@@ -131,6 +131,23 @@ pub async fn set_commit(ex: &mut impl Executor, id: CheckpointId, commit_id: &st
     Ok(())
 }
 
+/// Replaces the metadata recorded for a checkpoint (the snapshot completes it).
+pub async fn set_metadata(
+    ex: &mut impl Executor,
+    id: CheckpointId,
+    metadata: &CheckpointMetadata,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE checkpoints SET metadata = ? WHERE id = ?")
+        .bind(metadata_json(metadata)?)
+        .bind(id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
+    Ok(())
+}
+
 /// The checkpoint with this id.
 pub async fn get(ex: &mut impl Executor, id: CheckpointId) -> Result<Checkpoint> {
     find(ex, id).await?.ok_or_else(|| DbError::not_found("checkpoint", id))

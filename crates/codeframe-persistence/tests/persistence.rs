@@ -80,6 +80,7 @@ fn metadata(project_id: i64) -> CheckpointMetadata {
         last_task_completed: None,
         context_items_count: 0,
         total_cost_usd: 0.0,
+        skipped_files: Vec::new(),
     }
 }
 
