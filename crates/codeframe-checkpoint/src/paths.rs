@@ -84,4 +84,70 @@ mod tests {
             assert!(check_name(b"", good).is_ok());
         }
     }
+
+    /// Whether joining `name` to a root could leave it, or name anything but one entry of it.
+    fn escapes(name: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let root = std::path::Path::new("/project/root");
+        let joined = root.join(std::ffi::OsStr::from_bytes(name));
+        let parts: Vec<_> = joined.components().collect();
+        joined.parent() != Some(root)
+            || parts.len() != root.components().count() + 1
+            || parts.iter().any(|c| !matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+    }
+
+    /// Hostile names: traversal, separators, NUL, backslashes, overlong names, Unicode
+    /// look-alikes of `.` and `/`, and arbitrary bytes.
+    fn hostile() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let pieces = prop_oneof![
+            Just(b"..".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"/".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(vec![0u8]),
+            Just("\u{FF0E}\u{FF0E}".as_bytes().to_vec()), // fullwidth full stops
+            Just("\u{2215}".as_bytes().to_vec()),          // division slash
+            Just("\u{2024}\u{2024}".as_bytes().to_vec()), // one dot leaders
+            Just(b".git".to_vec()),
+            Just(b".GiT".to_vec()),
+            Just(b".codeframe".to_vec()),
+            proptest::collection::vec(any::<u8>(), 1..8),
+            "[a-z]{1,8}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(pieces, 1..6).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_accepted_name_never_leaves_its_directory(name in hostile()) {
+            if check_name(b"dir", &name).is_ok() {
+                proptest::prop_assert!(!escapes(&name), "accepted {:?}", String::from_utf8_lossy(&name));
+                proptest::prop_assert!(name.len() <= NAME_MAX);
+                proptest::prop_assert!(!name.contains(&0));
+            }
+        }
+
+        #[test]
+        fn traversal_separators_nul_and_overlong_names_are_refused(
+            name in hostile(),
+            pad in 0usize..300,
+        ) {
+            let mut long = name.clone();
+            long.extend(std::iter::repeat_n(b'x', pad));
+            for candidate in [name, long] {
+                let must_refuse = candidate.is_empty()
+                    || candidate == b"."
+                    || candidate == b".."
+                    || candidate.contains(&b'/')
+                    || candidate.contains(&0)
+                    || candidate.len() > NAME_MAX
+                    || candidate.eq_ignore_ascii_case(b".git")
+                    || candidate.eq_ignore_ascii_case(b".codeframe");
+                if must_refuse {
+                    proptest::prop_assert!(check_name(b"dir", &candidate).is_err());
+                }
+            }
+        }
+    }
 }

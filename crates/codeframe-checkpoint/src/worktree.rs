@@ -54,12 +54,21 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Found>> {
         .build();
     let mut out = Vec::new();
     for entry in walker {
-        let entry = entry.map_err(|e| CheckpointError::io(root, std::io::Error::other(e.to_string())))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            // Removed (or swapped) while the walk listed its directory: not part of the tree.
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+            Err(e) => return Err(CheckpointError::io(root, std::io::Error::other(e.to_string()))),
+        };
         let abs = entry.path();
         if abs == root {
             continue;
         }
-        let meta = std::fs::symlink_metadata(abs).map_err(|e| CheckpointError::io(abs, e))?;
+        let meta = match std::fs::symlink_metadata(abs) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CheckpointError::io(abs, e)),
+        };
         let kind = if meta.file_type().is_symlink() {
             FileKind::Symlink
         } else if meta.is_file() {

@@ -805,3 +805,169 @@ async fn a_snapshot_holding_another_projects_rows_is_refused_and_changes_nothing
     let other_after = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
     assert_eq!(other_after, other_before, "nothing injected into the other project");
 }
+
+// ---------------------------------------------------------------- races with code in the tree
+
+/// Every file under `dir`, recursively (what an attack would have written there).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_for_a_symlink_during_restore_never_redirects_a_write() {
+    let f = fx_plain().await;
+    let outside = f.root.parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let cp = create(&f, "base").await; // holds dir/b.txt
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (root, outside, stop) = (f.root.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (dir, real) = (root.join("dir"), root.join("dir.real"));
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // dir → a link to a directory outside the root, then back. The edit that makes
+                // the next restore rewrite dir/b.txt is made in the real directory (a write
+                // through the link would be the test's own, not the restore's).
+                if std::fs::rename(&dir, &real).is_ok() {
+                    let _ = std::fs::write(real.join("b.txt"), format!("edit {swaps}\n"));
+                    let _ = std::os::unix::fs::symlink(&outside, &dir);
+                    std::thread::yield_now();
+                    let _ = std::fs::remove_file(&dir);
+                    let _ = std::fs::rename(&real, &dir);
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let (mut restored, mut refused) = (0, 0);
+    for _ in 0..1000 {
+        match f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await {
+            Ok(_) => restored += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 100, "the race ran ({swaps} swaps)");
+    assert_eq!(files_under(&outside), Vec::<PathBuf>::new(), "nothing written outside the root");
+    assert!(restored > 0, "restores still work between swaps ({restored} done, {refused} refused)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_fifos_swapped_in_during_snapshots_are_never_read_through_nor_block() {
+    let f = fx_plain().await;
+    let outside = f.root.parent().unwrap().join("keys");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("id_rsa"), "-----BEGIN PRIVATE KEY----- secret").unwrap();
+    write(&f.root, "secret.txt", b"public\n");
+    write(&f.root, "pipe", b"plain\n");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (root, key, stop) = (f.root.clone(), outside.join("id_rsa"), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (secret, pipe) = (root.join("secret.txt"), root.join("pipe"));
+                let _ = std::fs::remove_file(&secret);
+                let _ = std::os::unix::fs::symlink(&key, &secret);
+                let _ = std::fs::remove_file(&pipe);
+                let _ = rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, rustix::fs::Mode::from_raw_mode(0o644));
+                std::thread::yield_now();
+                let _ = std::fs::remove_file(&secret);
+                let _ = std::fs::write(&secret, "public\n");
+                let _ = std::fs::remove_file(&pipe);
+                let _ = std::fs::write(&pipe, "plain\n");
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    for n in 0..150 {
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            if n % 3 == 0 {
+                f.cm.diff(f.project, 0, true).await.ok(); // (no such checkpoint: only the walk matters)
+            }
+            create(&f, &format!("snap {n}")).await
+        })
+        .await;
+        assert!(taken.is_ok(), "snapshot {n} blocked");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(racer.join().unwrap() > 10);
+    // No object of the store holds the key.
+    let all = store_git(&f.root, &["cat-file", "--batch-all-objects", "--batch"]);
+    assert!(!all.contains("PRIVATE KEY"), "an outside file was read into the store");
+    // And the pipe never turned into content other than the plain file's.
+    for cp in f.cm.list(f.project).await.unwrap() {
+        let spec = format!("{}:files/pipe", checkpoint_ref(cp.id));
+        let content = Command::new("git")
+            .args(["--git-dir", ".codeframe/snapshots.git", "cat-file", "-p", &spec])
+            .current_dir(&f.root)
+            .output()
+            .unwrap();
+        // The racer rewrites the file non-atomically, so an empty one may be seen; a FIFO is
+        // never content.
+        if content.status.success() {
+            assert!(content.stdout == b"plain\n" || content.stdout.is_empty(), "{:?}", content.stdout);
+        }
+    }
+}
+
+#[tokio::test]
+async fn restore_keeps_permission_bits_and_takes_names_of_the_full_length() {
+    let f = fx_plain().await;
+    let long = "n".repeat(255);
+    write(&f.root, "private.key", b"mine\n");
+    std::fs::set_permissions(f.root.join("private.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(&f.root, &format!("dir/{long}"), b"long name\n");
+    let cp = create(&f, "base").await;
+    std::fs::write(f.root.join("private.key"), "changed\n").unwrap();
+    std::fs::remove_file(f.root.join("dir").join(&long)).unwrap();
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(std::fs::read(f.root.join("private.key")).unwrap(), b"mine\n");
+    let mode = std::fs::metadata(f.root.join("private.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "0600 stays 0600");
+    assert_eq!(std::fs::read(f.root.join("dir").join(&long)).unwrap(), b"long name\n");
+    let leftovers: Vec<_> = files_under(&f.root)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".cf-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn files_over_the_size_limit_are_left_out_and_listed() {
+    let f = fx_plain().await;
+    let cm = GitCheckpointManager::new(f.db.clone()).with_max_file_size(1024);
+    write(&f.root, "big.bin", &vec![7u8; 4096]);
+    let id = cm.reserve_id().await.unwrap();
+    let mut tx = f.db.begin().await.unwrap();
+    let cp = cm.create(&mut tx, f.project, id, spec("with a big file")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(cp.metadata.skipped_files.len(), 1);
+    assert_eq!(
+        (cp.metadata.skipped_files[0].path.as_str(), cp.metadata.skipped_files[0].size),
+        ("big.bin", 4096)
+    );
+    assert_eq!(cm.get(f.project, cp.id).await.unwrap().metadata.skipped_files, cp.metadata.skipped_files);
+    let tree = store_git(&f.root, &["ls-tree", "-r", "--name-only", &checkpoint_ref(cp.id)]);
+    assert!(!tree.contains("big.bin") && tree.contains("files/a.txt"), "{tree}");
+    // Left out on both sides, it is neither reported as added nor removed by a restore.
+    assert!(cm.diff(f.project, cp.id, false).await.unwrap().files.is_empty());
+    cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(std::fs::metadata(f.root.join("big.bin")).unwrap().len(), 4096, "kept");
+}
