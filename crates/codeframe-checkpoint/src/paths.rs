@@ -93,7 +93,9 @@ mod tests {
         let parts: Vec<_> = joined.components().collect();
         joined.parent() != Some(root)
             || parts.len() != root.components().count() + 1
-            || parts.iter().any(|c| !matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
+            || parts
+                .iter()
+                .any(|c| !matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
     }
 
     /// Hostile names: traversal, separators, NUL, backslashes, overlong names, Unicode
@@ -107,7 +109,7 @@ mod tests {
             Just(b"\\".to_vec()),
             Just(vec![0u8]),
             Just("\u{FF0E}\u{FF0E}".as_bytes().to_vec()), // fullwidth full stops
-            Just("\u{2215}".as_bytes().to_vec()),          // division slash
+            Just("\u{2215}".as_bytes().to_vec()),         // division slash
             Just("\u{2024}\u{2024}".as_bytes().to_vec()), // one dot leaders
             Just(b".git".to_vec()),
             Just(b".GiT".to_vec()),
