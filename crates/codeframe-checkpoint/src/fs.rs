@@ -148,7 +148,9 @@ impl Root {
                 Err(Errno::NOENT | Errno::INVAL) => Ok(Found::Nothing),
                 Err(e) => Err(errno_io(&self.shown(rel), e)),
             },
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::NXIO | Errno::ACCESS) => Ok(Found::Nothing),
+            // Gone, or a path that stopped being one, or a socket: not content. (A file that
+            // cannot be read is an error, as it always was: it must not vanish silently.)
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::NXIO) => Ok(Found::Nothing),
             Err(e) => Err(errno_io(&self.shown(rel), e)),
         }
     }

@@ -808,32 +808,14 @@ fn serve_refuses_a_home_inside_a_workspace_root_and_a_missing_workspace_root() {
     let work = tmp.path().join("work");
     let home = work.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = run_in(
-        tmp.path(),
-        &[
-            "--home",
-            home.to_str().unwrap(),
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--workspace-root",
-            work.to_str().unwrap(),
-        ],
-    );
+    let serve = |workspace: &Path| {
+        let mut args = vec!["--home", home.to_str().unwrap(), "serve", "--addr", "127.0.0.1:0"];
+        args.extend(["--workspace-root", workspace.to_str().unwrap()]);
+        run_in(tmp.path(), &args)
+    };
+    let out = serve(&work);
     assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("inside the workspace root"));
-    let missing = tmp.path().join("nope");
-    let out = run_in(
-        tmp.path(),
-        &[
-            "--home",
-            home.to_str().unwrap(),
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--workspace-root",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let out = serve(&tmp.path().join("nope"));
     assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
 }

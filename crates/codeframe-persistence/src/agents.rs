@@ -81,13 +81,12 @@ pub async fn insert(
     row.try_into()
 }
 
-/// Writes an agent row as given (insert or replace its fields); used when restoring state.
-pub async fn upsert(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
-    sqlx::query(
+/// Inserts an agent row as given; on an existing id, `on_conflict` decides.
+async fn write_agent(ex: &mut impl Executor, agent: &Agent, on_conflict: &'static str) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT(id) DO UPDATE SET agent_type = excluded.agent_type, provider = excluded.provider, \
-         status = excluded.status, created_at = excluded.created_at",
-    )
+         ON CONFLICT(id) {on_conflict}"
+    )))
     .bind(&agent.id)
     .bind(&agent.agent_type)
     .bind(&agent.provider)
@@ -98,20 +97,20 @@ pub async fn upsert(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
     Ok(())
 }
 
+/// Writes an agent row as given (insert or replace its fields); used when restoring state.
+pub async fn upsert(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
+    write_agent(
+        ex,
+        agent,
+        "DO UPDATE SET agent_type = excluded.agent_type, provider = excluded.provider, \
+         status = excluded.status, created_at = excluded.created_at",
+    )
+    .await
+}
+
 /// Writes an agent row as given unless one with its id exists (which is left as it is).
 pub async fn insert_missing(ex: &mut impl Executor, agent: &Agent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT(id) DO NOTHING",
-    )
-    .bind(&agent.id)
-    .bind(&agent.agent_type)
-    .bind(&agent.provider)
-    .bind(agent.status.as_str())
-    .bind(fmt(agent.created_at))
-    .execute(ex.connection())
-    .await?;
-    Ok(())
+    write_agent(ex, agent, "DO NOTHING").await
 }
 
 /// The agent with this id.
