@@ -20,6 +20,7 @@
 mod error;
 mod fs;
 mod manager;
+mod pack;
 mod paths;
 mod restore;
 mod statcache;

@@ -327,13 +327,15 @@ fn write_snapshot(
     max_file_size: u64,
 ) -> Result<(ObjectId, worktree::WalkStats, CheckpointMetadata)> {
     let store = Store::open_or_init(&place)?;
-    let (files, stats) = worktree::snapshot(&store, &place.root, true, max_file_size)?;
+    // Every new object of the snapshot goes into one pack: two file creations, not thousands.
+    let mut pack = store.pack()?;
+    let (files, stats) = worktree::snapshot(&store, &place.root, Some(&mut pack), max_file_size)?;
     metadata.skipped_files = stats.skipped.clone();
     let blob: gix::objs::tree::EntryMode = EntryKind::Blob.into();
     let mut entries: Vec<(Vec<u8>, gix::objs::tree::EntryMode, ObjectId)> =
         files.into_iter().map(|f| ([b"files/".as_slice(), &f.path].concat(), f.kind.mode(), f.oid)).collect();
     let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {
-        let oid = store.write_blob(&bytes)?;
+        let oid = store.put(&mut pack, gix::objs::Kind::Blob, &bytes)?;
         entries.push((name.as_bytes().to_vec(), blob, oid));
         Ok(())
     };
@@ -348,8 +350,10 @@ fn write_snapshot(
         let bytes = state::items_jsonl(&name, chunk)?;
         put(&name, bytes)?;
     }
-    let tree = store.write_tree(entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
-    let commit = store.commit(tree, &message, unix_seconds)?;
+    let tree = store.write_tree(&mut pack, entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
+    let commit = store.commit(&mut pack, tree, &message, unix_seconds)?;
+    // The pack is in place (and flushed) before the ref names anything in it.
+    pack.finish()?;
     store.set_ref(id, commit)?;
     Ok((commit, stats, metadata))
 }
@@ -494,7 +498,7 @@ fn restore_files_blocking(
     let root = place.root.as_path();
     let store = open_store(place, id)?;
     let files = checkpoint_files(&store, id, commit)?;
-    let (current, _) = worktree::snapshot(&store, root, false, max)?;
+    let (current, _) = worktree::snapshot(&store, root, None, max)?;
     let delta = restore::delta(&files, &current);
     let diff = diff_of(&store, root, &delta, false)?;
     let applied = restore::apply(&store, root, &delta)?;
@@ -753,7 +757,7 @@ impl CheckpointManager for GitCheckpointManager {
         blocking(move || {
             let store = open_store(&place, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &place.root, false, max)?;
+            let (current, _) = worktree::snapshot(&store, &place.root, None, max)?;
             diff_of(&store, &place.root, &restore::delta(&files, &current), unified)
         })
         .await
@@ -844,7 +848,7 @@ impl CheckpointManager for GitCheckpointManager {
         let (diff, snapshot) = blocking(move || {
             let store = open_store(&place2, checkpoint_id)?;
             let files = checkpoint_files(&store, checkpoint_id, commit)?;
-            let (current, _) = worktree::snapshot(&store, &place2.root, false, max)?;
+            let (current, _) = worktree::snapshot(&store, &place2.root, None, max)?;
             let diff = diff_of(&store, &place2.root, &restore::delta(&files, &current), false)?;
             let snapshot = read_state(&store, checkpoint_id, commit)?;
             Ok((diff, snapshot))

@@ -10,6 +10,7 @@ use gix::refs::Target;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use tracing::debug;
 
+use crate::pack::PackWriter;
 use crate::{CheckpointError, Result};
 
 /// Where the store lives, relative to the project root.
@@ -122,18 +123,17 @@ impl Dir {
         }
     }
 
-    fn write(self, store: &Store) -> Result<ObjectId> {
+    fn write(self, store: &Store, pack: &mut PackWriter) -> Result<ObjectId> {
         let mut entries = Vec::with_capacity(self.entries.len());
         for (name, node) in self.entries {
             let (mode, oid) = match node {
                 Node::Leaf(mode, oid) => (mode, oid),
-                Node::Dir(d) => (EntryKind::Tree.into(), d.write(store)?),
+                Node::Dir(d) => (EntryKind::Tree.into(), d.write(store, pack)?),
             };
             entries.push(Entry { mode, filename: name.into(), oid });
         }
         entries.sort();
-        let tree = gix::objs::Tree { entries };
-        store.repo.write_object(&tree).map(|id| id.detach()).map_err(|e| store.err(e))
+        store.put_object(pack, &gix::objs::Tree { entries })
     }
 }
 
@@ -178,10 +178,6 @@ impl Store {
         CheckpointError::store(&self.path, e)
     }
 
-    pub(crate) fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId> {
-        self.repo.write_blob(bytes).map(|id| id.detach()).map_err(|e| self.err(e))
-    }
-
     /// Writes a blob of exactly `size` bytes read from `from`, streamed: memory does not depend
     /// on the size.
     pub(crate) fn write_blob_stream(&self, size: u64, from: &mut dyn std::io::Read) -> Result<ObjectId> {
@@ -193,31 +189,63 @@ impl Store {
         self.repo.has_object(oid)
     }
 
-    /// Writes nested trees for `entries` (paths `/`-separated) and returns the root tree.
+    /// A pack for the new objects of one snapshot (see [`crate::pack`]).
+    pub(crate) fn pack(&self) -> Result<PackWriter> {
+        PackWriter::new(&self.path.join("objects"))
+    }
+
+    /// Adds an object's data to `pack` unless the store (or the pack) already has it; its id.
+    pub(crate) fn put(&self, pack: &mut PackWriter, kind: gix::objs::Kind, data: &[u8]) -> Result<ObjectId> {
+        let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).map_err(|e| self.err(e))?;
+        if !pack.contains(&id) && !self.has_object(&id) {
+            pack.add_with_id(id, kind, data)?;
+        }
+        Ok(id)
+    }
+
+    fn put_object(&self, pack: &mut PackWriter, object: &dyn gix::objs::WriteTo) -> Result<ObjectId> {
+        let mut buf = Vec::with_capacity(usize::try_from(object.size()).unwrap_or(0));
+        object.write_to(&mut buf).map_err(|e| self.err(e))?;
+        self.put(pack, object.kind(), &buf)
+    }
+
+    /// Writes nested trees for `entries` (paths `/`-separated) into `pack`; the root tree.
     pub(crate) fn write_tree<'a>(
         &self,
+        pack: &mut PackWriter,
         entries: impl IntoIterator<Item = (&'a [u8], EntryMode, ObjectId)>,
     ) -> Result<ObjectId> {
         let mut root = Dir::default();
         for (path, mode, oid) in entries {
             root.insert(path, mode, oid);
         }
-        root.write(self)
+        root.write(self, pack)
     }
 
-    /// Writes a commit of `tree` (no parents) with a fixed identity: a bare store has no user.
-    pub(crate) fn commit(&self, tree: ObjectId, message: &str, unix_seconds: i64) -> Result<ObjectId> {
+    /// Writes a commit of `tree` (no parents) into `pack`, with a fixed identity: a bare store
+    /// has no user.
+    pub(crate) fn commit(
+        &self,
+        pack: &mut PackWriter,
+        tree: ObjectId,
+        message: &str,
+        unix_seconds: i64,
+    ) -> Result<ObjectId> {
         let sig = gix::actor::Signature {
             name: "codeframe".into(),
             email: "codeframe@localhost".into(),
             time: gix::date::Time::new(unix_seconds, 0),
         };
-        let mut buf = gix::date::parse::TimeBuf::default();
-        let sig_ref = sig.to_ref(&mut buf);
-        let no_parents: [ObjectId; 0] = [];
-        let commit =
-            self.repo.new_commit_as(sig_ref, sig_ref, message, tree, no_parents).map_err(|e| self.err(e))?;
-        Ok(commit.id)
+        let commit = gix::objs::Commit {
+            tree,
+            parents: Default::default(),
+            author: sig.clone(),
+            committer: sig,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        self.put_object(pack, &commit)
     }
 
     /// Creates the checkpoint's ref pointing at `commit`. Create-only: ids are never reused, so

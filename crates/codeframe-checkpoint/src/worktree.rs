@@ -11,6 +11,7 @@ use gix::ObjectId;
 use tracing::debug;
 
 use crate::fs::{self, Root};
+use crate::pack::PackWriter;
 use crate::statcache::{Stat, StatCache};
 use crate::store::{FileEntry, FileKind, Store};
 use crate::{CheckpointError, Result};
@@ -122,19 +123,32 @@ enum Read {
     Nothing,
 }
 
-/// Reads one file through the root's handle (no link followed, nothing blocks) and stores
-/// (`write`) or hashes its content, streamed.
-fn read_one(store: &Store, root: &Root, found: &Found, write: bool, max_size: u64) -> Result<Read> {
+/// Files up to this size go into the snapshot's pack (read whole: bounded memory); larger ones
+/// are streamed into a loose object of their own.
+const PACKED_MAX: u64 = 1 << 20;
+
+/// Reads one file through the root's handle (no link followed, nothing blocks) and stores its
+/// content (into `pack`, or a loose object when large) — or, without a pack, only hashes it.
+fn read_one(
+    store: &Store,
+    root: &Root,
+    found: &Found,
+    mut pack: Option<&mut PackWriter>,
+    max_size: u64,
+) -> Result<Read> {
+    use std::io::Read as _;
     const ATTEMPTS: usize = 3;
+    let hash = |bytes: &[u8]| {
+        gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, bytes)
+            .map_err(|e| CheckpointError::store(&found.abs, e))
+    };
     for attempt in 1..=ATTEMPTS {
         let (file, st) = match root.read(&found.path)? {
             fs::Found::File(file, st) => (file, st),
             fs::Found::Symlink(target) => {
-                let oid = if write {
-                    store.write_blob(&target)?
-                } else {
-                    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &target)
-                        .map_err(|e| CheckpointError::store(&found.abs, e))?
+                let oid = match pack.as_deref_mut() {
+                    Some(pack) => store.put(pack, gix::objs::Kind::Blob, &target)?,
+                    None => hash(&target)?,
                 };
                 return Ok(Read::Blob(oid, FileKind::Symlink, None));
             }
@@ -146,10 +160,16 @@ fn read_one(store: &Store, root: &Root, found: &Found, write: bool, max_size: u6
         }
         let kind = if st.st_mode & 0o111 != 0 { FileKind::Executable } else { FileKind::Regular };
         let mut reader = Exact { inner: std::io::BufReader::with_capacity(64 << 10, file), remaining: size };
-        let hashed = if write {
-            store.write_blob_stream(size, &mut reader)
-        } else {
-            gix::objs::compute_stream_hash(
+        let stored = match pack.as_deref_mut() {
+            Some(pack) if size <= PACKED_MAX => {
+                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                match reader.read_to_end(&mut bytes) {
+                    Ok(_) => store.put(pack, gix::objs::Kind::Blob, &bytes),
+                    Err(e) => Err(CheckpointError::io(&found.abs, e)),
+                }
+            }
+            Some(_) => store.write_blob_stream(size, &mut reader),
+            None => gix::objs::compute_stream_hash(
                 gix::hash::Kind::Sha1,
                 gix::objs::Kind::Blob,
                 &mut reader,
@@ -157,9 +177,9 @@ fn read_one(store: &Store, root: &Root, found: &Found, write: bool, max_size: u6
                 &mut gix::progress::Discard,
                 &std::sync::atomic::AtomicBool::new(false),
             )
-            .map_err(|e| CheckpointError::store(&found.abs, e))
+            .map_err(|e| CheckpointError::store(&found.abs, e)),
         };
-        match hashed {
+        match stored {
             Ok(oid) => return Ok(Read::Blob(oid, kind, Some(Stat::of_opened(&st, kind)))),
             Err(e) if attempt < ATTEMPTS => {
                 debug!(path = %found.abs.display(), error = %e, attempt, "file changed while read; reading it again");
@@ -170,15 +190,16 @@ fn read_one(store: &Store, root: &Root, found: &Found, write: bool, max_size: u6
     Ok(Read::Nothing)
 }
 
-/// Hashes the working tree into the store, reading only files whose stat changed since the
-/// last snapshot. With `write` false, blobs are hashed but not stored (for diffs). Files over
-/// `max_size` bytes are left out and listed.
+/// Hashes the working tree into the store (new blobs into `pack`), reading only files whose
+/// stat changed since the last snapshot. Without a pack, blobs are hashed but not stored (for
+/// diffs). Files over `max_size` bytes are left out and listed.
 pub(crate) fn snapshot(
     store: &Store,
     root: &Path,
-    write: bool,
+    mut pack: Option<&mut PackWriter>,
     max_size: u64,
 ) -> Result<(Vec<FileEntry>, WalkStats)> {
+    let write = pack.is_some();
     let started = Instant::now();
     let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let now_secs = i64::try_from(now_secs).unwrap_or(i64::MAX);
@@ -197,7 +218,7 @@ pub(crate) fn snapshot(
             entries.push(FileEntry { path: found.path, kind: found.kind, oid });
             continue;
         }
-        let (oid, kind, stat) = match read_one(store, &handle, &found, write, max_size)? {
+        let (oid, kind, stat) = match read_one(store, &handle, &found, pack.as_deref_mut(), max_size)? {
             Read::Blob(oid, kind, stat) => (oid, kind, stat),
             Read::TooLarge(size) => {
                 stats

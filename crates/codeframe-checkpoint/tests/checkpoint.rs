@@ -172,14 +172,41 @@ fn repo_fingerprint(root: &Path) -> (String, String, Vec<u8>, String, String) {
     )
 }
 
-fn loose_objects(root: &Path) -> usize {
-    let objects = root.join(".codeframe/snapshots.git/objects");
-    std::fs::read_dir(&objects)
-        .unwrap()
-        .filter_map(|d| d.ok())
-        .filter(|d| d.file_name().len() == 2)
-        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
-        .sum()
+/// Every object in the project's store, loose or packed.
+fn store_objects(root: &Path) -> usize {
+    let counts = store_git(root, &["count-objects", "-v"]);
+    let field = |name: &str| -> usize {
+        counts.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().parse().unwrap()).unwrap()
+    };
+    field("count:") + field("in-pack:")
+}
+
+/// The store's pack files (snapshots write one per checkpoint).
+fn packs(root: &Path) -> Vec<PathBuf> {
+    let dir = root.join(".codeframe/snapshots.git/objects/pack");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "pack"));
+    v.sort();
+    v
+}
+
+/// Turns every packed object of the store into a loose one, so a test can tamper with a single
+/// object's file the way code in the project could.
+fn unpack_store(root: &Path) {
+    for pack in packs(root) {
+        let moved = root.parent().unwrap().join(pack.file_name().unwrap());
+        std::fs::rename(&pack, &moved).unwrap();
+        std::fs::remove_file(pack.with_extension("idx")).unwrap();
+        let out = Command::new("git")
+            .args(["--git-dir", ".codeframe/snapshots.git", "unpack-objects", "-q"])
+            .current_dir(root)
+            .stdin(std::fs::File::open(&moved).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 // ---------------------------------------------------------------- create
@@ -246,7 +273,7 @@ async fn a_plain_directory_can_be_checkpointed() {
 async fn identical_state_gives_identical_blobs_and_unchanged_checkpoints_cost_almost_nothing() {
     let f = fx_plain().await;
     let a = create(&f, "one").await;
-    let objects_after_one = loose_objects(&f.root);
+    let objects_after_one = store_objects(&f.root);
     let mut last = a.clone();
     for n in 0..9 {
         last = create(&f, &format!("again {n}")).await;
@@ -257,7 +284,7 @@ async fn identical_state_gives_identical_blobs_and_unchanged_checkpoints_cost_al
     assert_eq!(meta_a, meta_b, "the same state makes the same state/ tree");
     assert_eq!(tree(a.id), tree(last.id), "the same files and state make the same root tree");
     // Only one new object (the commit) per unchanged checkpoint.
-    assert_eq!(loose_objects(&f.root), objects_after_one + 9);
+    assert_eq!(store_objects(&f.root), objects_after_one + 9);
 }
 
 #[tokio::test]
@@ -398,6 +425,7 @@ async fn verify_detects_a_missing_object() {
     // Remove the blob of a.txt from the store.
     let oid = store_git(&f.root, &["rev-parse", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
     let oid = oid.trim();
+    unpack_store(&f.root);
     std::fs::remove_file(f.root.join(format!(
         ".codeframe/snapshots.git/objects/{}/{}",
         &oid[..2],
@@ -702,6 +730,7 @@ async fn an_edited_object_is_refused_by_restore_and_reported_by_verify() {
     let cp = create(&f, "base").await;
     let blob = store_git(&f.root, &["rev-parse", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
     // Code in the project swaps the object's content for another valid object's.
+    unpack_store(&f.root);
     let forged = store_git(&f.root, &["hash-object", "-w", "--stdin"]); // the empty blob
     std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
     write(&f.root, "a.txt", b"changed since\n");
@@ -725,6 +754,7 @@ async fn a_truncated_object_fails_verify_and_resume_reads() {
     let cp = create(&f, "base").await;
     let chunk =
         store_git(&f.root, &["rev-parse", &format!("{}:state/context/000000.jsonl", checkpoint_ref(cp.id))]);
+    unpack_store(&f.root);
     let path = object_file(&f.root, chunk.trim());
     let bytes = std::fs::read(&path).unwrap();
     let mut perms = std::fs::metadata(&path).unwrap().permissions();
@@ -738,6 +768,44 @@ async fn a_truncated_object_fails_verify_and_resume_reads() {
     let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
     assert!(f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.is_err());
     assert_eq!(rows(&f).await, before);
+}
+
+#[tokio::test]
+async fn a_snapshot_is_one_pack_that_git_itself_accepts() {
+    let f = fx_plain().await;
+    let cp = create(&f, "packed").await;
+    assert_eq!(packs(&f.root).len(), 1, "one pack per snapshot, no loose files");
+    let loose = store_git(&f.root, &["count-objects", "-v"]);
+    assert!(loose.lines().any(|l| l == "count: 0"), "{loose}");
+    for pack in packs(&f.root) {
+        git(&f.root, &["verify-pack", pack.with_extension("idx").to_str().unwrap()]);
+    }
+    store_git(&f.root, &["fsck", "--strict", "--no-dangling"]);
+    let a = store_git(&f.root, &["show", &format!("{}:files/a.txt", checkpoint_ref(cp.id))]);
+    assert_eq!(a, "alpha\n");
+}
+
+#[tokio::test]
+async fn a_damaged_pack_fails_verify_and_restore_changes_nothing() {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    write(&f.root, "a.txt", b"changed since\n");
+    let pack = packs(&f.root).pop().unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+    perms.set_mode(0o644);
+    std::fs::set_permissions(&pack, perms).unwrap();
+    // Flip bits inside the objects (past the 12-byte header, before the trailing checksum).
+    for i in (12..bytes.len() - 20).step_by(7) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&pack, &bytes).unwrap();
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
+    assert!(!report.ok(), "a damaged pack is a problem");
+    let before = rows(&f).await;
+    assert!(f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.is_err());
+    assert_eq!(rows(&f).await, before, "no row written");
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"changed since\n", "no file written");
 }
 
 #[tokio::test]

@@ -442,6 +442,28 @@ async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing()
     assert_eq!(f.svc.get(f.project).await.unwrap(), before);
 }
 
+/// Turns the packs of the project's snapshot store into loose objects, so a test can delete one
+/// object the way code in the project could.
+fn unpack_store(root: &Path) {
+    let dir = root.join(".codeframe/snapshots.git/objects/pack");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let pack = entry.unwrap().path();
+        if pack.extension().is_none_or(|e| e != "pack") {
+            continue;
+        }
+        let moved = root.parent().unwrap().join(pack.file_name().unwrap());
+        std::fs::rename(&pack, &moved).unwrap();
+        std::fs::remove_file(pack.with_extension("idx")).unwrap();
+        let out = std::process::Command::new("git")
+            .args(["--git-dir", ".codeframe/snapshots.git", "unpack-objects", "-q"])
+            .current_dir(root)
+            .stdin(std::fs::File::open(&moved).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[tokio::test]
 async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing() {
     let f = fx().await;
@@ -460,6 +482,7 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
         ],
     );
     let oid = oid.trim();
+    unpack_store(&f.root);
     std::fs::remove_file(f.root.join(format!(
         ".codeframe/snapshots.git/objects/{}/{}",
         &oid[..2],
