@@ -1,6 +1,7 @@
 //! Checkpoint benchmarks: create for 1k and 10k files (first snapshot, then after 1% of the
 //! files changed), restore, store size after ten unchanged checkpoints vs one, and the peak
-//! memory of a snapshot holding a 1 GiB file (streamed, not read whole).
+//! memory of a snapshot holding a 1 GiB file (streamed, not read whole), and the first snapshot
+//! of 10k files beside stock `git add -A && git commit` of the same tree (for the ratio only).
 //! One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -114,6 +115,7 @@ async fn bench(files: usize) -> Res<()> {
     let mut first = Vec::new();
     for _ in 0..RUNS {
         let _ = std::fs::remove_dir_all(&store);
+        settle();
         first.push(checkpoint(&db, &cm, project).await?.0);
     }
     emit("checkpoint_create", params.clone(), first, "ms");
@@ -189,10 +191,63 @@ async fn snapshot_of_a_large_file() -> Res<()> {
     Ok(())
 }
 
+/// Flushes dirty pages, so a measure starts from a settled tree as a user's does (not with the
+/// kernel still writing back the files this benchmark just generated).
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// Stock `git init && git add -A && git commit` on `root`, timed; the `.git` it made is removed.
+fn git_add_commit(root: &Path) -> Res<f64> {
+    let git = |args: &[&str]| -> Res<()> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(())
+    };
+    let started = Instant::now();
+    git(&["init", "-q"])?;
+    git(&["add", "-A"])?;
+    git(&["commit", "-q", "-m", "bench"])?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    std::fs::remove_dir_all(root.join(".git"))?;
+    Ok(ms)
+}
+
+/// The first snapshot of a tree of `files` files of 2 KiB as a user meets it (settled on disk,
+/// no store yet), beside stock git committing the same tree in the same run.
+async fn first_snapshot_vs_git(files: usize) -> Res<()> {
+    let params = serde_json::json!({"files": files, "file_bytes": 2048});
+    let (_dir, db, project, root) = setup(files).await?;
+    let cm = GitCheckpointManager::new(db.clone());
+    let store = root.join(".codeframe");
+    let (mut ours, mut git) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let _ = std::fs::remove_dir_all(&store);
+        settle();
+        ours.push(checkpoint(&db, &cm, project).await?.0);
+        let _ = std::fs::remove_dir_all(&store);
+        settle();
+        git.push(git_add_commit(&root)?);
+    }
+    emit("snapshot_first", params.clone(), ours, "ms");
+    emit("git_add_commit", params, git, "ms");
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         snapshot_of_a_large_file().await?;
+        first_snapshot_vs_git(10_000).await?;
         bench(1_000).await?;
         bench(10_000).await
     })
