@@ -248,7 +248,7 @@ impl SqlContextManager {
                     (i.id, s, retier.then(|| scoring::assign_tier(s)))
                 })
                 .collect();
-            updated += context::update_scores(&mut tx, &scores).await?;
+            updated += context::update_scores(&mut tx, project_id, &scores).await?;
         }
         tx.commit().await?;
         info!(
@@ -385,6 +385,7 @@ impl ContextManager for SqlContextManager {
         let record = flash_saves::insert(
             tx,
             &NewFlashSave {
+                id: None,
                 project_id,
                 agent_id,
                 tokens_before: t.total_tokens(),

@@ -1,17 +1,28 @@
-//! The `context_items` table. Everything a pause needs is one set-based statement:
-//! token totals, archiving an agent's COLD items, bringing archived items back.
+//! The `context_items` table, with each item's content in `context_contents` (apart from the
+//! hot columns that scoring and archiving rewrite). Everything a pause needs is one set-based
+//! statement: token totals, archiving an agent's COLD items, bringing archived items back.
+//!
+//! Every write here bumps the project's [`crate::revisions`] once per statement.
 
 use codeframe_models::{ContextItem, FlashSaveId, ItemType, ProjectId, Tier, TierTotals};
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 
 use crate::rows::{fmt, opt_ts, parse, ts};
-use crate::{DbError, Executor, Result};
+use crate::{DbError, Executor, Result, revisions};
 
-const COLUMNS: &str = "id, project_id, agent_id, item_type, content, token_count, importance_score, tier, \
+/// The columns of an item row (content apart).
+const ITEM_COLUMNS: &str = "id, project_id, agent_id, item_type, token_count, importance_score, tier, \
     access_count, created_at, last_accessed, archived_at, archived_by_flash_save";
 
-/// Rows per multi-row INSERT: 13 parameters each stays well under SQLite's 32,766 limit.
+/// A whole item, from `ITEM_SOURCE`.
+const COLUMNS: &str = "i.id, i.project_id, i.agent_id, i.item_type, c.content, i.token_count, i.importance_score, \
+    i.tier, i.access_count, i.created_at, i.last_accessed, i.archived_at, i.archived_by_flash_save";
+
+/// Items joined with their content.
+const ITEM_SOURCE: &str = "context_items i JOIN context_contents c ON c.item_id = i.id";
+
+/// Rows per multi-row INSERT: 12 parameters each stays well under SQLite's 32,766 limit.
 const INSERT_CHUNK: usize = 1_000;
 /// Rows per batched score UPDATE (3 parameters each).
 const UPDATE_CHUNK: usize = 5_000;
@@ -87,29 +98,39 @@ pub struct ItemQuery<'a> {
 }
 
 fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {
-    qb.push(" WHERE project_id = ").push_bind(q.project_id);
+    qb.push(" WHERE i.project_id = ").push_bind(q.project_id);
     if let Some(agent) = q.agent_id {
-        qb.push(" AND agent_id = ").push_bind(agent.to_owned());
+        qb.push(" AND i.agent_id = ").push_bind(agent.to_owned());
     }
     if let Some(tier) = q.tier {
-        qb.push(" AND tier = ").push_bind(tier.as_str());
+        qb.push(" AND i.tier = ").push_bind(tier.as_str());
     }
     match q.state {
-        ArchiveState::Active => qb.push(" AND archived_at IS NULL"),
-        ArchiveState::Archived => qb.push(" AND archived_at IS NOT NULL"),
+        ArchiveState::Active => qb.push(" AND i.archived_at IS NULL"),
+        ArchiveState::Archived => qb.push(" AND i.archived_at IS NOT NULL"),
         ArchiveState::All => qb.push(""),
     };
 }
 
+/// Bumps the revision of every project the items belong to.
+async fn bump_projects(ex: &mut impl Executor, items: &[ContextItem]) -> Result<()> {
+    let mut projects: Vec<ProjectId> = items.iter().map(|i| i.project_id).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    for p in projects {
+        revisions::bump(ex, p).await?;
+    }
+    Ok(())
+}
+
 /// `INSERT INTO context_items (…) VALUES (…), (…)` for a chunk of items.
 fn insert_values(chunk: &[ContextItem]) -> QueryBuilder<Sqlite> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({COLUMNS}) "));
+    let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({ITEM_COLUMNS}) "));
     qb.push_values(chunk, |mut b, item| {
         b.push_bind(item.id.clone())
             .push_bind(item.project_id)
             .push_bind(item.agent_id.clone())
             .push_bind(item.item_type.as_str())
-            .push_bind(item.content.clone())
             .push_bind(item.token_count)
             .push_bind(item.importance_score)
             .push_bind(item.tier.as_str())
@@ -122,6 +143,17 @@ fn insert_values(chunk: &[ContextItem]) -> QueryBuilder<Sqlite> {
     qb
 }
 
+/// `INSERT INTO context_contents … ON CONFLICT DO UPDATE` for a chunk of items.
+async fn write_contents(ex: &mut impl Executor, chunk: &[ContextItem]) -> Result<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO context_contents (item_id, content) ");
+    qb.push_values(chunk, |mut b, item| {
+        b.push_bind(item.id.clone()).push_bind(item.content.clone());
+    });
+    qb.push(" ON CONFLICT(item_id) DO UPDATE SET content = excluded.content");
+    qb.build().execute(ex.connection()).await?;
+    Ok(())
+}
+
 /// Inserts items as given (ids, counts, scores and timestamps included), in multi-row
 /// statements. Run it in a [`crate::Tx`] so a bulk insert is one commit.
 pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
@@ -129,7 +161,9 @@ pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
     for chunk in items.chunks(INSERT_CHUNK) {
         let mut qb = insert_values(chunk);
         inserted += qb.build().execute(ex.connection()).await?.rows_affected();
+        write_contents(ex, chunk).await?;
     }
+    bump_projects(ex, items).await?;
     Ok(inserted)
 }
 
@@ -141,20 +175,22 @@ pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
         let mut qb = insert_values(chunk);
         qb.push(
             " ON CONFLICT(id) DO UPDATE SET project_id = excluded.project_id, agent_id = excluded.agent_id, \
-             item_type = excluded.item_type, content = excluded.content, token_count = excluded.token_count, \
+             item_type = excluded.item_type, token_count = excluded.token_count, \
              importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
              created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
              archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save",
         );
         written += qb.build().execute(ex.connection()).await?.rows_affected();
+        write_contents(ex, chunk).await?;
     }
+    bump_projects(ex, items).await?;
     Ok(written)
 }
 
 /// The item with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<ContextItem> {
     let row: Option<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM context_items WHERE id = ?")))
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.id = ?")))
             .bind(id)
             .fetch_optional(ex.connection())
             .await?;
@@ -163,9 +199,9 @@ pub async fn get(ex: &mut impl Executor, id: &str) -> Result<ContextItem> {
 
 /// A page of items (see [`ItemQuery`]).
 pub async fn list(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<Vec<ContextItem>> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM context_items"));
+    let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE}"));
     push_filter(&mut qb, q);
-    qb.push(" ORDER BY importance_score DESC, last_accessed DESC, id");
+    qb.push(" ORDER BY i.importance_score DESC, i.last_accessed DESC, i.id");
     if let Some(limit) = q.limit {
         qb.push(" LIMIT ").push_bind(limit.max(0)).push(" OFFSET ").push_bind(q.offset.max(0));
     }
@@ -175,7 +211,7 @@ pub async fn list(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<Vec<Conte
 
 /// How many items match the query's filters (ignoring its page).
 pub async fn count(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<i64> {
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM context_items");
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM context_items i");
     push_filter(&mut qb, q);
     Ok(qb.build_query_scalar().fetch_one(ex.connection()).await?)
 }
@@ -185,7 +221,7 @@ pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> 
     // Sorted here rather than by SQL: `ORDER BY id` makes SQLite sort whole rows (content
     // included) in a temporary b-tree, which doubles the cost of reading a large context.
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM context_items WHERE project_id = ?"
+        "SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = ?"
     )))
     .bind(project_id)
     .fetch_all(ex.connection())
@@ -197,14 +233,16 @@ pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> 
 
 /// Records an access: `access_count + 1`, `last_accessed = now`. Returns the updated item.
 pub async fn touch(ex: &mut impl Executor, id: &str, now: OffsetDateTime) -> Result<ContextItem> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ? WHERE id = ? RETURNING {COLUMNS}"
-    )))
+    let project: Option<ProjectId> = sqlx::query_scalar(
+        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ? WHERE id = ? RETURNING project_id",
+    )
     .bind(fmt(now))
     .bind(id)
     .fetch_optional(ex.connection())
     .await?;
-    row.ok_or_else(|| DbError::not_found("context item", id))?.try_into()
+    let project = project.ok_or_else(|| DbError::not_found("context item", id))?;
+    revisions::bump(ex, project).await?;
+    get(ex, id).await
 }
 
 /// The inputs of the importance score of one item.
@@ -252,8 +290,13 @@ pub async fn score_inputs(
         .collect()
 }
 
-/// Writes new scores (and tiers, when given) in batched statements. Returns rows updated.
-pub async fn update_scores(ex: &mut impl Executor, scores: &[(String, f64, Option<Tier>)]) -> Result<u64> {
+/// Writes new scores (and tiers, when given) of a project's items in batched statements.
+/// Returns rows updated (ids of other projects' items are ignored).
+pub async fn update_scores(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    scores: &[(String, f64, Option<Tier>)],
+) -> Result<u64> {
     let mut updated = 0;
     for chunk in scores.chunks(UPDATE_CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, score, tier) AS (");
@@ -262,9 +305,11 @@ pub async fn update_scores(ex: &mut impl Executor, scores: &[(String, f64, Optio
         });
         qb.push(
             ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier) \
-             FROM v WHERE context_items.id = v.id",
+             FROM v WHERE context_items.id = v.id AND context_items.project_id = ",
         );
+        qb.push_bind(project_id);
         updated += qb.build().execute(ex.connection()).await?.rows_affected();
+        revisions::bump(ex, project_id).await?;
     }
     Ok(updated)
 }
@@ -337,6 +382,7 @@ pub async fn archive_cold(
     .bind(agent_id)
     .execute(ex.connection())
     .await?;
+    revisions::bump(ex, project_id).await?;
     Ok(done.rows_affected())
 }
 
@@ -358,6 +404,7 @@ pub async fn restore_archived(
     .bind(flash_save_id)
     .execute(ex.connection())
     .await?;
+    revisions::bump(ex, project_id).await?;
     Ok(done.rows_affected())
 }
 
@@ -376,9 +423,16 @@ pub async fn replace_for_project(
             reason: format!("item {} does not belong to project {project_id}", stray.id),
         });
     }
+    sqlx::query(
+        "DELETE FROM context_contents WHERE item_id IN (SELECT id FROM context_items WHERE project_id = ?)",
+    )
+    .bind(project_id)
+    .execute(ex.connection())
+    .await?;
     sqlx::query("DELETE FROM context_items WHERE project_id = ?")
         .bind(project_id)
         .execute(ex.connection())
         .await?;
+    revisions::bump(ex, project_id).await?;
     insert_many(ex, items).await
 }

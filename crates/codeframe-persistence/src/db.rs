@@ -89,6 +89,14 @@ impl Db {
         Ok(Tx { inner })
     }
 
+    /// Begins a read transaction: every statement run through it sees the same committed state
+    /// (in WAL mode a reader never waits for the writer, nor the writer for it). Use it for
+    /// reads only; writing through it would take the write lock late and may fail as busy.
+    pub async fn read(&self) -> Result<ReadTx> {
+        let inner = self.pool.begin_with("BEGIN DEFERRED").await?;
+        Ok(ReadTx { inner })
+    }
+
     /// A pooled connection for statements outside a transaction (each commits on its own).
     pub async fn conn(&self) -> Result<Conn> {
         Ok(Conn { inner: self.pool.acquire().await? })
@@ -129,6 +137,12 @@ impl Tx<'_> {
     }
 }
 
+/// A read transaction (see [`Db::read`]); ends when dropped.
+#[derive(Debug)]
+pub struct ReadTx {
+    inner: sqlx::Transaction<'static, Sqlite>,
+}
+
 /// A pooled connection, returned to the pool when dropped.
 #[derive(Debug)]
 pub struct Conn {
@@ -143,7 +157,7 @@ pub(crate) mod sealed {
     }
 }
 
-/// Something repository functions can run statements on: a [`Tx`] or a [`Conn`].
+/// Something repository functions can run statements on: a [`Tx`], a [`ReadTx`] or a [`Conn`].
 pub trait Executor: sealed::Sealed + Send {}
 
 impl sealed::Sealed for Tx<'_> {
@@ -152,6 +166,13 @@ impl sealed::Sealed for Tx<'_> {
     }
 }
 impl Executor for Tx<'_> {}
+
+impl sealed::Sealed for ReadTx {
+    fn connection(&mut self) -> &mut SqliteConnection {
+        &mut self.inner
+    }
+}
+impl Executor for ReadTx {}
 
 impl sealed::Sealed for Conn {
     fn connection(&mut self) -> &mut SqliteConnection {

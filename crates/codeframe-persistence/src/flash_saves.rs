@@ -46,6 +46,8 @@ impl TryFrom<Row> for FlashSave {
 /// The figures of a flash save, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFlashSave<'a> {
+    /// An id from [`reserve_ids`], or `None` for the next one.
+    pub id: Option<FlashSaveId>,
     /// Project.
     pub project_id: ProjectId,
     /// Agent.
@@ -66,12 +68,29 @@ pub struct NewFlashSave<'a> {
     pub created_at: OffsetDateTime,
 }
 
+/// Hands out `count` consecutive flash-save ids that are never handed out again; returns the
+/// first. Call it through an executor that commits on its own, so that a pause can write the
+/// ids into its snapshot before it takes the write lock (a rollback burns them).
+pub async fn reserve_ids(ex: &mut impl Executor, count: i64) -> Result<FlashSaveId> {
+    Ok(sqlx::query_scalar(
+        "UPDATE id_sequences SET next_id = next_id + ?1 WHERE name = 'flash_saves' RETURNING next_id - ?1",
+    )
+    .bind(count.max(1))
+    .fetch_one(ex.connection())
+    .await?)
+}
+
 /// Inserts a flash-save row.
 pub async fn insert(ex: &mut impl Executor, new: &NewFlashSave<'_>) -> Result<FlashSave> {
+    let id = match new.id {
+        Some(id) => id,
+        None => reserve_ids(ex, 1).await?,
+    };
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO flash_saves (project_id, agent_id, tokens_before, tokens_after, items_count, items_archived, \
-         hot_items_retained, warm_items_retained, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        "INSERT INTO flash_saves (id, project_id, agent_id, tokens_before, tokens_after, items_count, items_archived, \
+         hot_items_retained, warm_items_retained, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
     )))
+    .bind(id)
     .bind(new.project_id)
     .bind(new.agent_id)
     .bind(new.tokens_before)

@@ -3,7 +3,8 @@
 //! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
 //! `migrations/` folder when it opens. Work happens through repository modules
 //! ([`projects`], [`agents`], [`context`], [`checkpoints`], [`flash_saves`], [`tasks`],
-//! [`token_usage`], [`auth`], the event log [`events`] and the run gate's [`permits`]) whose
+//! [`token_usage`], [`auth`], the event log [`events`], the run gate's [`permits`] and the
+//! change counters [`revisions`]) whose
 //! functions take any [`Executor`]: a pooled [`Conn`] for a single
 //! statement, or a [`Tx`] (opened by [`Db::begin`]) so several calls commit or roll back
 //! together. No sqlx type appears in this crate's public signatures, so a PostgreSQL backend
@@ -35,10 +36,11 @@ pub mod events;
 pub mod flash_saves;
 pub mod permits;
 pub mod projects;
+pub mod revisions;
 pub mod tasks;
 pub mod token_usage;
 
-pub use db::{Conn, Db, DbOptions, Executor, Tx};
+pub use db::{Conn, Db, DbOptions, Executor, ReadTx, Tx};
 pub use error::{BackendError, ConstraintKind, DbError};
 
 /// Result of a persistence operation.

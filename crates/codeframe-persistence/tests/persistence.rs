@@ -8,8 +8,8 @@ use codeframe_models::{
 use codeframe_persistence::context::{ArchiveState, ItemQuery};
 use codeframe_persistence::flash_saves::NewFlashSave;
 use codeframe_persistence::{
-    ConstraintKind, Db, DbError, agents, checkpoints, context, events, flash_saves, permits, projects, tasks,
-    token_usage,
+    ConstraintKind, Db, DbError, agents, checkpoints, context, events, flash_saves, permits, projects,
+    revisions, tasks, token_usage,
 };
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -475,6 +475,7 @@ async fn archive_cold_keeps_rows_and_restore_brings_them_back_identical() {
     let fs = flash_saves::insert(
         &mut tx,
         &NewFlashSave {
+            id: None,
             project_id: p.id,
             agent_id: "a",
             tokens_before: 0,
@@ -552,10 +553,10 @@ async fn scores_and_tiers_update_in_batches() {
 
     let updates: Vec<_> = inputs.iter().map(|i| (i.id.clone(), 0.25, Some(Tier::Cold))).collect();
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(context::update_scores(&mut tx, &updates).await.unwrap(), 7000);
+    assert_eq!(context::update_scores(&mut tx, p.id, &updates).await.unwrap(), 7000);
     // A score-only update keeps the stored tier.
     let first = inputs[0].id.clone();
-    context::update_scores(&mut tx, &[(first.clone(), 0.95, None)]).await.unwrap();
+    context::update_scores(&mut tx, p.id, &[(first.clone(), 0.95, None)]).await.unwrap();
     tx.commit().await.unwrap();
     let t = context::tier_totals(&mut c, p.id, "a").await.unwrap();
     assert_eq!((t.hot_items, t.warm_items, t.cold_items), (0, 0, 7000));
@@ -730,6 +731,7 @@ async fn flash_saves_insert_get_list_and_correct() {
     let p = project_with_agents(&db, "fs", &["a", "b"]).await;
     let mut c = db.conn().await.unwrap();
     let mk = |agent| NewFlashSave {
+        id: None,
         project_id: p.id,
         agent_id: agent,
         tokens_before: 100,
@@ -1059,4 +1061,152 @@ async fn a_reserved_checkpoint_id_is_never_handed_out_again() {
     // An insert without an id takes the next one, past every reserved id.
     let auto = checkpoints::insert(&mut c, &checkpoints::NewCheckpoint { id: None, ..new }).await.unwrap();
     assert!(auto.id > second);
+}
+
+// ---------------------------------------------------------------- revisions
+
+#[tokio::test]
+async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_does() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "rev", &["a"]).await;
+    let other = project_with_agents(&db, "other", &[]).await;
+    let mut c = db.conn().await.unwrap();
+    let mut last = revisions::get(&mut c, p.id).await.unwrap();
+    let other_rev = revisions::get(&mut c, other.id).await.unwrap();
+    macro_rules! bumps {
+        ($what:expr, $op:expr) => {{
+            $op;
+            let now = revisions::get(&mut c, p.id).await.unwrap();
+            assert!(now > last, "{} bumps the revision", $what);
+            last = now;
+        }};
+    }
+    macro_rules! keeps {
+        ($what:expr, $op:expr) => {{
+            $op;
+            assert_eq!(revisions::get(&mut c, p.id).await.unwrap(), last, "{} leaves the revision", $what);
+        }};
+    }
+    let batch = items(6, p.id, "a");
+    bumps!("insert_many", context::insert_many(&mut c, &batch).await.unwrap());
+    bumps!("touch", context::touch(&mut c, &batch[0].id, T0).await.unwrap());
+    bumps!(
+        "update_scores",
+        context::update_scores(&mut c, p.id, &[(batch[1].id.clone(), 0.1, None)]).await.unwrap()
+    );
+    let mut changed = batch[2].clone();
+    changed.content = "new content".into();
+    bumps!("upsert_many", context::upsert_many(&mut c, std::slice::from_ref(&changed)).await.unwrap());
+    assert_eq!(context::get(&mut c, &changed.id).await.unwrap().content, "new content");
+    let fs = flash_saves::insert(
+        &mut c,
+        &NewFlashSave {
+            id: None,
+            project_id: p.id,
+            agent_id: "a",
+            tokens_before: 0,
+            tokens_after: 0,
+            items_count: 6,
+            items_archived: 2,
+            hot_items_retained: 2,
+            warm_items_retained: 2,
+            created_at: T0,
+        },
+    )
+    .await
+    .unwrap();
+    bumps!("archive_cold", context::archive_cold(&mut c, p.id, "a", fs.id, T0).await.unwrap());
+    bumps!("restore_archived", context::restore_archived(&mut c, p.id, "a", None).await.unwrap());
+    let snapshot = context::list_for_project(&mut c, p.id).await.unwrap();
+    bumps!("replace_for_project", context::replace_for_project(&mut c, p.id, &snapshot[..3]).await.unwrap());
+    assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap(), snapshot[..3]);
+    let task = NewTask { project_id: p.id, title: "t".into(), description: String::new() };
+    let t = tasks::insert(&mut c, &task, T0).await.unwrap();
+    bumps!("a task", ());
+    bumps!("a task's status", tasks::set_status(&mut c, t.id, TaskStatus::Completed, T0).await.unwrap());
+    let usage = NewTokenUsage {
+        project_id: p.id,
+        agent_id: "a".into(),
+        task_id: None,
+        model_name: "m".into(),
+        input_tokens: 1,
+        output_tokens: 1,
+        estimated_cost_usd: 0.1,
+        call_type: CallType::TaskExecution,
+    };
+    bumps!("token usage", token_usage::insert(&mut c, &usage, T0).await.unwrap());
+    bumps!("an agent's status", agents::set_status(&mut c, "a", AgentStatus::Working).await.unwrap());
+    bumps!("an unassignment", agents::unassign(&mut c, p.id, "a", T0).await.unwrap());
+    bumps!("an assignment", agents::assign(&mut c, p.id, "a", "worker", T0).await.unwrap());
+    let row = projects::get(&mut c, p.id).await.unwrap();
+    bumps!("the project row", projects::update(&mut c, &row, T0).await.unwrap());
+    bumps!("the store path", projects::set_store_path(&mut c, p.id, "/elsewhere").await.unwrap());
+
+    keeps!(
+        "the gate",
+        permits::set_pausing(&mut c, p.id, "h", T0, T0 + Duration::seconds(30)).await.unwrap()
+    );
+    keeps!(
+        "a lease renewal",
+        permits::renew_pausing(&mut c, p.id, "h", T0 + Duration::seconds(60)).await.unwrap()
+    );
+    keeps!("the gate reopening", permits::clear_pausing(&mut c, p.id, "h").await.unwrap());
+    keeps!("a checkpoint id", checkpoints::reserve_id(&mut c).await.unwrap());
+    keeps!("flash-save ids", flash_saves::reserve_ids(&mut c, 3).await.unwrap());
+    assert_eq!(revisions::get(&mut c, other.id).await.unwrap(), other_rev, "other projects are untouched");
+
+    // A pause records its revision; any later change makes the project differ from it.
+    assert!(!revisions::unchanged_since_pause(&mut c, p.id).await.unwrap(), "no pause recorded");
+    assert_eq!(revisions::mark_paused(&mut c, p.id).await.unwrap(), last);
+    assert!(revisions::unchanged_since_pause(&mut c, p.id).await.unwrap());
+    context::touch(&mut c, &snapshot[0].id, T0).await.unwrap();
+    assert!(!revisions::unchanged_since_pause(&mut c, p.id).await.unwrap());
+    revisions::mark_paused(&mut c, p.id).await.unwrap();
+    revisions::clear_paused(&mut c, p.id).await.unwrap();
+    assert!(!revisions::unchanged_since_pause(&mut c, p.id).await.unwrap());
+    assert!(revisions::get(&mut c, 4242).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn reserved_flash_save_ids_are_never_handed_out_again() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "ids", &["a"]).await;
+    let mut c = db.conn().await.unwrap();
+    let first = flash_saves::reserve_ids(&mut c, 3).await.unwrap();
+    let new = |id| NewFlashSave {
+        id,
+        project_id: p.id,
+        agent_id: "a",
+        tokens_before: 0,
+        tokens_after: 0,
+        items_count: 0,
+        items_archived: 0,
+        hot_items_retained: 0,
+        warm_items_retained: 0,
+        created_at: T0,
+    };
+    let next = flash_saves::insert(&mut c, &new(None)).await.unwrap();
+    assert_eq!(next.id, first + 3, "the next id is past the reserved range");
+    let reserved = flash_saves::insert(&mut c, &new(Some(first + 1))).await.unwrap();
+    assert_eq!(reserved.id, first + 1);
+    let e = flash_saves::insert(&mut c, &new(Some(first + 1))).await.unwrap_err();
+    assert!(matches!(e, DbError::Constraint { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_read_transaction_sees_one_state_while_a_writer_commits() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "read", &["a"]).await;
+    let mut c = db.conn().await.unwrap();
+    context::insert_many(&mut c, &items(3, p.id, "a")).await.unwrap();
+    let mut read = db.read().await.unwrap();
+    let before = context::list_for_project(&mut read, p.id).await.unwrap();
+    let rev = revisions::get(&mut read, p.id).await.unwrap();
+    // Another connection writes and commits while the read transaction is open.
+    context::insert_many(&mut c, &[item(99, p.id, "a", Tier::Hot)]).await.unwrap();
+    assert_eq!(context::list_for_project(&mut read, p.id).await.unwrap(), before);
+    assert_eq!(revisions::get(&mut read, p.id).await.unwrap(), rev);
+    drop(read);
+    assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap().len(), 4);
+    assert!(revisions::get(&mut c, p.id).await.unwrap() > rev);
 }
