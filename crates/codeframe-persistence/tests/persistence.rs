@@ -1121,8 +1121,9 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
     bumps!("replace_for_project", context::replace_for_project(&mut c, p.id, &snapshot[..3]).await.unwrap());
     assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap(), snapshot[..3]);
     let task = NewTask { project_id: p.id, title: "t".into(), description: String::new() };
-    let t = tasks::insert(&mut c, &task, T0).await.unwrap();
-    bumps!("a task", ());
+    let mut t = None;
+    bumps!("a task", t = Some(tasks::insert(&mut c, &task, T0).await.unwrap()));
+    let t = t.unwrap();
     bumps!("a task's status", tasks::set_status(&mut c, t.id, TaskStatus::Completed, T0).await.unwrap());
     let usage = NewTokenUsage {
         project_id: p.id,
