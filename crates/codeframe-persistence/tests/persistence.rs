@@ -1075,10 +1075,11 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
     let other_rev = revisions::get(&mut c, other.id).await.unwrap();
     macro_rules! bumps {
         ($what:expr, $op:expr) => {{
-            $op;
+            let value = $op;
             let now = revisions::get(&mut c, p.id).await.unwrap();
             assert!(now > last, "{} bumps the revision", $what);
             last = now;
+            value
         }};
     }
     macro_rules! keeps {
@@ -1121,9 +1122,7 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
     bumps!("replace_for_project", context::replace_for_project(&mut c, p.id, &snapshot[..3]).await.unwrap());
     assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap(), snapshot[..3]);
     let task = NewTask { project_id: p.id, title: "t".into(), description: String::new() };
-    let mut t = None;
-    bumps!("a task", t = Some(tasks::insert(&mut c, &task, T0).await.unwrap()));
-    let t = t.unwrap();
+    let t = bumps!("a task", tasks::insert(&mut c, &task, T0).await.unwrap());
     bumps!("a task's status", tasks::set_status(&mut c, t.id, TaskStatus::Completed, T0).await.unwrap());
     let usage = NewTokenUsage {
         project_id: p.id,
