@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use codeframe_api::{AppState, EventHub, router};
 use codeframe_core::{
-    CheckpointManager, CheckpointSpec, ContextError, ContextManager, Db, FileDiff, GitCheckpointManager,
-    ItemPage, ListQuery, NoopSink, ProjectService, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
-    ServiceConfig, SqlContextManager, Tx, VerifyReport,
+    CheckpointManager, CheckpointSpec, ContextError, ContextManager, Db, FileDiff, FlashSavePlan,
+    GitCheckpointManager, ItemPage, ListQuery, NoopSink, ProjectService, ReadTx, ReconcileReport,
+    RestoreMode, RestoreReport, RestoreWhat, ServiceConfig, SqlContextManager, Tx, VerifyReport,
 };
 use codeframe_models::{
     Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId,
@@ -454,6 +454,23 @@ impl ContextManager for PanickingContext {
         a: &str,
     ) -> Result<FlashSaveReport, ContextError> {
         self.0.flash_save(tx, p, a).await
+    }
+    async fn plan_flash_save(
+        &self,
+        read: &mut ReadTx,
+        p: ProjectId,
+        a: &str,
+    ) -> Result<FlashSavePlan, ContextError> {
+        self.0.plan_flash_save(read, p, a).await
+    }
+    async fn apply_flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        plan: &FlashSavePlan,
+        id: FlashSaveId,
+        now: time::OffsetDateTime,
+    ) -> Result<FlashSaveReport, ContextError> {
+        self.0.apply_flash_save(tx, plan, id, now).await
     }
     async fn flash_save_now(
         &self,
@@ -975,6 +992,40 @@ impl CheckpointManager for SlowWrites {
             return Err(codeframe_core::CheckpointError::Worker("disk full (injected)".into()));
         }
         Ok(cp)
+    }
+    async fn draft(
+        &self,
+        read: &mut codeframe_core::ReadTx,
+        p: ProjectId,
+        id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> Result<codeframe_core::CheckpointDraft, codeframe_core::CheckpointError> {
+        self.0.draft(read, p, id, spec).await
+    }
+    async fn write_objects(
+        &self,
+        draft: codeframe_core::CheckpointDraft,
+    ) -> Result<codeframe_core::WrittenCheckpoint, codeframe_core::CheckpointError> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        self.0.write_objects(draft).await
+    }
+    async fn record(
+        &self,
+        tx: &mut Tx<'_>,
+        w: &codeframe_core::WrittenCheckpoint,
+    ) -> Result<Checkpoint, codeframe_core::CheckpointError> {
+        self.0.record(tx, w).await
+    }
+    async fn publish(
+        &self,
+        w: &codeframe_core::WrittenCheckpoint,
+    ) -> Result<(), codeframe_core::CheckpointError> {
+        self.0.publish(w).await?;
+        if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            FAILED_ID.store(w.checkpoint.id, std::sync::atomic::Ordering::SeqCst);
+            return Err(codeframe_core::CheckpointError::Worker("disk full (injected)".into()));
+        }
+        Ok(())
     }
     async fn discard(&self, p: ProjectId, id: CheckpointId) -> Result<(), codeframe_core::CheckpointError> {
         self.0.discard(p, id).await

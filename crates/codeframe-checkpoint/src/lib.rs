@@ -30,9 +30,9 @@ mod worktree;
 
 pub use error::CheckpointError;
 pub use manager::{
-    CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, FileChange, FileDiff, FileDiffEntry,
-    FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport,
-    RestoreWhat, VerifyReport,
+    CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, FileChange, FileDiff,
+    FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode,
+    RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use state::ProjectState;
 pub use store::{Place, STORE_DIR, checkpoint_ref};

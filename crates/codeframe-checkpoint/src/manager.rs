@@ -7,7 +7,9 @@ use codeframe_models::{
     ProjectStatus, SystemClock, validate,
 };
 use codeframe_persistence::checkpoints::NewCheckpoint;
-use codeframe_persistence::{Db, Executor, Tx, agents, checkpoints, context, projects, tasks, token_usage};
+use codeframe_persistence::{
+    Db, Executor, ReadTx, Tx, agents, checkpoints, context, projects, tasks, token_usage,
+};
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,29 @@ pub struct PreparedCheckpoint {
     /// The row as inserted (no commit yet).
     pub checkpoint: Checkpoint,
     state: ProjectState,
+    place: Place,
+}
+
+/// A checkpoint read from the database (through a read transaction) but not yet written,
+/// made by [`CheckpointManager::draft`]. Its `state` may be adjusted to what the caller's
+/// transaction will make of the rows (a pause marks the items its flash saves archive).
+#[derive(Debug)]
+pub struct CheckpointDraft {
+    /// The row to insert (no commit yet).
+    pub checkpoint: Checkpoint,
+    /// What the snapshot will hold of the database.
+    pub state: ProjectState,
+    place: Place,
+}
+
+/// A snapshot whose objects are in the store, named by no ref and no row yet, made by
+/// [`CheckpointManager::write_objects`]. If nothing records it, its objects are unreachable
+/// and harmless (content-addressed; a later snapshot may share them).
+#[derive(Debug, Clone)]
+pub struct WrittenCheckpoint {
+    /// The row to insert, with its commit and final metadata.
+    pub checkpoint: Checkpoint,
+    commit: ObjectId,
     place: Place,
 }
 
@@ -195,6 +220,31 @@ pub trait CheckpointManager: Send + Sync {
     /// [`CheckpointManager::discard`].
     async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint>;
 
+    /// Reads, through `read`, what a checkpoint of the project would hold, without writing
+    /// anything: the other way to make a checkpoint, for callers that keep the snapshot out of
+    /// their write transaction. Then [`CheckpointManager::write_objects`] (no transaction),
+    /// then, in the write transaction, [`CheckpointManager::record`] and
+    /// [`CheckpointManager::publish`]. The caller must make sure the rows did not change
+    /// between the read and its write transaction (a pause compares project revisions).
+    async fn draft(
+        &self,
+        read: &mut ReadTx,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> Result<CheckpointDraft>;
+
+    /// Writes the snapshot's objects (the working tree's files and the draft's state) into
+    /// the store; no ref, no row.
+    async fn write_objects(&self, draft: CheckpointDraft) -> Result<WrittenCheckpoint>;
+
+    /// Inserts the row of a written checkpoint through `tx`.
+    async fn record(&self, tx: &mut Tx<'_>, written: &WrittenCheckpoint) -> Result<Checkpoint>;
+
+    /// Writes the ref of a written checkpoint (create-only). If the transaction that
+    /// recorded it then does not commit, call [`CheckpointManager::discard`].
+    async fn publish(&self, written: &WrittenCheckpoint) -> Result<()>;
+
     /// Makes a checkpoint: [`CheckpointManager::prepare`] then [`CheckpointManager::write`].
     /// The row belongs to the caller's transaction.
     async fn create(
@@ -316,9 +366,9 @@ fn parse_oid(id: CheckpointId, hex: Option<&str>) -> Result<ObjectId> {
 /// Largest file read whole for a unified diff.
 const UNIFIED_DIFF_MAX: u64 = 8 << 20;
 
-/// Writes the snapshot of a checkpoint: files, state, meta; commit; ref.
+/// Writes the objects of a checkpoint's snapshot: files, state, meta; commit. No ref.
 fn write_snapshot(
-    place: Place,
+    place: &Place,
     id: CheckpointId,
     state: ProjectState,
     mut metadata: CheckpointMetadata,
@@ -326,7 +376,7 @@ fn write_snapshot(
     unix_seconds: i64,
     max_file_size: u64,
 ) -> Result<(ObjectId, worktree::WalkStats, CheckpointMetadata)> {
-    let store = Store::open_or_init(&place)?;
+    let store = Store::open_or_init(place)?;
     // Every new object of the snapshot goes into one pack: two file creations, not thousands.
     let mut pack = store.pack()?;
     let (files, stats) = worktree::snapshot(&store, &place.root, Some(&mut pack), max_file_size)?;
@@ -352,9 +402,9 @@ fn write_snapshot(
     }
     let tree = store.write_tree(&mut pack, entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
     let commit = store.commit(&mut pack, tree, &message, unix_seconds)?;
-    // The pack is in place (and flushed) before the ref names anything in it.
+    // The pack is in place (and flushed) before any ref can name anything in it.
     pack.finish()?;
-    store.set_ref(id, commit)?;
+    debug!(checkpoint_id = id, commit = %commit, "snapshot objects written");
     Ok((commit, stats, metadata))
 }
 
@@ -540,6 +590,39 @@ impl GitCheckpointManager {
         }
     }
 
+    /// Validates the spec and reads the state, the place and the row-to-be of a checkpoint.
+    async fn read_for(
+        &self,
+        ex: &mut impl Executor,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> Result<(ProjectState, Place, Checkpoint)> {
+        validate::checkpoint_name(&spec.name)?;
+        validate::checkpoint_description(&spec.description)?;
+        if let Some(r) = &spec.pause_reason {
+            validate::pause_reason(r)?;
+        }
+        let state = ProjectState::read(ex, project_id).await?;
+        let place = Place::new(&state.project.root_path, state.project.store_path.as_deref());
+        if !place.root.is_dir() {
+            return Err(CheckpointError::BadRoot(place.root));
+        }
+        let metadata = Self::metadata(ex, &state).await?;
+        let row = Checkpoint {
+            id: checkpoint_id,
+            project_id,
+            name: spec.name,
+            description: spec.description,
+            trigger: spec.trigger,
+            commit_id: None,
+            pause_reason: spec.pause_reason,
+            metadata,
+            created_at: self.clock.now(),
+        };
+        Ok((state, place, row))
+    }
+
     async fn metadata(ex: &mut impl Executor, state: &ProjectState) -> Result<CheckpointMetadata> {
         let id = state.project.id;
         let (tasks_completed, tasks_total, last_task_completed) = tasks::progress(ex, id).await?;
@@ -632,29 +715,19 @@ impl CheckpointManager for GitCheckpointManager {
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint> {
         let started = Instant::now();
-        validate::checkpoint_name(&spec.name)?;
-        validate::checkpoint_description(&spec.description)?;
-        if let Some(r) = &spec.pause_reason {
-            validate::pause_reason(r)?;
-        }
-        let state = ProjectState::read(tx, project_id).await?;
-        let place = Place::new(&state.project.root_path, state.project.store_path.as_deref());
-        if !place.root.is_dir() {
-            return Err(CheckpointError::BadRoot(place.root));
-        }
-        let metadata = Self::metadata(tx, &state).await?;
+        let (state, place, draft_row) = self.read_for(tx, project_id, checkpoint_id, spec).await?;
         let checkpoint = checkpoints::insert(
             tx,
             &NewCheckpoint {
                 id: Some(checkpoint_id),
                 project_id,
-                name: spec.name,
-                description: spec.description,
-                trigger: spec.trigger,
+                name: draft_row.name,
+                description: draft_row.description,
+                trigger: draft_row.trigger,
                 commit_id: None,
-                pause_reason: spec.pause_reason,
-                metadata,
-                created_at: self.clock.now(),
+                pause_reason: draft_row.pause_reason,
+                metadata: draft_row.metadata,
+                created_at: draft_row.created_at,
             },
         )
         .await?;
@@ -675,8 +748,12 @@ impl CheckpointManager for GitCheckpointManager {
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
-        let (commit, stats, metadata) =
-            blocking(move || write_snapshot(place, id, state, metadata, message, unix_seconds, max)).await?;
+        let (commit, stats, metadata) = blocking(move || {
+            let written = write_snapshot(&place, id, state, metadata, message, unix_seconds, max)?;
+            Store::open_or_init(&place)?.set_ref(id, written.0)?;
+            Ok(written)
+        })
+        .await?;
         let hex = oid_hex(&commit);
         checkpoints::set_commit(tx, id, &hex).await?;
         if !metadata.skipped_files.is_empty() {
@@ -694,6 +771,80 @@ impl CheckpointManager for GitCheckpointManager {
             "checkpoint snapshot written"
         );
         Ok(Checkpoint { commit_id: Some(hex), metadata, ..checkpoint })
+    }
+
+    #[instrument(skip(self, read, spec), fields(name = %spec.name, trigger = %spec.trigger))]
+    async fn draft(
+        &self,
+        read: &mut ReadTx,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> Result<CheckpointDraft> {
+        let started = Instant::now();
+        let (state, place, checkpoint) = self.read_for(read, project_id, checkpoint_id, spec).await?;
+        debug!(
+            checkpoint_id,
+            items = state.context_items.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "checkpoint state read"
+        );
+        Ok(CheckpointDraft { checkpoint, state, place })
+    }
+
+    async fn write_objects(&self, draft: CheckpointDraft) -> Result<WrittenCheckpoint> {
+        let started = Instant::now();
+        let CheckpointDraft { checkpoint, state, place } = draft;
+        let id = checkpoint.id;
+        let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
+        let metadata = checkpoint.metadata.clone();
+        let unix_seconds = checkpoint.created_at.unix_timestamp();
+        let max = self.max_file_size;
+        let at = place.clone();
+        let (commit, stats, metadata) =
+            blocking(move || write_snapshot(&at, id, state, metadata, message, unix_seconds, max)).await?;
+        if !metadata.skipped_files.is_empty() {
+            warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
+        }
+        info!(
+            project_id = checkpoint.project_id,
+            checkpoint_id = id,
+            commit = %commit,
+            files = stats.files,
+            hashed = stats.hashed,
+            reused = stats.reused,
+            elapsed_ms = started.elapsed().as_millis(),
+            "checkpoint objects written"
+        );
+        let checkpoint = Checkpoint { commit_id: Some(oid_hex(&commit)), metadata, ..checkpoint };
+        Ok(WrittenCheckpoint { checkpoint, commit, place })
+    }
+
+    async fn record(&self, tx: &mut Tx<'_>, written: &WrittenCheckpoint) -> Result<Checkpoint> {
+        let c = &written.checkpoint;
+        checkpoints::insert(
+            tx,
+            &NewCheckpoint {
+                id: Some(c.id),
+                project_id: c.project_id,
+                name: c.name.clone(),
+                description: c.description.clone(),
+                trigger: c.trigger,
+                commit_id: c.commit_id.clone(),
+                pause_reason: c.pause_reason.clone(),
+                metadata: c.metadata.clone(),
+                created_at: c.created_at,
+            },
+        )
+        .await
+        .map_err(CheckpointError::from)
+    }
+
+    async fn publish(&self, written: &WrittenCheckpoint) -> Result<()> {
+        let (place, id, commit) = (written.place.clone(), written.checkpoint.id, written.commit);
+        blocking(move || Store::open_or_init(&place)?.set_ref(id, commit)).await?;
+        debug!(checkpoint_id = id, "checkpoint ref written");
+        Ok(())
     }
 
     async fn discard(&self, project_id: ProjectId, checkpoint_id: CheckpointId) -> Result<()> {

@@ -39,6 +39,16 @@ pub enum ContextError {
     /// A value failed validation (agent id, timestamp, …).
     #[error(transparent)]
     Invalid(#[from] ModelError),
+    /// The rows changed between a flash save's plan and its application.
+    #[error(
+        "the context of agent {agent_id:?} in project {project_id} changed since the flash save was planned"
+    )]
+    Stale {
+        /// Project.
+        project_id: ProjectId,
+        /// Agent.
+        agent_id: String,
+    },
     /// The tokenizer could not be loaded.
     #[error("cannot load the cl100k_base tokenizer: {0}")]
     Tokenizer(String),

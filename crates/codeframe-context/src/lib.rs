@@ -19,7 +19,7 @@ pub mod tokens;
 
 pub use config::ContextConfig;
 pub use error::ContextError;
-pub use manager::{ContextManager, ItemPage, ListQuery, SqlContextManager, parse_item_type};
+pub use manager::{ContextManager, FlashSavePlan, ItemPage, ListQuery, SqlContextManager, parse_item_type};
 
 /// Re-exported so callers can name the archive filter without depending on persistence.
 pub use codeframe_persistence::context::ArchiveState;

@@ -9,7 +9,8 @@ use codeframe_models::{
 };
 use codeframe_persistence::context::{ArchiveState, ItemQuery};
 use codeframe_persistence::flash_saves::NewFlashSave;
-use codeframe_persistence::{Db, Executor, Tx, agents, context, flash_saves, projects};
+use codeframe_persistence::{Db, Executor, ReadTx, Tx, agents, context, flash_saves, projects};
+use time::OffsetDateTime;
 use tracing::{debug, info, instrument};
 
 use crate::{ContextConfig, ContextError, Result, tokens};
@@ -25,6 +26,41 @@ pub struct ItemPage {
     pub limit: Option<i64>,
     /// Items skipped.
     pub offset: i64,
+}
+
+/// A flash save worked out from a consistent read (see [`ContextManager::plan_flash_save`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashSavePlan {
+    /// Project.
+    pub project_id: ProjectId,
+    /// Agent.
+    pub agent_id: String,
+    /// The agent's active items per tier when planned: the COLD ones are archived.
+    pub totals: TierTotals,
+}
+
+impl FlashSavePlan {
+    /// Marks in `items` (the project's items, read with the plan) what applying the plan
+    /// archives — the agent's active COLD items — as it will be stored. Returns how many.
+    pub fn archive_in(
+        &self,
+        items: &mut [ContextItem],
+        flash_save_id: FlashSaveId,
+        now: OffsetDateTime,
+    ) -> i64 {
+        let mut archived = 0;
+        for item in items.iter_mut().filter(|i| {
+            i.project_id == self.project_id
+                && i.agent_id == self.agent_id
+                && i.tier == Tier::Cold
+                && i.archived_at.is_none()
+        }) {
+            item.archived_at = Some(now);
+            item.archived_by_flash_save = Some(flash_save_id);
+            archived += 1;
+        }
+        archived
+    }
 }
 
 /// What to list. Ordered by importance, then last access, then id.
@@ -98,6 +134,27 @@ pub trait ContextManager: Send + Sync {
         tx: &mut Tx<'_>,
         project_id: ProjectId,
         agent_id: &str,
+    ) -> Result<FlashSaveReport>;
+
+    /// Works out, from a consistent read and without writing, what a flash save of the agent
+    /// would record and archive. A pause plans outside the write lock, writes its snapshot
+    /// from the plan ([`FlashSavePlan::archive_in`]) and applies the plan under the lock.
+    async fn plan_flash_save(
+        &self,
+        read: &mut ReadTx,
+        project_id: ProjectId,
+        agent_id: &str,
+    ) -> Result<FlashSavePlan>;
+
+    /// Applies a plan inside the caller's transaction, with an id reserved by
+    /// `flash_saves::reserve_ids` and the archive time the snapshot was written with. If the
+    /// rows changed since the plan, [`ContextError::Stale`] (roll the transaction back).
+    async fn apply_flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        plan: &FlashSavePlan,
+        flash_save_id: FlashSaveId,
+        now: OffsetDateTime,
     ) -> Result<FlashSaveReport>;
 
     /// Runs [`ContextManager::flash_save`] in a transaction of its own when it is due (or
@@ -371,55 +428,29 @@ impl ContextManager for SqlContextManager {
         project_id: ProjectId,
         agent_id: &str,
     ) -> Result<FlashSaveReport> {
-        let started = Instant::now();
-        if projects::find(tx, project_id).await?.is_none() {
-            return Err(ContextError::UnknownProject(project_id));
-        }
-        if agents::get(tx, agent_id).await.is_err() {
-            return Err(ContextError::UnknownAgent { project_id, agent_id: agent_id.to_owned() });
-        }
-        let now = self.clock.now();
-        // Inside the caller's transaction nothing moves between these statements, so the
-        // figures computed before archiving are the figures after it.
-        let t = context::tier_totals(tx, project_id, agent_id).await?;
-        let record = flash_saves::insert(
-            tx,
-            &NewFlashSave {
-                id: None,
-                project_id,
-                agent_id,
-                tokens_before: t.total_tokens(),
-                tokens_after: t.hot_tokens + t.warm_tokens,
-                items_count: t.total_items(),
-                items_archived: t.cold_items,
-                hot_items_retained: t.hot_items,
-                warm_items_retained: t.warm_items,
-                created_at: now,
-            },
-        )
-        .await?;
-        let archived = context::archive_cold(tx, project_id, agent_id, record.id, now).await?;
-        let archived = i64::try_from(archived).unwrap_or(i64::MAX);
-        let record = if archived == record.items_archived {
-            record
-        } else {
-            // Cannot happen inside one transaction; if it does, record what really happened.
-            let after = context::tier_totals(tx, project_id, agent_id).await?.total_tokens();
-            flash_saves::set_result(tx, record.id, after, archived).await?;
-            flash_saves::get(tx, record.id).await?
-        };
-        let report = FlashSaveReport::from_record(&record);
-        info!(
-            project_id,
-            agent_id,
-            flash_save_id = report.flash_save_id,
-            items_archived = report.items_archived,
-            tokens_before = report.tokens_before,
-            tokens_after = report.tokens_after,
-            elapsed_ms = started.elapsed().as_millis(),
-            "flash save done"
-        );
-        Ok(report)
+        // Inside the caller's transaction nothing moves between the plan and its application.
+        let plan = plan(tx, project_id, agent_id).await?;
+        let id = flash_saves::reserve_ids(tx, 1).await?;
+        apply(tx, &plan, id, self.clock.now()).await
+    }
+
+    async fn plan_flash_save(
+        &self,
+        read: &mut ReadTx,
+        project_id: ProjectId,
+        agent_id: &str,
+    ) -> Result<FlashSavePlan> {
+        plan(read, project_id, agent_id).await
+    }
+
+    async fn apply_flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        plan: &FlashSavePlan,
+        flash_save_id: FlashSaveId,
+        now: OffsetDateTime,
+    ) -> Result<FlashSaveReport> {
+        apply(tx, plan, flash_save_id, now).await
     }
 
     async fn flash_save_now(
@@ -468,6 +499,62 @@ impl ContextManager for SqlContextManager {
         info!(project_id, agent_id, restored = n, "archived context restored");
         Ok(n)
     }
+}
+
+/// Works out a flash save of one agent from what `ex` reads.
+async fn plan(ex: &mut impl Executor, project_id: ProjectId, agent_id: &str) -> Result<FlashSavePlan> {
+    if projects::find(ex, project_id).await?.is_none() {
+        return Err(ContextError::UnknownProject(project_id));
+    }
+    if agents::get(ex, agent_id).await.is_err() {
+        return Err(ContextError::UnknownAgent { project_id, agent_id: agent_id.to_owned() });
+    }
+    let totals = context::tier_totals(ex, project_id, agent_id).await?;
+    Ok(FlashSavePlan { project_id, agent_id: agent_id.to_owned(), totals })
+}
+
+/// Records the flash save of a plan and archives its items; [`ContextError::Stale`] if the
+/// rows no longer match the plan (the caller's transaction then must not commit).
+async fn apply(
+    tx: &mut Tx<'_>,
+    plan: &FlashSavePlan,
+    flash_save_id: FlashSaveId,
+    now: OffsetDateTime,
+) -> Result<FlashSaveReport> {
+    let started = Instant::now();
+    let (project_id, agent_id, t) = (plan.project_id, plan.agent_id.as_str(), &plan.totals);
+    let record = flash_saves::insert(
+        tx,
+        &NewFlashSave {
+            id: Some(flash_save_id),
+            project_id,
+            agent_id,
+            tokens_before: t.total_tokens(),
+            tokens_after: t.hot_tokens + t.warm_tokens,
+            items_count: t.total_items(),
+            items_archived: t.cold_items,
+            hot_items_retained: t.hot_items,
+            warm_items_retained: t.warm_items,
+            created_at: now,
+        },
+    )
+    .await?;
+    let archived = context::archive_cold(tx, project_id, agent_id, record.id, now).await?;
+    if i64::try_from(archived).ok() != Some(t.cold_items) {
+        return Err(ContextError::Stale { project_id, agent_id: agent_id.to_owned() });
+    }
+    let report = FlashSaveReport::from_record(&record);
+    info!(
+        project_id,
+        agent_id,
+        flash_save_id = report.flash_save_id,
+        items_archived = report.items_archived,
+        tokens_before = report.tokens_before,
+        tokens_after = report.tokens_after,
+        elapsed_ms = started.elapsed().as_millis(),
+        "flash save done"
+    );
+    Ok(report)
 }
 
 fn not_found_item(e: codeframe_persistence::DbError, id: &str) -> ContextError {

@@ -260,6 +260,7 @@ impl CoreError {
                 ContextError::EmptyContent { .. }
                 | ContextError::InvalidItemType(_)
                 | ContextError::Invalid(_) => (Invalid, "invalid"),
+                ContextError::Stale { .. } => (Conflict, "concurrent_update"),
                 ContextError::Tokenizer(_) | ContextError::Storage(_) => (Internal, "internal"),
             },
             Self::Checkpoint(e) => match e {

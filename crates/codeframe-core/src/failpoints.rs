@@ -5,17 +5,21 @@
 //! `FAILPOINTS='pause::before_commit=sleep(60000)'` or `pause::after_flash_save=panic`
 //! (several separated by `;`). `return` makes the step fail with [`crate::CoreError::Injected`].
 //!
-//! Points: `pause::after_validate`, `pause::after_drain`, `pause::after_flash_save`,
-//! `pause::after_checkpoint_row`, `pause::after_ref_written`, `pause::before_commit`,
-//! `pause::after_commit`, `resume::before_commit`.
+//! Points: `pause::after_validate`, `pause::after_drain`, `pause::after_state_read`,
+//! `pause::after_objects_written` (the snapshot's objects are in the store, outside any
+//! transaction), `pause::after_flash_save`, `pause::after_checkpoint_row`,
+//! `pause::after_ref_written`, `pause::before_commit`, `pause::after_commit`,
+//! `resume::before_commit`.
 //!
 //! When `CODEFRAME_FAILPOINT_MARKER` names a file, each point appends its name to it as it is
 //! reached, so a test can tell when a process sleeping at a point is there.
 
 /// Every fail point, in the order a pause (then a resume) reaches them.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 10] = [
     "pause::after_validate",
     "pause::after_drain",
+    "pause::after_state_read",
+    "pause::after_objects_written",
     "pause::after_flash_save",
     "pause::after_checkpoint_row",
     "pause::after_ref_written",

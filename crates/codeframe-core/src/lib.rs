@@ -62,15 +62,15 @@ pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, Stat
 // Core is the only door: what its signatures need from the layers below is re-exported here,
 // so the API, the command line and embedding applications depend on core (and models) alone.
 pub use codeframe_checkpoint::{
-    CheckpointError, CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry, FilesRestored,
-    GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat,
-    VerifyReport,
+    CheckpointDraft, CheckpointError, CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry,
+    FilesRestored, GitCheckpointManager, PreparedCheckpoint, ProjectState, ReconcileReport, RestoreMode,
+    RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use codeframe_context::{
-    ArchiveState, ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager,
-    parse_item_type,
+    ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,
+    SqlContextManager, parse_item_type,
 };
-pub use codeframe_persistence::{Db, DbError, DbOptions, Tx};
+pub use codeframe_persistence::{Db, DbError, DbOptions, ReadTx, Tx};
 
 /// Result of a core operation.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use codeframe_checkpoint::CheckpointSpec;
+use codeframe_checkpoint::{CheckpointSpec, WrittenCheckpoint};
+use codeframe_context::FlashSavePlan;
 use codeframe_models::{
-    AgentFlashSaveEntry, CheckpointTrigger, EventKind, PauseOutcome, PauseRequest, Project, ProjectId,
-    ProjectStatus, reduction_percentage, validate,
+    AgentFlashSaveEntry, CheckpointTrigger, EventKind, FlashSaveId, PauseOutcome, PauseRequest, Project,
+    ProjectId, ProjectStatus, reduction_percentage, validate,
 };
-use codeframe_persistence::{Tx, agents, permits, projects};
+use codeframe_persistence::{Tx, agents, flash_saves, permits, projects, revisions};
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tracing::{debug, error, info, warn};
@@ -60,6 +61,8 @@ pub(crate) fn refuse_unpausable(p: &Project) -> Result<()> {
 struct Paused {
     outcome: PauseOutcome,
     outbox: Outbox,
+    /// How long the transaction held the write lock.
+    lock_held: Duration,
 }
 
 /// Reopens the gate if a pause ends without doing so (a panic unwinding through it): the
@@ -163,42 +166,137 @@ impl ProjectService {
         }
         failpoint!("pause::after_drain");
 
-        // 3. One transaction.
         let paused_at = self.now();
-        let mut tx = self.inner.db.begin().await?;
-        let result =
-            self.pause_in_tx(&mut tx, id, checkpoint_id, pause_holder, reason, paused_at, interrupted).await;
-        let paused = match result {
-            Ok(p) => match tx.commit().await {
-                Ok(()) => p,
-                Err(e) => {
-                    self.discard_after_failure(id, checkpoint_id).await;
-                    return Err(e.into());
-                }
+        let pause = PauseTx { id, checkpoint_id, pause_holder, reason, paused_at, interrupted };
+
+        // 3. Outside the write lock: read the state once, plan the flash saves and write the
+        // snapshot's objects. Then one short transaction applies it all if nothing changed.
+        let step = Instant::now();
+        let mut paused = None;
+        if let Some(draft) = self.draft_pause(&pause).await? {
+            debug!(
+                project_id = id,
+                elapsed_ms = step.elapsed().as_millis(),
+                "snapshot written outside the lock"
+            );
+            paused = self.commit_pause(&pause, Some(draft), started).await?;
+        }
+        let paused = match paused {
+            Some(p) => p,
+            // The project changed meanwhile (or a flash save could not be planned): the whole
+            // pause under the write lock, as it always can.
+            None => match self.commit_pause(&pause, None, started).await? {
+                Some(p) => p,
+                None => return Err(CoreError::Conflict(ConflictKind::Concurrent)),
             },
-            Err(e) => {
-                if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
-                }
-                info!(project_id = id, "pause rolled back");
-                self.discard_after_failure(id, checkpoint_id).await;
-                return Err(e);
-            }
         };
         failpoint!("pause::after_commit");
-        let Paused { outcome, outbox } = paused;
+        let Paused { outcome, outbox, lock_held } = paused;
         info!(
             project_id = id,
             checkpoint_id = outcome.checkpoint_id,
             items_archived = outcome.items_archived,
             reduction_percentage = outcome.reduction_percentage,
             interrupted = outcome.interrupted_agents.len(),
+            write_lock_ms = lock_held.as_millis(),
             elapsed_ms = started.elapsed().as_millis(),
             "project paused"
         );
         // 5. In-process delivery after the commit (the events are in the log already).
         self.deliver(outbox).await;
         Ok(outcome)
+    }
+
+    /// Reads the project through one read transaction, plans its flash saves, reserves their
+    /// ids and writes the snapshot's objects from the state as the flash saves will leave it.
+    /// `None` when a flash save cannot be planned (the locked pause handles that agent).
+    async fn draft_pause(&self, pause: &PauseTx<'_>) -> Result<Option<PauseDraft>> {
+        let id = pause.id;
+        let mut read = self.inner.db.read().await?;
+        let revision = revisions::get(&mut read, id).await?;
+        let mut plans = Vec::new();
+        for agent_id in agents::active_agent_ids(&mut read, id).await? {
+            match self.inner.context.plan_flash_save(&mut read, id, &agent_id).await {
+                Ok(plan) => plans.push(plan),
+                Err(e) => {
+                    info!(project_id = id, agent_id = %agent_id, error = %e, "flash save not plannable; pausing under the lock");
+                    return Ok(None);
+                }
+            }
+        }
+        let mut draft =
+            self.inner.checkpoints.draft(&mut read, id, pause.checkpoint_id, pause.spec()).await?;
+        drop(read);
+        failpoint!("pause::after_state_read");
+        let count = i64::try_from(plans.len()).unwrap_or(i64::MAX);
+        let first = if plans.is_empty() {
+            0
+        } else {
+            flash_saves::reserve_ids(&mut self.inner.db.conn().await?, count).await?
+        };
+        let mut planned = Vec::with_capacity(plans.len());
+        for (flash_save_id, plan) in (first..).zip(plans) {
+            let archived = plan.archive_in(&mut draft.state.context_items, flash_save_id, pause.paused_at);
+            if archived != plan.totals.cold_items {
+                // One read transaction cannot disagree with itself; if it does, do not guess.
+                warn!(project_id = id, agent_id = %plan.agent_id, archived, planned = plan.totals.cold_items, "plan and state disagree; pausing under the lock");
+                return Ok(None);
+            }
+            planned.push((plan, flash_save_id));
+        }
+        let written = self.inner.checkpoints.write_objects(draft).await?;
+        failpoint!("pause::after_objects_written");
+        Ok(Some(PauseDraft { revision, plans: planned, written }))
+    }
+
+    /// The pause's transaction: from a draft (applied only if the project's revision is still
+    /// the one the draft read; `Ok(None)` otherwise), or, without one, everything under the
+    /// write lock. A failure rolls back and removes the ref.
+    async fn commit_pause(
+        &self,
+        pause: &PauseTx<'_>,
+        draft: Option<PauseDraft>,
+        started: Instant,
+    ) -> Result<Option<Paused>> {
+        let id = pause.id;
+        let optimistic = draft.is_some();
+        let mut tx = self.inner.db.begin().await?;
+        let locked = Instant::now();
+        let result = match &draft {
+            Some(d) => self.pause_from_draft(&mut tx, pause, d).await,
+            None => self.pause_in_tx(&mut tx, pause).await.map(Some),
+        };
+        match result {
+            Ok(Some(mut p)) => match tx.commit().await {
+                Ok(()) => {
+                    p.lock_held = locked.elapsed();
+                    Ok(Some(p))
+                }
+                Err(e) => {
+                    self.discard_after_failure(id, pause.checkpoint_id).await;
+                    Err(e.into())
+                }
+            },
+            Ok(None) => {
+                if let Err(rb) = tx.rollback().await {
+                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
+                info!(
+                    project_id = id,
+                    optimistic,
+                    elapsed_ms = started.elapsed().as_millis(),
+                    "pause rolled back"
+                );
+                self.discard_after_failure(id, pause.checkpoint_id).await;
+                Err(e)
+            }
+        }
     }
 
     async fn discard_after_failure(&self, id: ProjectId, checkpoint_id: i64) {
@@ -208,24 +306,71 @@ impl ProjectService {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn pause_in_tx(
-        &self,
-        tx: &mut Tx<'_>,
-        id: ProjectId,
-        checkpoint_id: i64,
-        pause_holder: &str,
-        reason: Option<String>,
-        paused_at: OffsetDateTime,
-        interrupted_agents: Vec<String>,
-    ) -> Result<Paused> {
-        // Decided under the write lock: still pausable, and the gate still held by this pause.
-        let current = projects::get(tx, id).await?;
+    /// Decided under the write lock: still pausable, and the gate still held by this pause.
+    async fn check_still_pausable(&self, tx: &mut Tx<'_>, pause: &PauseTx<'_>) -> Result<Project> {
+        let current = projects::get(tx, pause.id).await?;
         refuse_unpausable(&current)?;
-        let gate = permits::gate(tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-        if gate.pausing_holder.as_deref() != Some(pause_holder) {
+        let gate =
+            permits::gate(tx, pause.id).await?.ok_or_else(|| CoreError::project_not_found(pause.id))?;
+        if gate.pausing_holder.as_deref() != Some(pause.pause_holder) {
             return Err(CoreError::Conflict(ConflictKind::PauseInProgress));
         }
+        Ok(current)
+    }
+
+    /// The short transaction of a drafted pause. `Ok(None)`: the project changed since the
+    /// draft read it, or a flash save failed to apply; the caller rolls back and pauses under
+    /// the lock.
+    async fn pause_from_draft(
+        &self,
+        tx: &mut Tx<'_>,
+        pause: &PauseTx<'_>,
+        draft: &PauseDraft,
+    ) -> Result<Option<Paused>> {
+        let id = pause.id;
+        let current = self.check_still_pausable(tx, pause).await?;
+        let now_revision = revisions::get(tx, id).await?;
+        if now_revision != draft.revision {
+            info!(
+                project_id = id,
+                read = draft.revision,
+                now = now_revision,
+                "the project changed while its snapshot was written; pausing under the lock"
+            );
+            return Ok(None);
+        }
+        let mut outbox = Outbox::default();
+        let mut entries = Vec::new();
+        for (plan, flash_save_id) in &draft.plans {
+            match self.inner.context.apply_flash_save(tx, plan, *flash_save_id, pause.paused_at).await {
+                Ok(report) => {
+                    self.record_flash_save(tx, &mut outbox, id, &plan.agent_id, &report, pause.paused_at)
+                        .await?;
+                    entries.push(AgentFlashSaveEntry {
+                        agent_id: plan.agent_id.clone(),
+                        report: Some(report),
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    info!(project_id = id, agent_id = %plan.agent_id, error = %e, "drafted flash save failed; pausing under the lock");
+                    return Ok(None);
+                }
+            }
+        }
+        failpoint!("pause::after_flash_save");
+        self.inner.checkpoints.record(tx, &draft.written).await?;
+        failpoint!("pause::after_checkpoint_row");
+        self.set_paused(tx, pause, &current).await?;
+        self.inner.checkpoints.publish(&draft.written).await?;
+        failpoint!("pause::after_ref_written");
+        self.finish_pause(tx, pause, current.status, entries, outbox).await.map(Some)
+    }
+
+    /// The whole pause under the write lock: flash saves, state read, snapshot.
+    async fn pause_in_tx(&self, tx: &mut Tx<'_>, pause: &PauseTx<'_>) -> Result<Paused> {
+        let id = pause.id;
+        let current = self.check_still_pausable(tx, pause).await?;
         let mut outbox = Outbox::default();
 
         // Flash save every active agent, each in a savepoint of its own.
@@ -236,7 +381,7 @@ impl ProjectService {
             match self.inner.context.flash_save(&mut sp, id, &agent_id).await {
                 Ok(report) => {
                     sp.commit().await?;
-                    self.record_flash_save(tx, &mut outbox, id, &agent_id, &report, paused_at).await?;
+                    self.record_flash_save(tx, &mut outbox, id, &agent_id, &report, pause.paused_at).await?;
                     entries.push(AgentFlashSaveEntry { agent_id, report: Some(report), error: None });
                 }
                 Err(e) => {
@@ -256,45 +401,54 @@ impl ProjectService {
 
         // The checkpoint row (state read here: after the flash saves, before the status change).
         let step = Instant::now();
-        let name = checkpoint_name(reason.as_deref());
-        let spec = CheckpointSpec {
-            name: name.clone(),
-            description: checkpoint_description(paused_at, reason.as_deref()),
-            trigger: CheckpointTrigger::Pause,
-            pause_reason: reason.clone(),
-        };
-        let prepared = self.inner.checkpoints.prepare(tx, id, checkpoint_id, spec).await?;
+        let prepared = self.inner.checkpoints.prepare(tx, id, pause.checkpoint_id, pause.spec()).await?;
         debug!(
             project_id = id,
-            checkpoint_id,
+            checkpoint_id = pause.checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint row written"
         );
         failpoint!("pause::after_checkpoint_row");
-
-        // The project row, with the version check; the gate's marker gives way to the status,
-        // and permits still held past the deadline end (their holders learn it at renewal).
-        let mut paused = current.clone();
-        paused.status = ProjectStatus::Paused;
-        paused.paused_at = Some(paused_at);
-        paused.pause_reason = reason.clone();
-        paused.pause_checkpoint_id = Some(checkpoint_id);
-        paused.status_before_pause = Some(current.status);
-        projects::update(tx, &paused, paused_at).await?;
-        permits::clear_pausing(tx, id, pause_holder).await?;
-        permits::revoke_all(tx, id).await?;
+        self.set_paused(tx, pause, &current).await?;
 
         // The snapshot's objects and ref.
         let step = Instant::now();
-        let checkpoint = self.inner.checkpoints.write(tx, prepared).await?;
+        self.inner.checkpoints.write(tx, prepared).await?;
         debug!(
             project_id = id,
-            checkpoint_id,
+            checkpoint_id = pause.checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint ref written"
         );
         failpoint!("pause::after_ref_written");
+        self.finish_pause(tx, pause, current.status, entries, outbox).await
+    }
 
+    /// The project row, with the version check; the gate's marker gives way to the status,
+    /// and permits still held past the deadline end (their holders learn it at renewal).
+    async fn set_paused(&self, tx: &mut Tx<'_>, pause: &PauseTx<'_>, current: &Project) -> Result<()> {
+        let mut paused = current.clone();
+        paused.status = ProjectStatus::Paused;
+        paused.paused_at = Some(pause.paused_at);
+        paused.pause_reason = pause.reason.clone();
+        paused.pause_checkpoint_id = Some(pause.checkpoint_id);
+        paused.status_before_pause = Some(current.status);
+        projects::update(tx, &paused, pause.paused_at).await?;
+        permits::clear_pausing(tx, pause.id, pause.pause_holder).await?;
+        permits::revoke_all(tx, pause.id).await?;
+        Ok(())
+    }
+
+    /// The events and figures of a pause whose rows and ref are written; records the revision
+    /// the pause commits (a resume finding it unchanged has nothing to restore).
+    async fn finish_pause(
+        &self,
+        tx: &mut Tx<'_>,
+        pause: &PauseTx<'_>,
+        from: ProjectStatus,
+        entries: Vec<AgentFlashSaveEntry>,
+        mut outbox: Outbox,
+    ) -> Result<Paused> {
         let ok = entries.iter().filter_map(|e| e.report.as_ref());
         let tokens_before: i64 = ok.clone().map(|r| r.tokens_before).sum();
         let tokens_after: i64 = ok.clone().map(|r| r.tokens_after).sum();
@@ -302,34 +456,69 @@ impl ProjectService {
         let reduction = reduction_percentage(tokens_before, tokens_after);
         let trigger = CheckpointTrigger::Pause.as_str().to_owned();
         let events = [
-            EventKind::CheckpointCreated { checkpoint_id, checkpoint_name: name, trigger },
-            EventKind::StatusChanged { from: current.status, to: ProjectStatus::Paused },
+            EventKind::CheckpointCreated {
+                checkpoint_id: pause.checkpoint_id,
+                checkpoint_name: checkpoint_name(pause.reason.as_deref()),
+                trigger,
+            },
+            EventKind::StatusChanged { from, to: ProjectStatus::Paused },
             EventKind::ProjectPaused {
-                checkpoint_id,
-                reason,
+                checkpoint_id: pause.checkpoint_id,
+                reason: pause.reason.clone(),
                 items_archived,
                 reduction_percentage: reduction,
             },
         ];
         for kind in events {
-            outbox.record(tx, id, kind, paused_at).await?;
+            outbox.record(tx, pause.id, kind, pause.paused_at).await?;
         }
+        revisions::mark_paused(tx, pause.id).await?;
         failpoint!("pause::before_commit");
         Ok(Paused {
             outcome: PauseOutcome {
                 success: true,
-                checkpoint_id: checkpoint.id,
+                checkpoint_id: pause.checkpoint_id,
                 tokens_before,
                 tokens_after,
                 reduction_percentage: reduction,
                 items_archived,
-                paused_at,
+                paused_at: pause.paused_at,
                 agents: entries,
-                interrupted_agents,
+                interrupted_agents: pause.interrupted.clone(),
             },
             outbox,
+            lock_held: Duration::ZERO,
         })
     }
+}
+
+/// What one pause is about, from the gate's closing to its commit.
+struct PauseTx<'a> {
+    id: ProjectId,
+    checkpoint_id: i64,
+    pause_holder: &'a str,
+    reason: Option<String>,
+    paused_at: OffsetDateTime,
+    interrupted: Vec<String>,
+}
+
+impl PauseTx<'_> {
+    fn spec(&self) -> CheckpointSpec {
+        CheckpointSpec {
+            name: checkpoint_name(self.reason.as_deref()),
+            description: checkpoint_description(self.paused_at, self.reason.as_deref()),
+            trigger: CheckpointTrigger::Pause,
+            pause_reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A pause worked out outside the write lock: the revision it read, its flash-save plans with
+/// their reserved ids, and the snapshot written from the state they leave.
+struct PauseDraft {
+    revision: i64,
+    plans: Vec<(FlashSavePlan, FlashSaveId)>,
+    written: WrittenCheckpoint,
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use codeframe_checkpoint::RestoreWhat;
 use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
-use codeframe_persistence::projects;
+use codeframe_persistence::{projects, revisions};
 use tracing::{debug, error, info};
 
 use crate::event_log::Outbox;
@@ -14,7 +14,9 @@ use crate::{ConflictKind, CoreError, ProjectService, Result};
 impl ProjectService {
     /// Resumes a paused project: restores its context from the pause checkpoint (or the one
     /// named) — items made during the pause are kept — and returns it to the status it had
-    /// before the pause. Files are restored only with `restore_files`; otherwise the result
+    /// before the pause. When nothing of the project's rows changed since the pause committed
+    /// (its revision is the one the pause recorded), the rows already are the checkpoint's and
+    /// none of its state is read back. Files are restored only with `restore_files`; otherwise the result
     /// lists the files that changed since the checkpoint, which are kept. A missing or
     /// corrupt checkpoint is an error and changes nothing. The gate opens for every process.
     ///
@@ -62,8 +64,21 @@ impl ProjectService {
             if current.pause_checkpoint_id != project.pause_checkpoint_id {
                 return Err(CoreError::Conflict(ConflictKind::Concurrent));
             }
-            let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
-            let items = checkpoints.restore_rows(&mut tx, id, checkpoint_id, what).await?;
+            // Nothing changed since the pause committed: the rows are exactly the pause
+            // checkpoint's, and there is nothing to read back.
+            let from_pause = current.pause_checkpoint_id == Some(checkpoint_id);
+            let items = if from_pause && revisions::unchanged_since_pause(&mut tx, id).await? {
+                let cp = checkpoints.get(id, checkpoint_id).await?;
+                debug!(
+                    project_id = id,
+                    checkpoint_id, "nothing changed during the pause; context left as it is"
+                );
+                usize::try_from(cp.metadata.context_items_count).unwrap_or(0)
+            } else {
+                let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
+                checkpoints.restore_rows(&mut tx, id, checkpoint_id, what).await?
+            };
+            revisions::clear_paused(&mut tx, id).await?;
             let mut resumed = current;
             let status = resumed.status_before_pause.unwrap_or(ProjectStatus::Active);
             resumed.status = status;

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use codeframe_checkpoint::{
-    CheckpointManager, CheckpointSpec, FileDiff, FilesRestored, GitCheckpointManager, PreparedCheckpoint,
-    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, checkpoint_ref,
+    CheckpointDraft, CheckpointManager, CheckpointSpec, FileDiff, FilesRestored, GitCheckpointManager,
+    PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport,
+    WrittenCheckpoint, checkpoint_ref,
 };
 use codeframe_context::{
-    ContextConfig, ContextError, ContextManager, ItemPage, ListQuery, SqlContextManager,
+    ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery, SqlContextManager,
 };
 use codeframe_core::{
     CollectingSink, ConflictKind, CoreError, EventError, EventSink, PauseOptions, ProjectService,
@@ -22,7 +23,7 @@ use codeframe_models::{
     Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, ItemType, ManualClock,
     NewContextItem, PauseRequest, ProjectEvent, ProjectId, ProjectStatus, ResumeOptions, TierTotals,
 };
-use codeframe_persistence::{Db, Tx, checkpoints, context, projects};
+use codeframe_persistence::{Db, ReadTx, Tx, checkpoints, context, projects};
 use tempfile::TempDir;
 use time::{Duration as TimeDuration, OffsetDateTime, macros::datetime};
 
@@ -470,6 +471,9 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
     populate(&f, &["a"], 1, 1, 1).await;
     set_status(&f, ProjectStatus::Active).await;
     let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    // A change during the pause, so that the resume must read the checkpoint's state back.
+    let first = items(&f).await[0].id.clone();
+    context::touch(&mut f.db.conn().await.unwrap(), &first, T0).await.unwrap();
     let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
     // Lose the state blob of the checkpoint.
     let oid = git(
@@ -493,6 +497,48 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
     assert!(e.to_string().contains("unreadable"), "{e}");
     assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before);
     assert!(f.svc.gate_status(f.project).await.unwrap().closed);
+}
+
+#[tokio::test]
+async fn a_resume_after_an_untouched_pause_reads_no_state_back() {
+    let f = fx().await;
+    populate(&f, &["a"], 2, 2, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let paused = items(&f).await;
+    // Proof that nothing is read back: the context chunk is gone from the store, and the
+    // resume does not notice (verify does).
+    let oid = git(
+        &f.root,
+        &[
+            "--git-dir",
+            ".codeframe/snapshots.git",
+            "rev-parse",
+            &format!("{}:state/context/000000.jsonl", checkpoint_ref(out.checkpoint_id)),
+        ],
+    );
+    unpack_store(&f.root);
+    let oid = oid.trim();
+    std::fs::remove_file(f.root.join(format!(
+        ".codeframe/snapshots.git/objects/{}/{}",
+        &oid[..2],
+        &oid[2..]
+    )))
+    .unwrap();
+    let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert_eq!(r.items_restored, 6, "the checkpoint's item count");
+    assert_eq!(items(&f).await, paused, "the rows are exactly as the pause left them");
+    assert!(!f.svc.checkpoints().verify(f.project, out.checkpoint_id).await.unwrap().ok());
+
+    // After a change during the next pause, the resume reads the checkpoint and puts back
+    // what changed.
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let paused = items(&f).await;
+    let first = paused[0].id.clone();
+    context::touch(&mut f.db.conn().await.unwrap(), &first, T0 + TimeDuration::hours(1)).await.unwrap();
+    assert_ne!(items(&f).await, paused);
+    f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+    assert_eq!(items(&f).await, paused, "the touched item is back to the checkpoint's");
 }
 
 #[tokio::test]
@@ -634,6 +680,30 @@ impl ContextManager for FlakyContext {
         }
         Ok(report)
     }
+    async fn plan_flash_save(
+        &self,
+        read: &mut ReadTx,
+        p: ProjectId,
+        a: &str,
+    ) -> Result<FlashSavePlan, ContextError> {
+        self.inner.plan_flash_save(read, p, a).await
+    }
+    async fn apply_flash_save(
+        &self,
+        tx: &mut Tx<'_>,
+        plan: &FlashSavePlan,
+        id: FlashSaveId,
+        now: OffsetDateTime,
+    ) -> Result<FlashSaveReport, ContextError> {
+        let report = self.inner.apply_flash_save(tx, plan, id, now).await?;
+        if plan.agent_id == self.fail_for {
+            return Err(ContextError::Tokenizer(format!(
+                "injected failure after archiving {}",
+                report.items_archived
+            )));
+        }
+        Ok(report)
+    }
     async fn flash_save_now(
         &self,
         p: ProjectId,
@@ -720,6 +790,32 @@ impl CheckpointManager for FailingWrite {
     ) -> codeframe_checkpoint::Result<Checkpoint> {
         let cp = self.inner.write(tx, prepared).await?;
         Err(codeframe_checkpoint::CheckpointError::Worker(format!("disk full after writing {}", cp.id)))
+    }
+    async fn draft(
+        &self,
+        read: &mut ReadTx,
+        p: ProjectId,
+        id: CheckpointId,
+        spec: CheckpointSpec,
+    ) -> codeframe_checkpoint::Result<CheckpointDraft> {
+        self.inner.draft(read, p, id, spec).await
+    }
+    async fn write_objects(&self, draft: CheckpointDraft) -> codeframe_checkpoint::Result<WrittenCheckpoint> {
+        self.inner.write_objects(draft).await
+    }
+    async fn record(
+        &self,
+        tx: &mut Tx<'_>,
+        w: &WrittenCheckpoint,
+    ) -> codeframe_checkpoint::Result<Checkpoint> {
+        self.inner.record(tx, w).await
+    }
+    async fn publish(&self, w: &WrittenCheckpoint) -> codeframe_checkpoint::Result<()> {
+        self.inner.publish(w).await?;
+        Err(codeframe_checkpoint::CheckpointError::Worker(format!(
+            "disk full after writing {}",
+            w.checkpoint.id
+        )))
     }
     async fn discard(&self, p: ProjectId, id: CheckpointId) -> codeframe_checkpoint::Result<()> {
         self.inner.discard(p, id).await
@@ -1467,6 +1563,81 @@ mod crash {
         }
     }
 
+    /// A child process pausing, held at `point`; returns it and its marker file.
+    fn pause_held_at(f: &Fx, point: &str) -> (std::process::Child, PathBuf) {
+        let marker = f.db_path.with_file_name("held-marker");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
+            .env("CF_CRASH_DB", &f.db_path)
+            .env("CF_CRASH_PROJECT", f.project.to_string())
+            .env("CF_CRASH_ACTION", "pause")
+            .env("FAILPOINTS", format!("{point}=sleep(1500)"))
+            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_marker(&marker, point, &mut child);
+        (child, marker)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_snapshot_is_written_without_the_write_lock() {
+        let f = fx().await;
+        populate(&f, &["a", "b"], 2, 2, 3).await;
+        set_status(&f, ProjectStatus::Active).await;
+        let count = items(&f).await.len();
+        let (mut child, _) = pause_held_at(&f, "pause::after_objects_written");
+        // The other process has read the state and written the snapshot: this process can
+        // take the write lock at once (the pause would otherwise hold it for 1.5 s more).
+        let asked = std::time::Instant::now();
+        let tx = f.db.begin().await.unwrap();
+        assert!(asked.elapsed() < Duration::from_millis(1000), "waited {:?} for the lock", asked.elapsed());
+        tx.rollback().await.unwrap();
+        assert!(child.wait().unwrap().success());
+        let p = f.svc.get(f.project).await.unwrap();
+        assert_eq!(p.status, ProjectStatus::Paused);
+        let cp = f.svc.checkpoints().get(f.project, p.pause_checkpoint_id.unwrap()).await.unwrap();
+        assert_eq!(cp.metadata.context_items_count, count as i64);
+        assert!(f.svc.checkpoints().verify(f.project, cp.id).await.unwrap().ok());
+        // The snapshot holds exactly what the pause committed: a resume finds nothing to put back.
+        let paused_items = items(&f).await;
+        assert_eq!(paused_items.iter().filter(|i| i.archived_at.is_some()).count(), 6);
+        f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
+        assert_eq!(items(&f).await, paused_items);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_made_while_the_snapshot_is_written_is_in_the_checkpoint() {
+        let f = fx().await;
+        populate(&f, &["a", "b"], 2, 2, 3).await;
+        set_status(&f, ProjectStatus::Active).await;
+        let count = items(&f).await.len();
+        let (mut child, _) = pause_held_at(&f, "pause::after_objects_written");
+        // This process writes around the gate (an embedding application with its own
+        // connection) after the other one read the state for its snapshot.
+        let mut late = items(&f).await.into_iter().find(|i| i.agent_id == "a").unwrap();
+        late.id = "written-during-the-snapshot".into();
+        late.content = "late news".into();
+        context::insert_many(&mut f.db.conn().await.unwrap(), &[late]).await.unwrap();
+        assert!(child.wait().unwrap().success(), "the pause goes on under the lock");
+        let p = f.svc.get(f.project).await.unwrap();
+        assert_eq!(p.status, ProjectStatus::Paused);
+        let cp = f.svc.checkpoints().get(f.project, p.pause_checkpoint_id.unwrap()).await.unwrap();
+        assert_eq!(cp.metadata.context_items_count, count as i64 + 1, "the snapshot has the late item");
+        let chunk = git(
+            &f.root,
+            &[
+                "--git-dir",
+                ".codeframe/snapshots.git",
+                "show",
+                &format!("{}:state/context/000000.jsonl", checkpoint_ref(cp.id)),
+            ],
+        );
+        assert!(chunk.contains("written-during-the-snapshot") && chunk.contains("late news"));
+        assert!(f.svc.checkpoints().verify(f.project, cp.id).await.unwrap().ok());
+    }
+
     macro_rules! crash_tests {
         ($($name:ident => $point:literal),+ $(,)?) => {$(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1480,6 +1651,8 @@ mod crash {
     crash_tests! {
         crash_after_validate => "pause::after_validate",
         crash_after_drain => "pause::after_drain",
+        crash_after_state_read => "pause::after_state_read",
+        crash_after_objects_written => "pause::after_objects_written",
         crash_after_flash_save => "pause::after_flash_save",
         crash_after_checkpoint_row => "pause::after_checkpoint_row",
         crash_after_ref_written => "pause::after_ref_written",
