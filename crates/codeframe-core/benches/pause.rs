@@ -1,11 +1,16 @@
 //! Pause benchmarks over the scenarios S(N, A, F) of design §8: N context items (~400 B, mixed
 //! types, 40 % COLD) over A agents, a tree of F files (~2 KiB) of which 10 % changed since the
-//! last checkpoint. Measures the pause, a second pause after 1 % of the files changed, the
-//! resume, and the peak RSS of the pause. One JSON object per measure on stdout.
+//! last checkpoint. Measures the pause, a second pause after 1 % of the files changed, how long
+//! the pause held SQLite's write lock (`write_lock_held`, as the pause measures its own write
+//! transaction), the resume after a change during the pause (one item touched: the checkpoint's
+//! context is read back and compared), the resume after an untouched pause
+//! (`resume_unchanged`), and the peak RSS of the pause. One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use codeframe_checkpoint::CheckpointSpec;
@@ -148,10 +153,36 @@ async fn setup(n: usize, a: usize, f: usize) -> Res<Scenario> {
     Ok(Scenario { _dir: dir, svc, db, project, root, agents: agent_ids, files: f })
 }
 
-async fn bench(n: usize, a: usize, f: usize) -> Res<()> {
+/// Keeps the `write_lock_ms` the last "project paused" log line reported.
+#[derive(Clone, Default)]
+struct LockHeld(Arc<AtomicU64>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LockHeld {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Find<'a>(&'a AtomicU64);
+        impl tracing::field::Visit for Find<'_> {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "write_lock_ms" {
+                    self.0.store(value, Ordering::SeqCst);
+                }
+            }
+            fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+                self.record_u64(field, u64::try_from(value).unwrap_or(0));
+            }
+            fn record_u128(&mut self, field: &tracing::field::Field, value: u128) {
+                self.record_u64(field, u64::try_from(value).unwrap_or(u64::MAX));
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        event.record(&mut Find(&self.0));
+    }
+}
+
+async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
     let params = serde_json::json!({"n": n, "a": a, "f": f});
     let s = setup(n, a, f).await?;
     let (mut pause, mut incremental, mut resume, mut peak) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lock_held, mut resume_unchanged) = (Vec::new(), Vec::new());
     let mut version = 1;
     for run in 0..RUNS {
         // 10 % of the files changed since the last checkpoint; COLD context not yet archived.
@@ -167,8 +198,13 @@ async fn bench(n: usize, a: usize, f: usize) -> Res<()> {
         let out = s.svc.pause(s.project, PauseRequest { reason: Some("bench".into()) }).await?;
         pause.push(started.elapsed().as_secs_f64() * 1000.0);
         peak.push(peak_rss_mb());
+        lock_held.push(lock.0.load(Ordering::SeqCst) as f64);
         assert_eq!(out.items_archived as usize, n * 4 / 10);
 
+        // Something changed while paused (an item read, as an operator's tool might): the
+        // resume reads the checkpoint's context back and puts the item as it was.
+        let touched = format!("{:08}", (run * 31) % n);
+        context::touch(&mut s.db.conn().await?, &touched, timestamp::now_utc()).await?;
         let started = Instant::now();
         s.svc.resume(s.project, ResumeOptions::default()).await?;
         resume.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -181,24 +217,32 @@ async fn bench(n: usize, a: usize, f: usize) -> Res<()> {
         let started = Instant::now();
         s.svc.pause(s.project, PauseRequest::default()).await?;
         incremental.push(started.elapsed().as_secs_f64() * 1000.0);
+        // Nothing changed while paused.
+        let started = Instant::now();
         s.svc.resume(s.project, ResumeOptions::default()).await?;
+        resume_unchanged.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     emit("pause", &params, pause, "ms");
     emit("pause_incremental", &params, incremental, "ms");
+    emit("write_lock_held", &params, lock_held, "ms");
     emit("resume", &params, resume, "ms");
+    emit("resume_unchanged", &params, resume_unchanged, "ms");
     emit("peak_rss", &params, peak, "MB");
     drop(s.db);
     Ok(())
 }
 
 fn main() -> Res<()> {
+    use tracing_subscriber::prelude::*;
     // CODEFRAME_BENCH_LOG=codeframe_core=debug shows each step's duration on stderr.
-    if let Ok(filter) = std::env::var("CODEFRAME_BENCH_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .try_init();
-    }
+    let lock = LockHeld::default();
+    let filter = std::env::var("CODEFRAME_BENCH_LOG").unwrap_or_else(|_| "off".into());
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::EnvFilter::new(filter));
+    let lock_filter =
+        tracing_subscriber::filter::Targets::new().with_target("codeframe_core::pause", tracing::Level::INFO);
+    let _ = tracing_subscriber::registry().with(log).with(lock.clone().with_filter(lock_filter)).try_init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let only = std::env::var("CODEFRAME_BENCH_SCENARIO").ok();
     rt.block_on(async {
@@ -206,7 +250,7 @@ fn main() -> Res<()> {
             if only.as_deref().is_some_and(|o| o != format!("{n},{a},{f}")) {
                 continue;
             }
-            bench(n, a, f).await?;
+            bench(n, a, f, &lock).await?;
         }
         Ok(())
     })

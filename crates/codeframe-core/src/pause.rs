@@ -267,12 +267,13 @@ impl ProjectService {
             None => self.pause_in_tx(&mut tx, pause).await.map(Some),
         };
         match result {
-            Ok(Some(mut p)) => match tx.commit().await {
-                Ok(()) => {
+            Ok(Some(mut p)) => match (Instant::now(), tx.commit().await) {
+                (committing, Ok(())) => {
                     p.lock_held = locked.elapsed();
+                    debug!(project_id = id, optimistic, commit_ms = committing.elapsed().as_millis(), "pause committed");
                     Ok(Some(p))
                 }
-                Err(e) => {
+                (_, Err(e)) => {
                     self.discard_after_failure(id, pause.checkpoint_id).await;
                     Err(e.into())
                 }
