@@ -483,10 +483,12 @@ async fn pause_status(
     Extension(c): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult {
-    // The hot path of status polling: the project row (already read for the owner check)
-    // and one aggregate over the active context.
-    let p = visible_project(&s, c, id).await?;
-    let (totals, _) = s.service.token_totals(id).await?;
+    // The hot path of status polling: the project row (for the owner check too) and the
+    // aggregate over its active context, in one statement.
+    let (p, totals) = s.service.get_with_totals(id).await?;
+    if p.owner_id != Some(c.user_id) {
+        return Err(ApiError::not_found(format!("project {id}")));
+    }
     let paused_for_seconds = p.paused_at.map(|t| (timestamp::now_utc() - t).whole_seconds().max(0));
     ok(json!({
         "project_id": p.id,

@@ -270,7 +270,12 @@ impl ProjectService {
             Ok(Some(mut p)) => match (Instant::now(), tx.commit().await) {
                 (committing, Ok(())) => {
                     p.lock_held = locked.elapsed();
-                    debug!(project_id = id, optimistic, commit_ms = committing.elapsed().as_millis(), "pause committed");
+                    debug!(
+                        project_id = id,
+                        optimistic,
+                        commit_ms = committing.elapsed().as_millis(),
+                        "pause committed"
+                    );
                     Ok(Some(p))
                 }
                 (_, Err(e)) => {

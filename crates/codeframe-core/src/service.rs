@@ -260,6 +260,14 @@ impl ProjectService {
             .ok_or_else(|| CoreError::project_not_found(id))
     }
 
+    /// The project and the per-tier totals of its active context, read in one statement (what
+    /// status polling needs).
+    pub async fn get_with_totals(&self, id: ProjectId) -> Result<(Project, TierTotals)> {
+        projects::find_with_totals(&mut self.inner.db.conn().await?, id)
+            .await?
+            .ok_or_else(|| CoreError::project_not_found(id))
+    }
+
     /// The project with this name, if any.
     pub async fn find_by_name(&self, name: &str) -> Result<Option<Project>> {
         Ok(projects::find_by_name(&mut self.inner.db.conn().await?, name).await?)

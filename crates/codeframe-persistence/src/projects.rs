@@ -1,6 +1,6 @@
 //! The `projects` table. Updates are optimistic: they name the version they expect.
 
-use codeframe_models::{NewProject, Project, ProjectId, ProjectPhase, ProjectStatus};
+use codeframe_models::{NewProject, Project, ProjectId, ProjectPhase, ProjectStatus, TierTotals};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -58,8 +58,54 @@ impl TryFrom<Row> for Project {
     }
 }
 
+#[derive(FromRow)]
+struct WithTotals {
+    #[sqlx(flatten)]
+    row: Row,
+    hot_items: i64,
+    warm_items: i64,
+    cold_items: i64,
+    hot_tokens: i64,
+    warm_tokens: i64,
+    cold_tokens: i64,
+}
+
 fn select(filter: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM projects {filter}"))
+}
+
+/// The project with this id and the item counts and token sums per tier of its active
+/// context, in one statement: the hot path of status polling.
+pub async fn find_with_totals(
+    ex: &mut impl Executor,
+    id: ProjectId,
+) -> Result<Option<(Project, TierTotals)>> {
+    let row: Option<WithTotals> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, \
+         COALESCE(t.hot_items, 0) AS hot_items, COALESCE(t.warm_items, 0) AS warm_items, \
+         COALESCE(t.cold_items, 0) AS cold_items, COALESCE(t.hot_tokens, 0) AS hot_tokens, \
+         COALESCE(t.warm_tokens, 0) AS warm_tokens, COALESCE(t.cold_tokens, 0) AS cold_tokens \
+         FROM projects, (SELECT \
+           SUM(tier = 'hot') AS hot_items, SUM(tier = 'warm') AS warm_items, SUM(tier = 'cold') AS cold_items, \
+           SUM(CASE WHEN tier = 'hot' THEN token_count ELSE 0 END) AS hot_tokens, \
+           SUM(CASE WHEN tier = 'warm' THEN token_count ELSE 0 END) AS warm_tokens, \
+           SUM(CASE WHEN tier = 'cold' THEN token_count ELSE 0 END) AS cold_tokens \
+           FROM context_items WHERE project_id = ?1 AND archived_at IS NULL) AS t \
+         WHERE projects.id = ?1"
+    )))
+    .bind(id)
+    .fetch_optional(ex.connection())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let totals = TierTotals {
+        hot_items: r.hot_items,
+        warm_items: r.warm_items,
+        cold_items: r.cold_items,
+        hot_tokens: r.hot_tokens,
+        warm_tokens: r.warm_tokens,
+        cold_tokens: r.cold_tokens,
+    };
+    Ok(Some((r.row.try_into()?, totals)))
 }
 
 /// Inserts a project with status `init`, phase `discovery` and version 1.

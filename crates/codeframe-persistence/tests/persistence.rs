@@ -3,7 +3,7 @@
 
 use codeframe_models::{
     AgentStatus, CallType, CheckpointMetadata, CheckpointTrigger, ContextItem, ItemType, NewProject, NewTask,
-    NewTokenUsage, Project, ProjectPhase, ProjectStatus, TaskStatus, Tier, timestamp,
+    NewTokenUsage, Project, ProjectPhase, ProjectStatus, TaskStatus, Tier, TierTotals, timestamp,
 };
 use codeframe_persistence::context::{ArchiveState, ItemQuery};
 use codeframe_persistence::flash_saves::NewFlashSave;
@@ -1209,4 +1209,42 @@ async fn a_read_transaction_sees_one_state_while_a_writer_commits() {
     drop(read);
     assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap().len(), 4);
     assert!(revisions::get(&mut c, p.id).await.unwrap() > rev);
+}
+
+#[tokio::test]
+async fn a_project_with_its_active_totals_in_one_statement() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "totals", &["a", "b"]).await;
+    let mut c = db.conn().await.unwrap();
+    let (row, empty) = projects::find_with_totals(&mut c, p.id).await.unwrap().unwrap();
+    assert_eq!(row, projects::get(&mut c, p.id).await.unwrap());
+    assert_eq!(empty, TierTotals::default(), "no context: zeros, not an error");
+    context::insert_many(&mut c, &items(9, p.id, "a")).await.unwrap();
+    context::insert_many(&mut c, &items(4, p.id, "b")).await.unwrap();
+    let fs = flash_saves::insert(
+        &mut c,
+        &NewFlashSave {
+            id: None,
+            project_id: p.id,
+            agent_id: "b",
+            tokens_before: 0,
+            tokens_after: 0,
+            items_count: 4,
+            items_archived: 1,
+            hot_items_retained: 2,
+            warm_items_retained: 1,
+            created_at: T0,
+        },
+    )
+    .await
+    .unwrap();
+    context::archive_cold(&mut c, p.id, "b", fs.id, T0).await.unwrap();
+    let mut expected = TierTotals::default();
+    for (_, t) in context::tier_totals_by_agent(&mut c, p.id).await.unwrap() {
+        expected.add(&t);
+    }
+    let (_, totals) = projects::find_with_totals(&mut c, p.id).await.unwrap().unwrap();
+    assert_eq!(totals, expected);
+    assert_eq!(totals.cold_items, 3, "b's archived COLD item is not counted");
+    assert!(projects::find_with_totals(&mut c, 4242).await.unwrap().is_none());
 }
