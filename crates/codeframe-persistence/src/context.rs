@@ -5,6 +5,7 @@
 //! Every write here bumps the project's [`crate::revisions`] once per statement.
 
 use codeframe_models::{ContextItem, FlashSaveId, ItemType, ProjectId, Tier, TierTotals};
+use futures_util::TryStreamExt;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 use time::OffsetDateTime;
 
@@ -220,13 +221,14 @@ pub async fn count(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<i64> {
 pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<ContextItem>> {
     // Sorted here rather than by SQL: `ORDER BY id` makes SQLite sort whole rows (content
     // included) in a temporary b-tree, which doubles the cost of reading a large context.
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = ?"
-    )))
-    .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
-    let mut items = rows.into_iter().map(ContextItem::try_from).collect::<Result<Vec<_>>>()?;
+    // Streamed: each row becomes an item as it arrives, so a large context is held once, not
+    // twice (rows, then items).
+    let sql = format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = ?");
+    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(project_id).fetch(ex.connection());
+    let mut items = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        items.push(ContextItem::try_from(row)?);
+    }
     items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(items)
 }
