@@ -999,8 +999,9 @@ impl CheckpointManager for SlowWrites {
         p: ProjectId,
         id: CheckpointId,
         spec: CheckpointSpec,
+        will_change: &[String],
     ) -> Result<codeframe_core::CheckpointDraft, codeframe_core::CheckpointError> {
-        self.0.draft(read, p, id, spec).await
+        self.0.draft(read, p, id, spec, will_change).await
     }
     async fn write_objects(
         &self,

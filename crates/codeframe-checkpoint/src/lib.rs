@@ -19,6 +19,7 @@
 
 mod error;
 mod fs;
+mod layout;
 mod manager;
 mod pack;
 mod paths;

@@ -8,15 +8,16 @@ use codeframe_models::{
 };
 use codeframe_persistence::checkpoints::NewCheckpoint;
 use codeframe_persistence::{
-    Db, Executor, ReadTx, Tx, agents, checkpoints, context, projects, tasks, token_usage,
+    Db, Executor, ReadTx, Tx, agents, checkpoints, context, projects, revisions, tasks, token_usage,
 };
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
 
+use crate::layout::{self, Chunk};
 use crate::restore::{self, Delta};
-use crate::state::{self, CONTEXT_CHUNK, ProjectState};
+use crate::state::{self, ProjectState};
 use crate::store::{FileEntry, Place, Store};
 use crate::{CheckpointError, Result, paths, worktree};
 
@@ -43,19 +44,41 @@ pub struct PreparedCheckpoint {
     /// The row as inserted (no commit yet).
     pub checkpoint: Checkpoint,
     state: ProjectState,
+    chunks: Vec<Chunk>,
     place: Place,
 }
 
 /// A checkpoint read from the database (through a read transaction) but not yet written,
-/// made by [`CheckpointManager::draft`]. Its `state` may be adjusted to what the caller's
-/// transaction will make of the rows (a pause marks the items its flash saves archive).
+/// made by [`CheckpointManager::draft`]. The items it will write may be adjusted to what the
+/// caller's transaction will make of them (a pause marks the items its flash saves archive).
 #[derive(Debug)]
 pub struct CheckpointDraft {
     /// The row to insert (no commit yet).
     pub checkpoint: Checkpoint,
-    /// What the snapshot will hold of the database.
-    pub state: ProjectState,
+    state: ProjectState,
+    chunks: Vec<Chunk>,
+    revision: i64,
     place: Place,
+}
+
+impl CheckpointDraft {
+    /// What the snapshot holds of the database. Its `context_items` are the items this
+    /// snapshot writes: all of the project's in a full snapshot; in one built on an earlier
+    /// checkpoint, those of the chunks holding items written since it, or named in
+    /// `will_change` (the other chunks are that checkpoint's, unread).
+    pub fn state(&self) -> &ProjectState {
+        &self.state
+    }
+
+    /// The items this snapshot writes (see [`CheckpointDraft::state`]), to adjust.
+    pub fn context_items_mut(&mut self) -> &mut [ContextItem] {
+        &mut self.state.context_items
+    }
+
+    /// The project revision the draft read the database at.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
 }
 
 /// A snapshot whose objects are in the store, named by no ref and no row yet, made by
@@ -66,6 +89,7 @@ pub struct WrittenCheckpoint {
     /// The row to insert, with its commit and final metadata.
     pub checkpoint: Checkpoint,
     commit: ObjectId,
+    revision: i64,
     place: Place,
 }
 
@@ -226,12 +250,17 @@ pub trait CheckpointManager: Send + Sync {
     /// then, in the write transaction, [`CheckpointManager::record`] and
     /// [`CheckpointManager::publish`]. The caller must make sure the rows did not change
     /// between the read and its write transaction (a pause compares project revisions).
+    ///
+    /// `will_change` names items the caller's transaction will change before it records the
+    /// checkpoint: their chunks are read and written even when the snapshot builds on an
+    /// earlier checkpoint (see [`CheckpointDraft::state`]).
     async fn draft(
         &self,
         read: &mut ReadTx,
         project_id: ProjectId,
         checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
+        will_change: &[String],
     ) -> Result<CheckpointDraft>;
 
     /// Writes the snapshot's objects (the working tree's files and the draft's state) into
@@ -363,14 +392,25 @@ fn parse_oid(id: CheckpointId, hex: Option<&str>) -> Result<ObjectId> {
         .map_err(|e| CheckpointError::Unreadable { id, reason: format!("bad commit id {hex:?}: {e}") })
 }
 
+/// What [`GitCheckpointManager::read_for`] read.
+struct ReadCheckpoint {
+    state: ProjectState,
+    chunks: Vec<Chunk>,
+    revision: i64,
+    place: Place,
+    row: Checkpoint,
+}
+
 /// Largest file read whole for a unified diff.
 const UNIFIED_DIFF_MAX: u64 = 8 << 20;
 
 /// Writes the objects of a checkpoint's snapshot: files, state, meta; commit. No ref.
+#[allow(clippy::too_many_arguments)]
 fn write_snapshot(
     place: &Place,
     id: CheckpointId,
     state: ProjectState,
+    chunks: &[Chunk],
     mut metadata: CheckpointMetadata,
     message: String,
     unix_seconds: i64,
@@ -395,11 +435,31 @@ fn write_snapshot(
     put("state/assignments.json", state::canonical_json("state/assignments.json", &state.assignments)?)?;
     put("state/tasks.json", state::canonical_json("state/tasks.json", &state.tasks)?)?;
     put("state/token_usage.json", state::canonical_json("state/token_usage.json", &state.token_usage)?)?;
-    for (n, chunk) in state.context_items.chunks(CONTEXT_CHUNK).enumerate() {
+    let mut index = layout::Index { chunks: Vec::with_capacity(chunks.len()) };
+    for (n, chunk) in chunks.iter().enumerate() {
         let name = format!("state/context/{n:06}.jsonl");
-        let bytes = state::items_jsonl(&name, chunk)?;
-        put(&name, bytes)?;
+        match chunk {
+            Chunk::Reused { oid, first, count } => {
+                entries.push((name.into_bytes(), blob, *oid));
+                index.chunks.push(layout::IndexEntry { count: *count, first: first.clone() });
+            }
+            Chunk::Fresh { start, len } => {
+                let items = state
+                    .context_items
+                    .get(*start..*start + *len)
+                    .filter(|i| !i.is_empty())
+                    .ok_or_else(|| layout::inconsistent("a chunk outside the items read"))?;
+                let first = items.first().map(|i| i.id.clone()).unwrap_or_default();
+                index.chunks.push(layout::IndexEntry { count: *len, first });
+                let bytes = state::items_jsonl(&name, items)?;
+                let oid = store.put(&mut pack, gix::objs::Kind::Blob, &bytes)?;
+                entries.push((name.into_bytes(), blob, oid));
+            }
+        }
     }
+    let oid =
+        store.put(&mut pack, gix::objs::Kind::Blob, &state::canonical_json(layout::INDEX_PATH, &index)?)?;
+    entries.push((layout::INDEX_PATH.as_bytes().to_vec(), blob, oid));
     let tree = store.write_tree(&mut pack, entries.iter().map(|(p, m, o)| (p.as_slice(), *m, *o)))?;
     let commit = store.commit(&mut pack, tree, &message, unix_seconds)?;
     // The pack is in place (and flushed) before any ref can name anything in it.
@@ -590,25 +650,33 @@ impl GitCheckpointManager {
         }
     }
 
-    /// Validates the spec and reads the state, the place and the row-to-be of a checkpoint.
+    /// Validates the spec and reads what a checkpoint of the project holds: its rows, the
+    /// context (whole, or the chunks to rewrite over a base checkpoint), the place, the row to be.
     async fn read_for(
         &self,
         ex: &mut impl Executor,
         project_id: ProjectId,
         checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
-    ) -> Result<(ProjectState, Place, Checkpoint)> {
+        will_change: &[String],
+    ) -> Result<ReadCheckpoint> {
         validate::checkpoint_name(&spec.name)?;
         validate::checkpoint_description(&spec.description)?;
         if let Some(r) = &spec.pause_reason {
             validate::pause_reason(r)?;
         }
-        let state = ProjectState::read(ex, project_id).await?;
+        let revision = match revisions::get(ex, project_id).await {
+            Err(e) if e.is_not_found() => return Err(CheckpointError::UnknownProject(project_id)),
+            other => other?,
+        };
+        let mut state = ProjectState::read_rows(ex, project_id).await?;
         let place = Place::new(&state.project.root_path, state.project.store_path.as_deref());
         if !place.root.is_dir() {
             return Err(CheckpointError::BadRoot(place.root));
         }
-        let metadata = Self::metadata(ex, &state).await?;
+        let (items, chunks) = self.read_context(ex, &place, project_id, revision, will_change).await?;
+        state.context_items = items;
+        let metadata = Self::metadata(ex, &state, layout::count(&chunks)).await?;
         let row = Checkpoint {
             id: checkpoint_id,
             project_id,
@@ -620,10 +688,94 @@ impl GitCheckpointManager {
             metadata,
             created_at: self.clock.now(),
         };
-        Ok((state, place, row))
+        Ok(ReadCheckpoint { state, chunks, revision, place, row })
     }
 
-    async fn metadata(ex: &mut impl Executor, state: &ProjectState) -> Result<CheckpointMetadata> {
+    /// The context a snapshot writes: over a usable base, the items of the chunks holding an
+    /// item written since it (or in `will_change`), the other chunks reused; else every item.
+    async fn read_context(
+        &self,
+        ex: &mut impl Executor,
+        place: &Place,
+        project_id: ProjectId,
+        revision: i64,
+        will_change: &[String],
+    ) -> Result<(Vec<ContextItem>, Vec<Chunk>)> {
+        let Some((base_revision, base)) = self.base(ex, place, project_id, revision).await? else {
+            let items = context::list_for_project(ex, project_id).await?;
+            let chunks = layout::full(items.len());
+            return Ok((items, chunks));
+        };
+        let written = context::ids_written_after(ex, project_id, base_revision).await?;
+        let dirty: std::collections::BTreeSet<usize> =
+            written.iter().chain(will_change).map(|id| layout::chunk_of(&base, id)).collect();
+        let (mut items, mut chunks) = (Vec::new(), Vec::with_capacity(base.len()));
+        for (k, b) in base.iter().enumerate() {
+            if dirty.contains(&k) {
+                let (from, to) = layout::range_of(&base, k);
+                let read = context::list_id_range(ex, project_id, from, to).await?;
+                chunks.extend(layout::fresh(items.len(), read.len()));
+                items.extend(read);
+            } else {
+                chunks.push(Chunk::Reused { oid: b.oid, first: b.first.clone(), count: b.count });
+            }
+        }
+        debug!(
+            project_id,
+            base_revision,
+            chunks = base.len(),
+            rewritten = dirty.len(),
+            items_read = items.len(),
+            "context snapshot over the previous checkpoint"
+        );
+        Ok((items, chunks))
+    }
+
+    /// The newest checkpoint an incremental snapshot can build on: its revision and chunks.
+    async fn base(
+        &self,
+        ex: &mut impl Executor,
+        place: &Place,
+        project_id: ProjectId,
+        revision: i64,
+    ) -> Result<Option<(i64, Vec<layout::BaseChunk>)>> {
+        let Some((id, hex, base_revision)) = checkpoints::latest_with_revision(ex, project_id).await? else {
+            return Ok(None);
+        };
+        let deleted = revisions::deleted_revision(ex, project_id).await?;
+        if base_revision > revision || deleted > base_revision {
+            debug!(
+                project_id,
+                checkpoint_id = id,
+                base_revision,
+                deleted,
+                "items deleted since the last checkpoint; full context snapshot"
+            );
+            return Ok(None);
+        }
+        let Ok(commit) = ObjectId::from_hex(hex.as_bytes()) else { return Ok(None) };
+        let place = place.clone();
+        let read = blocking(move || match Store::open_existing(&place)? {
+            Some(store) => layout::read_base(&store, commit),
+            None => Ok(None),
+        })
+        .await;
+        match read {
+            Ok(Some(chunks)) => Ok(Some((base_revision, chunks))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                // A damaged base is verify's business; this snapshot just reads everything.
+                warn!(project_id, checkpoint_id = id, error = %e, "previous checkpoint unusable as a base; full context snapshot");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn metadata(
+        ex: &mut impl Executor,
+        state: &ProjectState,
+        items: usize,
+    ) -> Result<CheckpointMetadata> {
         let id = state.project.id;
         let (tasks_completed, tasks_total, last_task_completed) = tasks::progress(ex, id).await?;
         Ok(CheckpointMetadata {
@@ -633,7 +785,7 @@ impl GitCheckpointManager {
             tasks_total,
             agents_active: agents::active_agent_ids(ex, id).await?,
             last_task_completed,
-            context_items_count: i64::try_from(state.context_items.len()).unwrap_or(i64::MAX),
+            context_items_count: i64::try_from(items).unwrap_or(i64::MAX),
             total_cost_usd: token_usage::total_cost(ex, id).await?,
             skipped_files: Vec::new(),
         })
@@ -715,7 +867,8 @@ impl CheckpointManager for GitCheckpointManager {
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint> {
         let started = Instant::now();
-        let (state, place, draft_row) = self.read_for(tx, project_id, checkpoint_id, spec).await?;
+        let ReadCheckpoint { state, chunks, revision, place, row: draft_row } =
+            self.read_for(tx, project_id, checkpoint_id, spec, &[]).await?;
         let checkpoint = checkpoints::insert(
             tx,
             &NewCheckpoint {
@@ -731,25 +884,26 @@ impl CheckpointManager for GitCheckpointManager {
             },
         )
         .await?;
+        checkpoints::set_revision(tx, checkpoint_id, revision).await?;
         debug!(
             checkpoint_id = checkpoint.id,
             items = state.context_items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint row written"
         );
-        Ok(PreparedCheckpoint { checkpoint, state, place })
+        Ok(PreparedCheckpoint { checkpoint, state, chunks, place })
     }
 
     async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint> {
         let started = Instant::now();
-        let PreparedCheckpoint { checkpoint, state, place } = prepared;
+        let PreparedCheckpoint { checkpoint, state, chunks, place } = prepared;
         let id = checkpoint.id;
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
         let (commit, stats, metadata) = blocking(move || {
-            let written = write_snapshot(&place, id, state, metadata, message, unix_seconds, max)?;
+            let written = write_snapshot(&place, id, state, &chunks, metadata, message, unix_seconds, max)?;
             Store::open_or_init(&place)?.set_ref(id, written.0)?;
             Ok(written)
         })
@@ -780,21 +934,23 @@ impl CheckpointManager for GitCheckpointManager {
         project_id: ProjectId,
         checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
+        will_change: &[String],
     ) -> Result<CheckpointDraft> {
         let started = Instant::now();
-        let (state, place, checkpoint) = self.read_for(read, project_id, checkpoint_id, spec).await?;
+        let ReadCheckpoint { state, chunks, revision, place, row: checkpoint } =
+            self.read_for(read, project_id, checkpoint_id, spec, will_change).await?;
         debug!(
             checkpoint_id,
             items = state.context_items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint state read"
         );
-        Ok(CheckpointDraft { checkpoint, state, place })
+        Ok(CheckpointDraft { checkpoint, state, chunks, revision, place })
     }
 
     async fn write_objects(&self, draft: CheckpointDraft) -> Result<WrittenCheckpoint> {
         let started = Instant::now();
-        let CheckpointDraft { checkpoint, state, place } = draft;
+        let CheckpointDraft { checkpoint, state, chunks, revision, place } = draft;
         let id = checkpoint.id;
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
@@ -802,7 +958,8 @@ impl CheckpointManager for GitCheckpointManager {
         let max = self.max_file_size;
         let at = place.clone();
         let (commit, stats, metadata) =
-            blocking(move || write_snapshot(&at, id, state, metadata, message, unix_seconds, max)).await?;
+            blocking(move || write_snapshot(&at, id, state, &chunks, metadata, message, unix_seconds, max))
+                .await?;
         if !metadata.skipped_files.is_empty() {
             warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
         }
@@ -817,7 +974,7 @@ impl CheckpointManager for GitCheckpointManager {
             "checkpoint objects written"
         );
         let checkpoint = Checkpoint { commit_id: Some(oid_hex(&commit)), metadata, ..checkpoint };
-        Ok(WrittenCheckpoint { checkpoint, commit, place })
+        Ok(WrittenCheckpoint { checkpoint, commit, revision, place })
     }
 
     async fn record(&self, tx: &mut Tx<'_>, written: &WrittenCheckpoint) -> Result<Checkpoint> {
@@ -836,8 +993,9 @@ impl CheckpointManager for GitCheckpointManager {
                 created_at: c.created_at,
             },
         )
-        .await
-        .map_err(CheckpointError::from)
+        .await?;
+        checkpoints::set_revision(tx, c.id, written.revision).await?;
+        Ok(checkpoints::get(tx, c.id).await?)
     }
 
     async fn publish(&self, written: &WrittenCheckpoint) -> Result<()> {

@@ -32,6 +32,13 @@ pub struct ProjectState {
 impl ProjectState {
     /// Reads the project's rows through `ex` (inside a transaction, a consistent snapshot).
     pub async fn read(ex: &mut impl Executor, project_id: ProjectId) -> Result<Self> {
+        let mut state = Self::read_rows(ex, project_id).await?;
+        state.context_items = context::list_for_project(ex, project_id).await?;
+        Ok(state)
+    }
+
+    /// [`ProjectState::read`] without the context items (left empty).
+    pub async fn read_rows(ex: &mut impl Executor, project_id: ProjectId) -> Result<Self> {
         let project =
             projects::find(ex, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
         Ok(Self {
@@ -40,7 +47,7 @@ impl ProjectState {
             assignments: agents::assignments(ex, project_id).await?,
             tasks: tasks::list(ex, project_id).await?,
             token_usage: token_usage::list(ex, project_id).await?,
-            context_items: context::list_for_project(ex, project_id).await?,
+            context_items: Vec::new(),
         })
     }
 }

@@ -1039,3 +1039,163 @@ async fn files_over_the_size_limit_are_left_out_and_listed() {
     cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(std::fs::metadata(f.root.join("big.bin")).unwrap().len(), 4096, "kept");
 }
+
+// ---------------------------------------------------------------- incremental context snapshots
+
+/// Adds `n` items to the project with ids `{prefix}{00000..n}` (sorted before `p-item-*`).
+async fn add_items(f: &Fx, prefix: &str, n: usize) {
+    let items: Vec<ContextItem> = (0..n)
+        .map(|k| ContextItem {
+            id: format!("{prefix}{k:05}"),
+            project_id: f.project,
+            agent_id: "p-agent".into(),
+            item_type: ItemType::Code,
+            content: format!("item {k} of {prefix}"),
+            token_count: 3,
+            importance_score: 0.5,
+            tier: Tier::Warm,
+            access_count: 0,
+            created_at: T0,
+            last_accessed: T0,
+            archived_at: None,
+            archived_by_flash_save: None,
+        })
+        .collect();
+    let mut tx = f.db.begin().await.unwrap();
+    context::insert_many(&mut tx, &items).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The blob ids of a commit's context chunks, in order.
+fn chunk_oids(root: &Path, commit: &str) -> Vec<String> {
+    store_git(root, &["ls-tree", &format!("{commit}:state/context")])
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_owned())
+        .collect()
+}
+
+/// Every context line of a commit's snapshot, chunk after chunk.
+fn snapshot_lines(root: &Path, commit: &str) -> Vec<String> {
+    chunk_oids(root, commit)
+        .iter()
+        .flat_map(|oid| {
+            store_git(root, &["cat-file", "blob", oid]).lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn commit_of(cp: &codeframe_models::Checkpoint) -> String {
+    cp.commit_id.clone().unwrap()
+}
+
+/// A snapshot made with no earlier checkpoint to build on (every earlier one deleted): what a
+/// full read of the context writes.
+async fn full_snapshot(f: &Fx) -> codeframe_models::Checkpoint {
+    for c in f.cm.list(f.project).await.unwrap() {
+        f.cm.delete(f.project, c.id).await.unwrap();
+    }
+    create(f, "full").await
+}
+
+#[tokio::test]
+async fn an_incremental_snapshot_rewrites_only_the_changed_chunk_and_holds_what_a_full_one_does() {
+    let f = fx_plain().await;
+    add_items(&f, "bulk-", 2_500).await;
+    let first = create(&f, "first").await;
+    let before = chunk_oids(&f.root, &commit_of(&first));
+    assert_eq!(before.len(), 3, "2,505 items in chunks of 1,000");
+    context::touch(&mut f.db.conn().await.unwrap(), "bulk-01234", T0 + time::Duration::hours(1))
+        .await
+        .unwrap();
+
+    let second = create(&f, "second").await;
+    let after = chunk_oids(&f.root, &commit_of(&second));
+    assert_eq!(after.len(), 3);
+    assert_eq!((after[0] == before[0], after[1] == before[1], after[2] == before[2]), (true, false, true));
+    assert_eq!(second.metadata.context_items_count, 2_505);
+    let touched = snapshot_lines(&f.root, &commit_of(&second))
+        .into_iter()
+        .find(|l| l.contains("\"bulk-01234\""))
+        .unwrap();
+    assert!(touched.contains("\"access_count\":1"), "{touched}");
+
+    let full = full_snapshot(&f).await;
+    assert_eq!(snapshot_lines(&f.root, &commit_of(&second)), snapshot_lines(&f.root, &commit_of(&full)));
+    assert!(f.cm.verify(f.project, full.id).await.unwrap().ok());
+}
+
+#[tokio::test]
+async fn items_deleted_since_the_last_checkpoint_make_the_next_snapshot_full() {
+    let f = fx_plain().await;
+    let small = create(&f, "five items").await;
+    add_items(&f, "bulk-", 2_500).await;
+    create(&f, "many items").await;
+    // Restoring the older context deletes the 2,500 items the newer snapshot holds.
+    let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
+    f.cm.restore(f.project, small.id, what, RestoreMode::Apply).await.unwrap();
+
+    let after = create(&f, "after restore").await;
+    assert_eq!(after.metadata.context_items_count, 5);
+    let lines = snapshot_lines(&f.root, &commit_of(&after));
+    assert_eq!(lines.len(), 5, "no deleted item survives in a reused chunk");
+    assert_eq!(lines, snapshot_lines(&f.root, &commit_of(&small)));
+}
+
+#[tokio::test]
+async fn a_chunk_that_grows_is_split_and_the_others_are_reused() {
+    let f = fx_plain().await;
+    add_items(&f, "bulk-", 2_500).await;
+    let first = create(&f, "first").await;
+    let before = chunk_oids(&f.root, &commit_of(&first));
+    // 2,100 ids that sort inside the first chunk's range: it holds 3,100 items now.
+    add_items(&f, "bulk-00000-late-", 2_100).await;
+
+    let second = create(&f, "grown").await;
+    let after = chunk_oids(&f.root, &commit_of(&second));
+    assert_eq!(after.len(), 6, "the grown chunk split in four, two reused");
+    assert_eq!(after[4..], before[1..], "the untouched chunks are the first snapshot's blobs");
+    assert_eq!(second.metadata.context_items_count, 4_605);
+    let lines = snapshot_lines(&f.root, &commit_of(&second));
+    let full = full_snapshot(&f).await;
+    assert_eq!(lines, snapshot_lines(&f.root, &commit_of(&full)), "same items, same order");
+}
+
+#[tokio::test]
+async fn a_base_with_a_missing_chunk_makes_the_next_snapshot_full() {
+    let f = fx_plain().await;
+    add_items(&f, "bulk-", 2_500).await;
+    let first = create(&f, "first").await;
+    let lost = chunk_oids(&f.root, &commit_of(&first))[1].clone();
+    unpack_store(&f.root);
+    std::fs::remove_file(object_file(&f.root, &lost)).unwrap();
+    context::touch(&mut f.db.conn().await.unwrap(), "bulk-00007", T0 + time::Duration::hours(1))
+        .await
+        .unwrap();
+
+    let second = create(&f, "second").await;
+    let report = f.cm.verify(f.project, second.id).await.unwrap();
+    assert!(report.ok(), "the new snapshot names no lost object: {:?}", report.problems);
+    assert_eq!(snapshot_lines(&f.root, &commit_of(&second)).len(), 2_505);
+    // Content-addressed: the rewritten chunk is the lost blob, so the base is whole again.
+    assert!(f.cm.verify(f.project, first.id).await.unwrap().ok());
+}
+
+#[tokio::test]
+async fn an_incremental_snapshot_restores_exactly() {
+    let f = fx_plain().await;
+    add_items(&f, "bulk-", 2_500).await;
+    create(&f, "base").await;
+    let mut c = f.db.conn().await.unwrap();
+    context::touch(&mut c, "bulk-02222", T0 + time::Duration::hours(2)).await.unwrap();
+    drop(c);
+    add_items(&f, "bulk-01500-new-", 3).await;
+    let cp = create(&f, "incremental").await;
+    let at_checkpoint = rows(&f).await;
+    let mut c = f.db.conn().await.unwrap();
+    context::touch(&mut c, "bulk-00001", T0 + time::Duration::hours(3)).await.unwrap();
+    context::touch(&mut c, "bulk-02222", T0 + time::Duration::hours(3)).await.unwrap();
+    drop(c);
+    let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
+    f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
+    assert_eq!(rows(&f).await.1, at_checkpoint.1);
+}

@@ -37,6 +37,8 @@ pub struct FlashSavePlan {
     pub agent_id: String,
     /// The agent's active items per tier when planned: the COLD ones are archived.
     pub totals: TierTotals,
+    /// Ids of the items the flash save archives (the agent's active COLD items), sorted.
+    pub targets: Vec<String>,
 }
 
 impl FlashSavePlan {
@@ -510,7 +512,8 @@ async fn plan(ex: &mut impl Executor, project_id: ProjectId, agent_id: &str) -> 
         return Err(ContextError::UnknownAgent { project_id, agent_id: agent_id.to_owned() });
     }
     let totals = context::tier_totals(ex, project_id, agent_id).await?;
-    Ok(FlashSavePlan { project_id, agent_id: agent_id.to_owned(), totals })
+    let targets = context::active_cold_ids(ex, project_id, agent_id).await?;
+    Ok(FlashSavePlan { project_id, agent_id: agent_id.to_owned(), totals, targets })
 }
 
 /// Records the flash save of a plan and archives its items; [`ContextError::Stale`] if the

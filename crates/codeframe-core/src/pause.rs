@@ -8,6 +8,7 @@ use codeframe_models::{
     AgentFlashSaveEntry, CheckpointTrigger, EventKind, FlashSaveId, PauseOutcome, PauseRequest, Project,
     ProjectId, ProjectStatus, reduction_percentage, validate,
 };
+use codeframe_persistence::checkpoints as persistence_checkpoints;
 use codeframe_persistence::{Tx, agents, flash_saves, permits, projects, revisions};
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -224,8 +225,12 @@ impl ProjectService {
                 }
             }
         }
-        let mut draft =
-            self.inner.checkpoints.draft(&mut read, id, pause.checkpoint_id, pause.spec()).await?;
+        let will_change: Vec<String> = plans.iter().flat_map(|p| p.targets.iter().cloned()).collect();
+        let mut draft = self
+            .inner
+            .checkpoints
+            .draft(&mut read, id, pause.checkpoint_id, pause.spec(), &will_change)
+            .await?;
         drop(read);
         failpoint!("pause::after_state_read");
         let count = i64::try_from(plans.len()).unwrap_or(i64::MAX);
@@ -236,7 +241,7 @@ impl ProjectService {
         };
         let mut planned = Vec::with_capacity(plans.len());
         for (flash_save_id, plan) in (first..).zip(plans) {
-            let archived = plan.archive_in(&mut draft.state.context_items, flash_save_id, pause.paused_at);
+            let archived = plan.archive_in(draft.context_items_mut(), flash_save_id, pause.paused_at);
             if archived != plan.totals.cold_items {
                 // One read transaction cannot disagree with itself; if it does, do not guess.
                 warn!(project_id = id, agent_id = %plan.agent_id, archived, planned = plan.totals.cold_items, "plan and state disagree; pausing under the lock");
@@ -478,7 +483,10 @@ impl ProjectService {
         for kind in events {
             outbox.record(tx, pause.id, kind, pause.paused_at).await?;
         }
-        revisions::mark_paused(tx, pause.id).await?;
+        // The snapshot is exact at the revision this transaction commits: the next snapshot
+        // builds on it, reading again only what is written after.
+        let committed = revisions::mark_paused(tx, pause.id).await?;
+        persistence_checkpoints::set_revision(tx, pause.checkpoint_id, committed).await?;
         failpoint!("pause::before_commit");
         Ok(Paused {
             outcome: PauseOutcome {

@@ -357,6 +357,26 @@ async fn the_pause_checkpoint_holds_the_flash_saved_context_and_the_pre_pause_ro
     assert!(gd(&format!("{r}:files/src/main.rs")).contains("fn main"));
 }
 
+#[tokio::test]
+async fn a_pause_over_an_earlier_checkpoint_holds_what_its_flash_save_archived() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let base = f.svc.create_checkpoint(f.project, "before", "").await.unwrap();
+    let out = f.svc.pause(f.project, reason("again")).await.unwrap();
+    let gd = |spec: &str| git(&f.root, &["--git-dir", ".codeframe/snapshots.git", "show", spec]);
+    let before = gd(&format!("{}:state/context/000000.jsonl", checkpoint_ref(base.id)));
+    let paused = gd(&format!("{}:state/context/000000.jsonl", checkpoint_ref(out.checkpoint_id)));
+    assert_eq!(before.lines().filter(|l| l.contains("\"archived_at\":\"2026")).count(), 0);
+    assert_eq!(paused.lines().filter(|l| l.contains("\"archived_at\":\"2026")).count(), 2, "{paused}");
+    let expected: Vec<String> = items(&f).await.iter().map(|i| i.id.clone()).collect();
+    let ids: Vec<String> = paused
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected);
+}
+
 // ---------------------------------------------------------------- resume
 
 #[tokio::test]
@@ -797,8 +817,9 @@ impl CheckpointManager for FailingWrite {
         p: ProjectId,
         id: CheckpointId,
         spec: CheckpointSpec,
+        will_change: &[String],
     ) -> codeframe_checkpoint::Result<CheckpointDraft> {
-        self.inner.draft(read, p, id, spec).await
+        self.inner.draft(read, p, id, spec, will_change).await
     }
     async fn write_objects(&self, draft: CheckpointDraft) -> codeframe_checkpoint::Result<WrittenCheckpoint> {
         self.inner.write_objects(draft).await

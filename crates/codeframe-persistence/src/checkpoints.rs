@@ -131,6 +131,35 @@ pub async fn set_commit(ex: &mut impl Executor, id: CheckpointId, commit_id: &st
     Ok(())
 }
 
+/// Records the project revision the checkpoint's snapshot is exact at: every item written at
+/// or before it is in the snapshot as stored now, unless written again since.
+pub async fn set_revision(ex: &mut impl Executor, id: CheckpointId, revision: i64) -> Result<()> {
+    let done = sqlx::query("UPDATE checkpoints SET revision = ? WHERE id = ?")
+        .bind(revision)
+        .bind(id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
+    Ok(())
+}
+
+/// The project's newest checkpoint with a snapshot and a known revision: (id, commit,
+/// revision), the base an incremental snapshot may build on.
+pub async fn latest_with_revision(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+) -> Result<Option<(CheckpointId, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, commit_id, revision FROM checkpoints \
+         WHERE project_id = ? AND commit_id IS NOT NULL AND revision IS NOT NULL ORDER BY id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .fetch_optional(ex.connection())
+    .await?)
+}
+
 /// Replaces the metadata recorded for a checkpoint (the snapshot completes it).
 pub async fn set_metadata(
     ex: &mut impl Executor,

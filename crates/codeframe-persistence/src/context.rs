@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 use crate::rows::{fmt, opt_ts, parse, ts};
 use crate::{DbError, Executor, Result, revisions};
 
-/// The columns of an item row (content apart).
+/// The columns an insert writes (content apart; `rev`, the revision of the write, last).
 const ITEM_COLUMNS: &str = "id, project_id, agent_id, item_type, token_count, importance_score, tier, \
-    access_count, created_at, last_accessed, archived_at, archived_by_flash_save";
+    access_count, created_at, last_accessed, archived_at, archived_by_flash_save, rev";
 
 /// A whole item, from `ITEM_SOURCE`.
 const COLUMNS: &str = "i.id, i.project_id, i.agent_id, i.item_type, c.content, i.token_count, i.importance_score, \
@@ -23,7 +23,7 @@ const COLUMNS: &str = "i.id, i.project_id, i.agent_id, i.item_type, c.content, i
 /// Items joined with their content.
 const ITEM_SOURCE: &str = "context_items i JOIN context_contents c ON c.item_id = i.id";
 
-/// Rows per multi-row INSERT: 12 parameters each stays well under SQLite's 32,766 limit.
+/// Rows per multi-row INSERT: 13 parameters each stays well under SQLite's 32,766 limit.
 const INSERT_CHUNK: usize = 1_000;
 /// Rows per batched score UPDATE (3 parameters each).
 const UPDATE_CHUNK: usize = 5_000;
@@ -113,19 +113,22 @@ fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {
     };
 }
 
-/// Bumps the revision of every project the items belong to.
-async fn bump_projects(ex: &mut impl Executor, items: &[ContextItem]) -> Result<()> {
+/// Bumps the revision of every project the items belong to; returns each one's new revision.
+async fn bump_projects(ex: &mut impl Executor, items: &[ContextItem]) -> Result<Vec<(ProjectId, i64)>> {
     let mut projects: Vec<ProjectId> = items.iter().map(|i| i.project_id).collect();
     projects.sort_unstable();
     projects.dedup();
+    let mut revs = Vec::with_capacity(projects.len());
     for p in projects {
-        revisions::bump(ex, p).await?;
+        revs.push((p, revisions::bump(ex, p).await?));
     }
-    Ok(())
+    Ok(revs)
 }
 
-/// `INSERT INTO context_items (…) VALUES (…), (…)` for a chunk of items.
-fn insert_values(chunk: &[ContextItem]) -> QueryBuilder<Sqlite> {
+/// `INSERT INTO context_items (…) VALUES (…), (…)` for a chunk of items, each with the new
+/// revision of its project (from [`bump_projects`]).
+fn insert_values(chunk: &[ContextItem], revs: &[(ProjectId, i64)]) -> QueryBuilder<Sqlite> {
+    let rev_of = |p: ProjectId| revs.iter().find(|(id, _)| *id == p).map_or(0, |(_, r)| *r);
     let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({ITEM_COLUMNS}) "));
     qb.push_values(chunk, |mut b, item| {
         b.push_bind(item.id.clone())
@@ -139,7 +142,8 @@ fn insert_values(chunk: &[ContextItem]) -> QueryBuilder<Sqlite> {
             .push_bind(fmt(item.created_at))
             .push_bind(fmt(item.last_accessed))
             .push_bind(item.archived_at.map(fmt))
-            .push_bind(item.archived_by_flash_save);
+            .push_bind(item.archived_by_flash_save)
+            .push_bind(rev_of(item.project_id));
     });
     qb
 }
@@ -158,34 +162,60 @@ async fn write_contents(ex: &mut impl Executor, chunk: &[ContextItem]) -> Result
 /// Inserts items as given (ids, counts, scores and timestamps included), in multi-row
 /// statements. Run it in a [`crate::Tx`] so a bulk insert is one commit.
 pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
+    let revs = bump_projects(ex, items).await?;
     let mut inserted = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        let mut qb = insert_values(chunk);
+        let mut qb = insert_values(chunk, &revs);
         inserted += qb.build().execute(ex.connection()).await?.rows_affected();
         write_contents(ex, chunk).await?;
     }
-    bump_projects(ex, items).await?;
     Ok(inserted)
 }
 
 /// Writes items as given, replacing the stored row of any id that exists (every column) and
 /// inserting the others; items not in `items` are left alone.
 pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
+    // Refused before anything is written, so a refusal changes nothing even outside a transaction.
+    for chunk in items.chunks(INSERT_CHUNK) {
+        refuse_project_moves(ex, chunk).await?;
+    }
+    let revs = bump_projects(ex, items).await?;
     let mut written = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        let mut qb = insert_values(chunk);
+        let mut qb = insert_values(chunk, &revs);
         qb.push(
-            " ON CONFLICT(id) DO UPDATE SET project_id = excluded.project_id, agent_id = excluded.agent_id, \
+            " ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, \
              item_type = excluded.item_type, token_count = excluded.token_count, \
              importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
              created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
-             archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save",
+             archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save, \
+             rev = excluded.rev",
         );
         written += qb.build().execute(ex.connection()).await?.rows_affected();
         write_contents(ex, chunk).await?;
     }
-    bump_projects(ex, items).await?;
     Ok(written)
+}
+
+/// An item never moves to another project (its old project's snapshots would lose it
+/// silently): an id stored under another project is refused.
+async fn refuse_project_moves(ex: &mut impl Executor, chunk: &[ContextItem]) -> Result<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, project_id FROM context_items WHERE id IN (");
+    let mut ids = qb.separated(", ");
+    for item in chunk {
+        ids.push_bind(item.id.clone());
+    }
+    qb.push(")");
+    let stored: Vec<(String, ProjectId)> = qb.build_query_as().fetch_all(ex.connection()).await?;
+    for (id, project_id) in stored {
+        if chunk.iter().any(|i| i.id == id && i.project_id != project_id) {
+            return Err(DbError::Constraint {
+                kind: crate::ConstraintKind::Check,
+                constraint: format!("context_items.project_id (item {id} belongs to project {project_id})"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The item with this id.
@@ -233,17 +263,82 @@ pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> 
     Ok(items)
 }
 
+/// Ids of the project's items written after `revision`, sorted.
+pub async fn ids_written_after(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    revision: i64,
+) -> Result<Vec<String>> {
+    let mut ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM context_items WHERE project_id = ? AND rev > ?")
+            .bind(project_id)
+            .bind(revision)
+            .fetch_all(ex.connection())
+            .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The project's items with `from <= id < to` (either bound open when `None`), by id.
+pub async fn list_id_range(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<ContextItem>> {
+    // Bounds are spelled out only when present: `(? IS NULL OR i.id >= ?)` would keep SQLite
+    // from using the (project_id, id) index.
+    let mut qb =
+        QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = "));
+    qb.push_bind(project_id);
+    if let Some(from) = from {
+        qb.push(" AND i.id >= ").push_bind(from.to_owned());
+    }
+    if let Some(to) = to {
+        qb.push(" AND i.id < ").push_bind(to.to_owned());
+    }
+    let mut rows = qb.build_query_as::<Row>().fetch(ex.connection());
+    let mut items = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        items.push(ContextItem::try_from(row)?);
+    }
+    items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    Ok(items)
+}
+
+/// Ids of an agent's active COLD items (what its flash save archives), sorted.
+pub async fn active_cold_ids(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    agent_id: &str,
+) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM context_items WHERE project_id = ? AND agent_id = ? AND tier = 'cold' AND archived_at IS NULL",
+    )
+    .bind(project_id)
+    .bind(agent_id)
+    .fetch_all(ex.connection())
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Records an access: `access_count + 1`, `last_accessed = now`. Returns the updated item.
 pub async fn touch(ex: &mut impl Executor, id: &str, now: OffsetDateTime) -> Result<ContextItem> {
-    let project: Option<ProjectId> = sqlx::query_scalar(
-        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ? WHERE id = ? RETURNING project_id",
+    let project: Option<ProjectId> = sqlx::query_scalar("SELECT project_id FROM context_items WHERE id = ?")
+        .bind(id)
+        .fetch_optional(ex.connection())
+        .await?;
+    let project = project.ok_or_else(|| DbError::not_found("context item", id))?;
+    let rev = revisions::bump(ex, project).await?;
+    sqlx::query(
+        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ?, rev = ? WHERE id = ?",
     )
     .bind(fmt(now))
+    .bind(rev)
     .bind(id)
-    .fetch_optional(ex.connection())
+    .execute(ex.connection())
     .await?;
-    let project = project.ok_or_else(|| DbError::not_found("context item", id))?;
-    revisions::bump(ex, project).await?;
     get(ex, id).await
 }
 
@@ -301,17 +396,18 @@ pub async fn update_scores(
 ) -> Result<u64> {
     let mut updated = 0;
     for chunk in scores.chunks(UPDATE_CHUNK) {
+        let rev = revisions::bump(ex, project_id).await?;
         let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, score, tier) AS (");
         qb.push_values(chunk, |mut b, (id, score, tier)| {
             b.push_bind(id.clone()).push_bind(*score).push_bind(tier.map(Tier::as_str));
         });
         qb.push(
-            ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier) \
-             FROM v WHERE context_items.id = v.id AND context_items.project_id = ",
+            ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier), rev = ",
         );
+        qb.push_bind(rev);
+        qb.push(" FROM v WHERE context_items.id = v.id AND context_items.project_id = ");
         qb.push_bind(project_id);
         updated += qb.build().execute(ex.connection()).await?.rows_affected();
-        revisions::bump(ex, project_id).await?;
     }
     Ok(updated)
 }
@@ -374,17 +470,18 @@ pub async fn archive_cold(
     flash_save_id: FlashSaveId,
     now: OffsetDateTime,
 ) -> Result<u64> {
+    let rev = revisions::bump(ex, project_id).await?;
     let done = sqlx::query(
-        "UPDATE context_items SET archived_at = ?, archived_by_flash_save = ? \
+        "UPDATE context_items SET archived_at = ?, archived_by_flash_save = ?, rev = ? \
          WHERE project_id = ? AND agent_id = ? AND tier = 'cold' AND archived_at IS NULL",
     )
     .bind(fmt(now))
     .bind(flash_save_id)
+    .bind(rev)
     .bind(project_id)
     .bind(agent_id)
     .execute(ex.connection())
     .await?;
-    revisions::bump(ex, project_id).await?;
     Ok(done.rows_affected())
 }
 
@@ -396,17 +493,18 @@ pub async fn restore_archived(
     agent_id: &str,
     flash_save_id: Option<FlashSaveId>,
 ) -> Result<u64> {
+    let rev = revisions::bump(ex, project_id).await?;
     let done = sqlx::query(
-        "UPDATE context_items SET archived_at = NULL, archived_by_flash_save = NULL \
+        "UPDATE context_items SET archived_at = NULL, archived_by_flash_save = NULL, rev = ?4 \
          WHERE project_id = ?1 AND agent_id = ?2 AND archived_at IS NOT NULL \
          AND (?3 IS NULL OR archived_by_flash_save = ?3)",
     )
     .bind(project_id)
     .bind(agent_id)
     .bind(flash_save_id)
+    .bind(rev)
     .execute(ex.connection())
     .await?;
-    revisions::bump(ex, project_id).await?;
     Ok(done.rows_affected())
 }
 
@@ -435,6 +533,6 @@ pub async fn replace_for_project(
         .bind(project_id)
         .execute(ex.connection())
         .await?;
-    revisions::bump(ex, project_id).await?;
+    revisions::bump_for_deletion(ex, project_id).await?;
     insert_many(ex, items).await
 }

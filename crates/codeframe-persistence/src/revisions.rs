@@ -11,13 +11,38 @@ use codeframe_models::ProjectId;
 
 use crate::{DbError, Executor, Result};
 
-/// Bumps the revision of a project (a no-op for an unknown project).
-pub async fn bump(ex: &mut impl Executor, project_id: ProjectId) -> Result<()> {
-    sqlx::query("UPDATE project_revisions SET revision = revision + 1 WHERE project_id = ?")
-        .bind(project_id)
-        .execute(ex.connection())
-        .await?;
-    Ok(())
+/// Bumps the revision of a project; returns the new revision (0 for an unknown project).
+pub async fn bump(ex: &mut impl Executor, project_id: ProjectId) -> Result<i64> {
+    let rev: Option<i64> = sqlx::query_scalar(
+        "UPDATE project_revisions SET revision = revision + 1 WHERE project_id = ? RETURNING revision",
+    )
+    .bind(project_id)
+    .fetch_optional(ex.connection())
+    .await?;
+    Ok(rev.unwrap_or(0))
+}
+
+/// Bumps the revision of a project for a statement that deletes some of its items; returns
+/// the new revision. Snapshots never build on a checkpoint older than a deletion.
+pub async fn bump_for_deletion(ex: &mut impl Executor, project_id: ProjectId) -> Result<i64> {
+    let rev: Option<i64> = sqlx::query_scalar(
+        "UPDATE project_revisions SET revision = revision + 1, deleted_revision = revision + 1 \
+         WHERE project_id = ? RETURNING revision",
+    )
+    .bind(project_id)
+    .fetch_optional(ex.connection())
+    .await?;
+    Ok(rev.unwrap_or(0))
+}
+
+/// The revision of the project's last item deletion (0: none).
+pub async fn deleted_revision(ex: &mut impl Executor, project_id: ProjectId) -> Result<i64> {
+    let rev: Option<i64> =
+        sqlx::query_scalar("SELECT deleted_revision FROM project_revisions WHERE project_id = ?")
+            .bind(project_id)
+            .fetch_optional(ex.connection())
+            .await?;
+    rev.ok_or_else(|| DbError::not_found("project", project_id))
 }
 
 /// The project's revision.

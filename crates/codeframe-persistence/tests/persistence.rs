@@ -1248,3 +1248,96 @@ async fn a_project_with_its_active_totals_in_one_statement() {
     assert_eq!(totals.cold_items, 3, "b's archived COLD item is not counted");
     assert!(projects::find_with_totals(&mut c, 4242).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn every_context_write_marks_exactly_its_items_with_the_new_revision() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "marks", &["a"]).await;
+    let mut c = db.conn().await.unwrap();
+    let batch = items(6, p.id, "a");
+    let mut ids: Vec<String> = batch.iter().map(|i| i.id.clone()).collect();
+    ids.sort();
+    macro_rules! marks {
+        ($what:expr, $expected:expr, $op:expr) => {{
+            let before = revisions::get(&mut c, p.id).await.unwrap();
+            $op;
+            let mut expected: Vec<String> = $expected;
+            expected.sort();
+            assert_eq!(
+                context::ids_written_after(&mut c, p.id, before).await.unwrap(),
+                expected,
+                "{}",
+                $what
+            );
+        }};
+    }
+    marks!("insert_many", ids.clone(), context::insert_many(&mut c, &batch).await.unwrap());
+    marks!("touch", vec![batch[0].id.clone()], context::touch(&mut c, &batch[0].id, T0).await.unwrap());
+    marks!(
+        "update_scores",
+        vec![batch[1].id.clone()],
+        context::update_scores(&mut c, p.id, &[(batch[1].id.clone(), 0.1, None)]).await.unwrap()
+    );
+    let mut changed = batch[2].clone();
+    changed.content = "new".into();
+    marks!(
+        "upsert_many",
+        vec![changed.id.clone()],
+        context::upsert_many(&mut c, std::slice::from_ref(&changed)).await.unwrap()
+    );
+    let cold: Vec<String> = context::active_cold_ids(&mut c, p.id, "a").await.unwrap();
+    assert!(!cold.is_empty());
+    let fs = flash_saves::insert(
+        &mut c,
+        &NewFlashSave {
+            id: None,
+            project_id: p.id,
+            agent_id: "a",
+            tokens_before: 0,
+            tokens_after: 0,
+            items_count: 6,
+            items_archived: 2,
+            hot_items_retained: 2,
+            warm_items_retained: 2,
+            created_at: T0,
+        },
+    )
+    .await
+    .unwrap();
+    marks!("archive_cold", cold.clone(), context::archive_cold(&mut c, p.id, "a", fs.id, T0).await.unwrap());
+    marks!(
+        "restore_archived",
+        cold.clone(),
+        context::restore_archived(&mut c, p.id, "a", None).await.unwrap()
+    );
+    assert_eq!(revisions::deleted_revision(&mut c, p.id).await.unwrap(), 0, "nothing deleted yet");
+    let all = context::list_for_project(&mut c, p.id).await.unwrap();
+    let before = revisions::get(&mut c, p.id).await.unwrap();
+    context::replace_for_project(&mut c, p.id, &all[..3]).await.unwrap();
+    let deleted = revisions::deleted_revision(&mut c, p.id).await.unwrap();
+    assert!(deleted > before, "a replacement records a revision after every earlier snapshot");
+    assert!(deleted <= revisions::get(&mut c, p.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_upsert_never_moves_an_item_to_another_project() {
+    let (_d, db) = fresh().await;
+    let p = project_with_agents(&db, "home", &["a"]).await;
+    let q = project_with_agents(&db, "away", &["a"]).await;
+    let mut c = db.conn().await.unwrap();
+    let batch = items(2, p.id, "a");
+    context::insert_many(&mut c, &batch).await.unwrap();
+    let before =
+        (context::list_for_project(&mut c, p.id).await.unwrap(), revisions::get(&mut c, q.id).await.unwrap());
+    let mut moved = batch[0].clone();
+    moved.project_id = q.id;
+    moved.content = "stolen".into();
+    let err = context::upsert_many(&mut c, &[moved]).await.unwrap_err();
+    assert!(
+        matches!(&err, DbError::Constraint { kind: ConstraintKind::Check, constraint } if constraint.contains(&batch[0].id)),
+        "{err}"
+    );
+    assert!(context::list_for_project(&mut c, q.id).await.unwrap().is_empty());
+    assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap(), before.0, "the item is untouched");
+    assert_eq!(revisions::get(&mut c, q.id).await.unwrap(), before.1, "no revision bumped");
+}

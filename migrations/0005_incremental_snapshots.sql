@@ -1,0 +1,19 @@
+-- codeframe schema, version 5: snapshots that rewrite only the context that changed.
+
+-- The project revision at which each item was last written (every write statement of the
+-- persistence layer's context module sets it). Items written after a checkpoint's revision
+-- are the only ones a later snapshot must read again.
+ALTER TABLE context_items ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+
+-- The last revision at which items of the project were deleted: a snapshot never builds on a
+-- checkpoint older than a deletion.
+ALTER TABLE project_revisions ADD COLUMN deleted_revision INTEGER NOT NULL DEFAULT 0;
+
+-- The project revision a checkpoint's snapshot is exact at (NULL: unknown, never a base for
+-- an incremental snapshot).
+ALTER TABLE checkpoints ADD COLUMN revision INTEGER;
+
+-- What an incremental snapshot asks: the items written since a revision, and the items of one
+-- id range of a project.
+CREATE INDEX idx_context_rev ON context_items(project_id, rev);
+CREATE INDEX idx_context_project_id ON context_items(project_id, id);
