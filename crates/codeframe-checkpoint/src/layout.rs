@@ -58,9 +58,19 @@ pub(crate) fn full(len: usize) -> Vec<Chunk> {
         .collect()
 }
 
-/// Reads the chunks of a base commit; `None` if the commit has no usable index (an older
-/// snapshot, a damaged store): the caller then writes a full snapshot.
+/// Reads the chunks of a base commit, every one of whose blobs the store holds; `None` if
+/// the commit has no usable index or lacks a blob (an older snapshot, a damaged store): the
+/// caller then writes a full snapshot.
 pub(crate) fn read_base(store: &Store, commit: ObjectId) -> Result<Option<Vec<BaseChunk>>> {
+    match read_index(store, commit)? {
+        Some(chunks) if chunks.iter().all(|c| store.has_object(&c.oid)) => Ok(Some(chunks)),
+        _ => Ok(None),
+    }
+}
+
+/// Reads the chunks of a commit as its index and tree name them (blobs not looked at);
+/// `None` if the commit has no index or one that disagrees with its tree.
+pub(crate) fn read_index(store: &Store, commit: ObjectId) -> Result<Option<Vec<BaseChunk>>> {
     let tree = store.commit_tree(commit)?;
     let Some(state_tree) = store.child(tree, "state")? else { return Ok(None) };
     let Some(index) = store.child(state_tree.oid, "context_index.json")? else { return Ok(None) };
@@ -79,7 +89,7 @@ pub(crate) fn read_base(store: &Store, commit: ObjectId) -> Result<Option<Vec<Ba
     let mut chunks = Vec::with_capacity(entries.len());
     for (n, (entry, listed)) in entries.into_iter().zip(index.chunks).enumerate() {
         let named_in_order = entry.path == format!("{n:06}.jsonl").into_bytes();
-        if !named_in_order || listed.count == 0 || !store.has_object(&entry.oid) {
+        if !named_in_order || listed.count == 0 {
             return Ok(None);
         }
         chunks.push(BaseChunk { first: listed.first, count: listed.count, oid: entry.oid });

@@ -470,13 +470,34 @@ fn write_snapshot(
 
 /// Reads the state stored in a checkpoint commit; a missing object makes it unreadable.
 fn read_state(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
-    read_state_inner(store, id, commit).map_err(|e| match e {
+    read_state_inner(store, id, commit).map_err(|e| unreadable_if_missing(id, e))
+}
+
+/// A store error met while reading a checkpoint's snapshot means the checkpoint is unreadable.
+fn unreadable_if_missing(id: CheckpointId, e: CheckpointError) -> CheckpointError {
+    match e {
         CheckpointError::Store { message, .. } => CheckpointError::Unreadable { id, reason: message },
         other => other,
-    })
+    }
 }
 
 fn read_state_inner(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
+    let mut state = read_state_rows(store, id, commit)?;
+    let tree = store.commit_tree(commit)?;
+    let Some(state_tree) = store.child(tree, "state")? else { return Ok(state) };
+    if let Some(ctx) = store.child(state_tree.oid, "context")? {
+        let mut chunks = store.tree_entries(ctx.oid)?;
+        chunks.sort_by(|a, b| a.path.cmp(&b.path));
+        for c in chunks {
+            let name = format!("state/context/{}", String::from_utf8_lossy(&c.path));
+            state.context_items.extend(state::parse_jsonl::<ContextItem>(&name, &store.read_blob(c.oid)?)?);
+        }
+    }
+    Ok(state)
+}
+
+/// The snapshot's rows without its context items (left empty).
+fn read_state_rows(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<ProjectState> {
     let unreadable = |reason: String| CheckpointError::Unreadable { id, reason };
     let tree = store.commit_tree(commit)?;
     let state_tree =
@@ -485,15 +506,7 @@ fn read_state_inner(store: &Store, id: CheckpointId, commit: ObjectId) -> Result
         let e = store.child(state_tree.oid, name)?.ok_or_else(|| unreadable(format!("no state/{name}")))?;
         store.read_blob(e.oid)
     };
-    let mut context_items: Vec<ContextItem> = Vec::new();
-    if let Some(ctx) = store.child(state_tree.oid, "context")? {
-        let mut chunks = store.tree_entries(ctx.oid)?;
-        chunks.sort_by(|a, b| a.path.cmp(&b.path));
-        for c in chunks {
-            let name = format!("state/context/{}", String::from_utf8_lossy(&c.path));
-            context_items.extend(state::parse_jsonl::<ContextItem>(&name, &store.read_blob(c.oid)?)?);
-        }
-    }
+    let context_items = Vec::new();
     Ok(ProjectState {
         project: state::parse("state/project.json", &read("project.json")?)?,
         agents: state::parse("state/agents.json", &read("agents.json")?)?,
@@ -789,6 +802,80 @@ impl GitCheckpointManager {
             total_cost_usd: token_usage::total_cost(ex, id).await?,
             skipped_files: Vec::new(),
         })
+    }
+
+    /// Brings back the checkpoint's version of the items written since its revision, keeping
+    /// items it does not hold; only the chunks holding such items are read, from the store and
+    /// from the database. `None` when that cannot be known exactly (no recorded revision, items
+    /// deleted since, no usable chunk index): the caller then reads everything. Returns the
+    /// checkpoint's item count, as a full restore does.
+    async fn restore_written_since(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        cp: &Checkpoint,
+        commit: ObjectId,
+        place: &Place,
+    ) -> Result<Option<usize>> {
+        let Some(revision) = checkpoints::revision(tx, cp.id).await? else { return Ok(None) };
+        if revisions::deleted_revision(tx, project_id).await? > revision {
+            return Ok(None);
+        }
+        let written = context::ids_written_after(tx, project_id, revision).await?;
+        let (place, checkpoint_id) = (place.clone(), cp.id);
+        let read = blocking(move || {
+            let store = open_store(&place, checkpoint_id)?;
+            let Some(chunks) = layout::read_index(&store, commit)? else { return Ok(None) };
+            let dirty: std::collections::BTreeSet<usize> =
+                written.iter().map(|id| layout::chunk_of(&chunks, id)).collect();
+            let mut snapshot = read_state_rows(&store, checkpoint_id, commit)?;
+            let mut ranges = Vec::with_capacity(dirty.len());
+            for k in dirty {
+                let (from, to) = layout::range_of(&chunks, k);
+                ranges.push((from.map(str::to_owned), to.map(str::to_owned)));
+                let name = format!("state/context/{k:06}.jsonl");
+                let oid = chunks
+                    .get(k)
+                    .map(|c| c.oid)
+                    .ok_or_else(|| layout::inconsistent("a chunk beyond the index"))?;
+                snapshot
+                    .context_items
+                    .extend(state::parse_jsonl::<ContextItem>(&name, &store.read_blob(oid)?)?);
+            }
+            Ok(Some((snapshot, ranges)))
+        })
+        .await;
+        let (snapshot, ranges) = match read {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(unreadable_if_missing(cp.id, e)),
+        };
+        snapshot_belongs_to(&snapshot, project_id)
+            .map_err(|reason| CheckpointError::Unreadable { id: cp.id, reason })?;
+        let mut current = std::collections::HashMap::new();
+        for (from, to) in &ranges {
+            for item in context::list_id_range(tx, project_id, from.as_deref(), to.as_deref()).await? {
+                current.insert(item.id.clone(), item);
+            }
+        }
+        let changed: Vec<ContextItem> = snapshot
+            .context_items
+            .into_iter()
+            .filter(|i| current.get(&i.id).is_none_or(|c| c != i))
+            .collect();
+        for a in &snapshot.agents {
+            agents::insert_missing(tx, a).await?;
+        }
+        debug!(
+            project_id,
+            checkpoint_id = cp.id,
+            revision,
+            chunks_read = ranges.len(),
+            changed = changed.len(),
+            "context items differing from the checkpoint (written since it)"
+        );
+        context::upsert_many(tx, &changed).await?;
+        Ok(Some(usize::try_from(cp.metadata.context_items_count).unwrap_or(0)))
     }
 
     /// Applies rows of a stored state through `ex`; returns the context items written.
@@ -1211,6 +1298,12 @@ impl CheckpointManager for GitCheckpointManager {
         let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
+        let context_only = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
+        if what == context_only
+            && let Some(n) = self.restore_written_since(tx, project_id, &cp, commit, &place).await?
+        {
+            return Ok(n);
+        }
         let snapshot = blocking(move || {
             let store = open_store(&place, checkpoint_id)?;
             read_state(&store, checkpoint_id, commit)

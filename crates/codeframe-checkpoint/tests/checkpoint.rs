@@ -856,6 +856,8 @@ async fn a_snapshot_holding_another_projects_rows_is_refused_and_changes_nothing
     with_index(&["update-ref", &checkpoint_ref(cp.id), &commit]);
     checkpoints::set_commit(&mut f.db.conn().await.unwrap(), cp.id, &commit).await.unwrap();
 
+    // A change since the checkpoint, so that resume's read takes in the forged chunk.
+    context::touch(&mut f.db.conn().await.unwrap(), "p-item-0", T0 + time::Duration::hours(1)).await.unwrap();
     let before = rows(&f).await;
     let other_before = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
     let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
@@ -1198,4 +1200,49 @@ async fn an_incremental_snapshot_restores_exactly() {
     let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
     f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!(rows(&f).await.1, at_checkpoint.1);
+}
+
+async fn restore_context_keeping_new(f: &Fx, id: i64) -> usize {
+    let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
+    let mut tx = f.db.begin().await.unwrap();
+    let n = f.cm.restore_rows(&mut tx, f.project, id, what).await.unwrap();
+    tx.commit().await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn restoring_context_over_new_items_reads_only_the_chunks_written_since() {
+    let f = fx_plain().await;
+    add_items(&f, "bulk-", 2_500).await;
+    let cp = create(&f, "cp").await;
+    let at_checkpoint = rows(&f).await.1;
+    let mut c = f.db.conn().await.unwrap();
+    context::touch(&mut c, "bulk-01234", T0 + time::Duration::hours(1)).await.unwrap();
+    drop(c);
+    add_items(&f, "bulk-01500-new-", 2).await;
+    // Proof that the other chunks are not read: their blobs are gone.
+    let oids = chunk_oids(&f.root, &commit_of(&cp));
+    unpack_store(&f.root);
+    for lost in [&oids[0], &oids[2]] {
+        std::fs::remove_file(object_file(&f.root, lost)).unwrap();
+    }
+
+    assert_eq!(restore_context_keeping_new(&f, cp.id).await, 2_505, "the checkpoint's item count");
+    let now = rows(&f).await.1;
+    let (kept, restored): (Vec<ContextItem>, Vec<ContextItem>) =
+        now.into_iter().partition(|i| i.id.starts_with("bulk-01500-new-"));
+    assert_eq!(kept.len(), 2, "new items are kept");
+    assert_eq!(restored, at_checkpoint, "the touched item is back as it was");
+}
+
+#[tokio::test]
+async fn restoring_context_after_a_deletion_reads_the_whole_snapshot() {
+    let f = fx_plain().await;
+    let cp = create(&f, "five").await;
+    let at_checkpoint = rows(&f).await.1;
+    let mut c = f.db.conn().await.unwrap();
+    context::replace_for_project(&mut c, f.project, &at_checkpoint[..2]).await.unwrap();
+    drop(c);
+    assert_eq!(restore_context_keeping_new(&f, cp.id).await, 5);
+    assert_eq!(rows(&f).await.1, at_checkpoint, "deleted items are back");
 }

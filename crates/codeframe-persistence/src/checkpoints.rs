@@ -145,6 +145,16 @@ pub async fn set_revision(ex: &mut impl Executor, id: CheckpointId, revision: i6
     Ok(())
 }
 
+/// The project revision a checkpoint's snapshot is exact at (`None`: unknown, or no such
+/// checkpoint).
+pub async fn revision(ex: &mut impl Executor, id: CheckpointId) -> Result<Option<i64>> {
+    let found: Option<Option<i64>> = sqlx::query_scalar("SELECT revision FROM checkpoints WHERE id = ?")
+        .bind(id)
+        .fetch_optional(ex.connection())
+        .await?;
+    Ok(found.flatten())
+}
+
 /// The project's newest checkpoint with a snapshot and a known revision: (id, commit,
 /// revision), the base an incremental snapshot may build on.
 pub async fn latest_with_revision(
