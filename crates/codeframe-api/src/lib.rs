@@ -61,6 +61,9 @@ pub struct Limits {
     pub http_concurrency: usize,
     /// How long a request waits for a free slot (default 10 s).
     pub http_queue_wait: Duration,
+    /// On shutdown, how long requests and transitions in flight may still run (default 30 s);
+    /// past it they are abandoned, and their transactions roll back.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +73,7 @@ impl Default for Limits {
             ws_connections_per_token: 1024,
             http_concurrency: 512,
             http_queue_wait: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -297,36 +301,103 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes, then shuts down gracefully: no new connections or
+    /// requests; WebSocket sessions close with 1001; requests and transitions (pause, resume,
+    /// restore, …) in flight may finish within [`Limits::shutdown_grace`], after which they are
+    /// abandoned (their transactions roll back; a pause's hold on the run gate is reclaimed by
+    /// the next process on this machine, or expires).
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        use std::future::IntoFuture;
         let addr = self
             .listener
             .local_addr()
             .map_err(|source| ServeError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         tracing::info!(%addr, "serving");
         let service = self.state.service.clone();
+        let housekeeping_service = service.clone();
         let housekeeping = tokio::spawn(async move {
             let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
             loop {
                 every.tick().await;
-                if let Err(e) = service.housekeeping().await {
+                if let Err(e) = housekeeping_service.housekeeping().await {
                     tracing::warn!(error = %e, "housekeeping failed; retrying later");
                 }
             }
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ServeError::Io { addr, source });
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            })
+            .into_future();
+        let mut serve = std::pin::pin!(serve);
+        let io = |source| ServeError::Io { addr, source };
+        let signalled = tokio::select! {
+            served = &mut serve => Err(served),
+            () = shutdown => Ok(()),
+        };
+        if let Err(served) = signalled {
+            housekeeping.abort();
+            return served.map_err(io);
+        }
+        let grace = self.state.limits.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(
+            grace_ms = grace.as_millis(),
+            transitions = service.transitions_in_flight(),
+            "shutting down: no new requests; work in flight may finish"
+        );
+        self.state.hub.close_all();
+        let _ = stop.send(true);
+        let served = match tokio::time::timeout_at(deadline, &mut serve).await {
+            Ok(served) => served.map_err(io),
+            Err(_) => {
+                tracing::warn!("requests still in flight at the shutdown deadline; abandoned");
+                Ok(())
+            }
+        };
+        // Transitions whose callers left (or that outlived their request) run on their own.
+        let left = service
+            .wait_for_transitions(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
+        if left > 0 {
+            tracing::warn!(
+                transitions = left,
+                "transitions still running at the shutdown deadline; they roll back"
+            );
+        }
         housekeeping.abort();
+        tracing::info!("shut down");
         served
     }
 }
 
-/// Binds (see [`bind`]) and serves until Ctrl-C. A token made on this first start is logged
+/// Completes on Ctrl-C (SIGINT) or SIGTERM: what `codeframe serve` stops on.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Binds (see [`bind`]) and serves until Ctrl-C or SIGTERM. A token made on this first start is logged
 /// once at INFO level; programs that show it themselves use [`bind`] and
 /// [`Server::first_token`].
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
@@ -334,9 +405,5 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     if let Some(token) = server.first_token() {
         tracing::info!(user = LOCAL_USER, token, "first start: API token created (shown once)");
     }
-    server
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    server.run_until(shutdown_signal()).await
 }

@@ -82,6 +82,8 @@ struct HubInner {
     next_session: AtomicU64,
     /// Per project, the queues of the sessions subscribed to it.
     routes: Mutex<HashMap<ProjectId, HashMap<u64, SessionQueue>>>,
+    /// Set once the server shuts down: every session closes with 1001.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The event fan-out of a server: one tail of the event log, routed to the sessions subscribed
@@ -92,6 +94,22 @@ pub struct EventHub {
 }
 
 impl EventHub {
+    /// Closes every WebSocket session (code 1001, "server shutting down"), now and as they
+    /// open: what a server does when it shuts down.
+    pub fn close_all(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// WebSocket sessions subscribed to at least one project right now.
+    pub fn subscribers(&self) -> usize {
+        let routes = self.inner.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sessions: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for queues in routes.values() {
+            sessions.extend(queues.keys());
+        }
+        sessions.len()
+    }
+
     /// A hub fed by a task tailing `service`'s event log from its current head: events
     /// committed by this process arrive at once, those of other processes within the
     /// service's poll interval. The task lives as long as the runtime.
@@ -360,8 +378,15 @@ async fn session(state: AppState, caller: Option<Caller>, mut slot: Slot, socket
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_seen = Instant::now();
     debug!(user_id = caller.user_id, session = id, "websocket session open");
+    // The flag only ever goes from false to true, so any change means closing.
+    let mut closing = state.hub.inner.closing.subscribe();
+    let already_closing = *closing.borrow_and_update();
     let ending = loop {
+        if already_closing {
+            break Some((1001, "server shutting down"));
+        }
         tokio::select! {
+            _ = closing.changed() => break Some((1001, "server shutting down")),
             incoming = rx.next() => {
                 let Some(Ok(msg)) = incoming else { break None };
                 last_seen = Instant::now();

@@ -789,12 +789,9 @@ async fn serve(cli: &Cli, addr: std::net::SocketAddr, workspace_roots: &[PathBuf
         eprintln!("First start: API token for user {LOCAL_USER:?} (shown once):\n{token}");
     }
     eprintln!("codeframe API on http://{bound} (Ctrl-C to stop)");
-    server
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| CliError::Runtime(e.to_string()))
+    server.run_until(codeframe_api::shutdown_signal()).await.map_err(|e| CliError::Runtime(e.to_string()))?;
+    eprintln!("codeframe API stopped");
+    Ok(())
 }
 
 /// The walkthrough, end to end, in a scratch directory.

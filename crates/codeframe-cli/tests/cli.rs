@@ -819,3 +819,88 @@ fn serve_refuses_a_home_inside_a_workspace_root_and_a_missing_workspace_root() {
     let out = serve(&tmp.path().join("nope"));
     assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+// ---------------------------------------------------------------- operating the service
+
+/// A request with a JSON body; (status, body).
+fn http_post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_pause_lets_it_finish_closes_websockets_with_1001_and_exits_0() {
+    use futures_util::StreamExt;
+    let r = repo();
+    let d = r.root.clone();
+    let token = blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["agent", "add", "coder-1"]);
+        json(&d, &["start"]);
+        // A permit held elsewhere for 4 s: the pause drains until it expires.
+        json(&d, &["permit", "take", "--agent", "coder-1", "--ttl", "4"]);
+        json(&d, &["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    let mut server = blocking(|| Server::start(&d));
+    let mut ws =
+        subscribe(&server.addr, &token, serde_json::json!({"type": "subscribe", "project_id": 1})).await;
+    let (addr, t) = (server.addr.clone(), token.clone());
+    let pause =
+        std::thread::spawn(move || http_post(&addr, "/api/projects/1/pause", &t, r#"{"reason":"deploy"}"#));
+    let got = events_until(&mut ws, "pause_requested").await;
+    assert_eq!(got.last().unwrap()["type"], "pause_requested", "{got:?}");
+
+    // SIGTERM while the pause waits for the permit.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let closed = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let frame = closed.unwrap();
+    assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+    // No new connections once shutting down.
+    let refused = std::time::Instant::now();
+    while std::net::TcpStream::connect(&server.addr).is_ok() {
+        assert!(refused.elapsed() < std::time::Duration::from_secs(5), "still accepting");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // The pause in flight finishes, then the process exits 0.
+    let (status, body) = blocking(|| pause.join().unwrap());
+    assert_eq!(status, 200, "{body}");
+    let outcome: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(outcome["success"], true, "{outcome}");
+    let exit = blocking(|| {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(s) = server.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "still running");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    assert_eq!(exit.code(), Some(0));
+    let status = blocking(|| json(&d, &["status"]));
+    assert_eq!(status["status"], "paused");
+    assert_eq!(status["pause_checkpoint_id"], outcome["checkpoint_id"]);
+    let verify = blocking(|| {
+        json(&d, &["checkpoints", "verify", &outcome["checkpoint_id"].as_i64().unwrap().to_string()])
+    });
+    assert_eq!(verify["ok"], true, "{verify}");
+}

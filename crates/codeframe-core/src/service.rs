@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     pub config: ServiceConfig,
     pub(crate) gates: Gates,
     pub(crate) log: LocalLog,
+    /// Transitions running on their own task ([`ProjectService::detached`]): what a graceful
+    /// shutdown waits for.
+    pub(crate) in_flight: tokio::sync::watch::Sender<usize>,
 }
 
 /// The project service. Cheap to clone; clones share their in-process state (this process's
@@ -127,6 +130,7 @@ impl ProjectService {
                 config,
                 gates: Gates::new(),
                 log: LocalLog::default(),
+                in_flight: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -194,11 +198,31 @@ impl ProjectService {
         what: &'static str,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        let in_flight = self.inner.in_flight.clone();
+        in_flight.send_modify(|n| *n += 1);
+        let work = async move {
+            // Counted down when the task ends, whether or not anyone still waits for it.
+            let _done = InFlight(in_flight);
+            work.await
+        };
         match tokio::spawn(work).await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(CoreError::Cancelled(format!("{what}: {e}"))),
         }
+    }
+
+    /// Transitions (pause, resume, restore, …) running right now in this process.
+    pub fn transitions_in_flight(&self) -> usize {
+        *self.inner.in_flight.borrow()
+    }
+
+    /// Waits until no transition runs in this process, or `deadline` passes; returns how many
+    /// still run (0: idle). A server shutting down calls it after it stopped taking requests.
+    pub async fn wait_for_transitions(&self, deadline: std::time::Duration) -> usize {
+        let mut rx = self.inner.in_flight.subscribe();
+        let _ = tokio::time::timeout(deadline, rx.wait_for(|n| *n == 0)).await;
+        *rx.borrow()
     }
 
     /// Creates a project with status `init`. The root must be an existing directory; it is
@@ -426,5 +450,14 @@ impl ProjectService {
     /// The projects of one owner, by id.
     pub async fn list_owned(&self, owner_id: i64) -> Result<Vec<Project>> {
         Ok(projects::list_by_owner(&mut self.inner.db.conn().await?, owner_id).await?)
+    }
+}
+
+/// Counts a detached transition down when dropped.
+struct InFlight(tokio::sync::watch::Sender<usize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
