@@ -16,7 +16,9 @@ use codeframe_models::{
 use serde_json::{Value, json};
 
 use crate::output::{CliError, duration, print, short, thousands};
-use crate::{AgentCommand, CheckpointCommand, Cli, Command, ContextCommand, PermitCommand, TokenCommand};
+use crate::{
+    AgentCommand, CheckpointCommand, Cli, Command, ConfigCommand, ContextCommand, PermitCommand, TokenCommand,
+};
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
 
@@ -141,7 +143,14 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Token { command } => token(&cli, command).await,
         Command::Events { since, follow } => events(&cli, *since, *follow).await,
         Command::Permit { command } => permit(&cli, command).await,
-        Command::Serve { addr, workspace_roots } => serve(&cli, *addr, workspace_roots).await,
+        Command::Serve { addr, workspace_roots, metrics_addr, config } => {
+            let limits = match config {
+                Some(path) => crate::config::ServeFile::load(path).map_err(CliError::Usage)?.limits(),
+                None => codeframe_api::Limits::default(),
+            };
+            serve(&cli, *addr, workspace_roots, *metrics_addr, limits).await
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => config_check(json, file),
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }
 }
@@ -769,7 +778,23 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
     }
 }
 
-async fn serve(cli: &Cli, addr: std::net::SocketAddr, workspace_roots: &[PathBuf]) -> Result<()> {
+/// `config check FILE`: the file's settings, or exit 2 naming what is wrong.
+fn config_check(json: bool, file: &Path) -> Result<()> {
+    let loaded = crate::config::ServeFile::load(file).map_err(CliError::Usage)?;
+    print(json, &loaded, || format!("{}: ok", file.display()))
+}
+
+async fn serve(
+    cli: &Cli,
+    addr: std::net::SocketAddr,
+    workspace_roots: &[PathBuf],
+    metrics_addr: Option<std::net::SocketAddr>,
+    limits: codeframe_api::Limits,
+) -> Result<()> {
+    // Refused before the home is touched: bad settings change nothing.
+    if let Some(root) = workspace_roots.iter().find(|r| !r.is_dir()) {
+        return Err(CliError::Usage(format!("workspace root {} is not a directory", root.display())));
+    }
     let (home, svc) = server_service(cli).await?;
     drop(svc);
     let path = home.join(DB_FILE);
@@ -778,8 +803,9 @@ async fn serve(cli: &Cli, addr: std::net::SocketAddr, workspace_roots: &[PathBuf
         database: path.to_string_lossy().into_owned(),
         service: ServiceConfig { workspace_roots: workspace_roots.to_vec(), ..service_config(cli) },
         home: home.clone(),
-        limits: codeframe_api::Limits::default(),
+        limits,
     };
+    let _ = metrics_addr;
     let server = codeframe_api::bind(config).await.map_err(|e| match e {
         codeframe_api::ServeError::Service(e) => CliError::from(e),
         other => CliError::Runtime(other.to_string()),

@@ -6,12 +6,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
+mod config;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::output::CliError;
 
@@ -60,8 +61,21 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "CODEFRAME_MAX_FILE_MIB", value_name = "MIB", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub max_file_mib: u64,
+    /// Log lines as human-readable text or as JSON objects (one per line, on stderr).
+    #[arg(long, global = true, env = "CODEFRAME_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// For people.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,12 +169,35 @@ pub(crate) enum Command {
         /// one, creating projects over HTTP is refused. The home may not lie inside one.
         #[arg(long = "workspace-root", value_name = "DIR")]
         workspace_roots: Vec<PathBuf>,
+        /// Serve `GET /metrics` (Prometheus text format, no token) on this separate address;
+        /// off by default. Bind it to an address only your monitoring can reach.
+        #[arg(long, env = "CODEFRAME_METRICS_ADDR", value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// Read settings from this TOML file (flags and CODEFRAME_* variables override it; see
+        /// docs/OPERATIONS.md for every key).
+        #[arg(long, env = "CODEFRAME_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Run the whole walkthrough in a scratch directory: init, agents, context, pause, resume.
     #[command(after_help = "Example: codeframe demo /tmp/codeframe-demo")]
     Demo {
         /// Directory to create the demo project in (default: a new temporary directory).
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ConfigCommand {
+    /// Validate a `serve --config` file without starting anything (exit 2 naming the bad key).
+    #[command(after_help = "Example: codeframe config check /etc/codeframe/codeframe.toml")]
+    Check {
+        /// The TOML file.
+        file: PathBuf,
     },
 }
 
@@ -359,8 +396,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e)
             if matches!(
                 e.kind(),
@@ -379,7 +417,13 @@ fn main() -> ExitCode {
             return output::fail(json, &CliError::Usage(format!("{message} (see --help)")));
         }
     };
-    init_logging();
+    if let Command::Serve { config: Some(path), .. } = &cli.command {
+        match config::ServeFile::load(path) {
+            Ok(file) => config::apply(&mut cli, &matches, &file),
+            Err(e) => return output::fail(cli.json, &CliError::Usage(e)),
+        }
+    }
+    init_logging(cli.log_format);
     if let Err(e) = codeframe_core::failpoints::configure_from_env() {
         return output::fail(cli.json, &CliError::Usage(e));
     }
@@ -396,10 +440,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CODEFRAME_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }

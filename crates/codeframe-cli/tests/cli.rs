@@ -904,3 +904,79 @@ async fn sigterm_during_a_pause_lets_it_finish_closes_websockets_with_1001_and_e
     });
     assert_eq!(verify["ok"], true, "{verify}");
 }
+
+#[test]
+fn serve_settings_come_from_the_file_unless_a_flag_or_variable_says_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (file_home, env_home, work) = (t.join("file-home"), t.join("env-home"), t.join("work"));
+    std::fs::create_dir_all(&work).unwrap();
+    let conf = t.join("codeframe.toml");
+
+    // `config check`: a typo is named, exit 2; a good file is echoed.
+    std::fs::write(&conf, "adress = \"127.0.0.1:0\"\n").unwrap();
+    let out = run_in(t, &["config", "check", conf.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("adress"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "home = {:?}\naddr = \"127.0.0.1:0\"\nworkspace_roots = [{:?}]\nlog_format = \"json\"\n\
+             [limits]\nshutdown_grace_seconds = 5\n",
+            file_home.to_str().unwrap(),
+            t.join("missing").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let checked = json(t, &["config", "check", conf.to_str().unwrap()]);
+    assert_eq!(checked["log_format"], "json");
+    assert_eq!(checked["limits"]["shutdown_grace_seconds"], 5);
+
+    // The file alone: its (missing) workspace root is refused.
+    let out = run_in(t, &["serve", "--config", conf.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A flag overrides the file's roots, a variable its home; the file's log format holds.
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config", conf.to_str().unwrap(), "--workspace-root", work.to_str().unwrap()])
+        .current_dir(t)
+        .env("CODEFRAME_HOME", &env_home)
+        .env("CODEFRAME_LOG", "info")
+        .env_remove("FAILPOINTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = {
+        use std::io::BufRead;
+        let stderr = server.stderr.take().unwrap();
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.starts_with("codeframe API on http://");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(lines.last().unwrap().starts_with("codeframe API on http://"), "{lines:?}");
+    assert!(env_home.join("state.db").is_file(), "the variable's home is used");
+    assert!(!file_home.exists(), "not the file's");
+    let logs: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        logs.iter().any(|l| l["fields"]["message"] == "database opened"),
+        "JSON log lines, as the file says: {lines:?}"
+    );
+}
