@@ -21,6 +21,7 @@
 mod auth;
 mod error;
 mod extract;
+mod metrics;
 mod openapi;
 mod routes;
 mod ws;
@@ -41,6 +42,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::Caller;
 pub use codeframe_core::auth::LOCAL_USER;
 pub use error::ApiError;
+pub use metrics::install_recorder;
 pub use openapi::document as openapi_document;
 pub use routes::RouteSpec;
 pub use ws::{EventHub, HUB_CAPACITY, MAX_MESSAGE, SEND_TIMEOUT};
@@ -214,6 +216,7 @@ pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Rou
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(metrics::record_http))
         .with_state(state)
 }
 
@@ -231,6 +234,9 @@ pub struct ServeConfig {
     pub home: std::path::PathBuf,
     /// Caps on connections and requests.
     pub limits: Limits,
+    /// Where to serve `GET /metrics` (no token: bind it where only monitoring reaches);
+    /// `None`: no metrics listener.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A bound server, ready to run.
@@ -239,6 +245,7 @@ pub struct Server {
     router: Router,
     first_token: Option<String>,
     state: AppState,
+    metrics: Option<(tokio::net::TcpListener, Router)>,
 }
 
 /// Why the server could not start.
@@ -259,6 +266,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics recorder could not be installed.
+    #[error("cannot serve metrics: {0}")]
+    Metrics(String),
 }
 
 /// Opens the database, makes the first token when none exists, and binds the address.
@@ -282,10 +292,25 @@ pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| ServeError::Io { addr: config.addr, source })?;
-    Ok(Server { router: router(state.clone()), listener, first_token, state })
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let handle = install_recorder().map_err(ServeError::Metrics)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Io { addr, source })?;
+            Some((listener, metrics::router(state.clone(), handle)))
+        }
+        None => None,
+    };
+    Ok(Server { router: router(state.clone()), listener, first_token, state, metrics })
 }
 
 impl Server {
+    /// The metrics listener's address, when there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
         self.listener.local_addr()
@@ -328,6 +353,19 @@ impl Server {
             }
         });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|(listener, router)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
                 let _ = stopped.changed().await;
@@ -341,6 +379,9 @@ impl Server {
         };
         if let Err(served) = signalled {
             housekeeping.abort();
+            if let Some(m) = metrics {
+                m.abort();
+            }
             return served.map_err(io);
         }
         let grace = self.state.limits.shutdown_grace;
@@ -370,6 +411,9 @@ impl Server {
             );
         }
         housekeeping.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         tracing::info!("shut down");
         served
     }

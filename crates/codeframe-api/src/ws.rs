@@ -437,6 +437,7 @@ async fn session(state: AppState, caller: Option<Caller>, mut slot: Slot, socket
                 if send(&mut tx, Message::Text(ev.json)).await.is_err() {
                     break None;
                 }
+                metrics::counter!("codeframe_events_delivered_total").increment(1);
             }
             () = lagged.notified() => break Some((1013, "too slow: events were dropped; reconnect with since")),
             _ = ping.tick() => {

@@ -804,8 +804,8 @@ async fn serve(
         service: ServiceConfig { workspace_roots: workspace_roots.to_vec(), ..service_config(cli) },
         home: home.clone(),
         limits,
+        metrics_addr,
     };
-    let _ = metrics_addr;
     let server = codeframe_api::bind(config).await.map_err(|e| match e {
         codeframe_api::ServeError::Service(e) => CliError::from(e),
         other => CliError::Runtime(other.to_string()),
@@ -813,6 +813,9 @@ async fn serve(
     let bound = server.local_addr().map_err(|e| CliError::Runtime(e.to_string()))?;
     if let Some(token) = server.first_token() {
         eprintln!("First start: API token for user {LOCAL_USER:?} (shown once):\n{token}");
+    }
+    if let Some(m) = server.metrics_addr() {
+        eprintln!("codeframe metrics on http://{m}/metrics");
     }
     eprintln!("codeframe API on http://{bound} (Ctrl-C to stop)");
     server.run_until(codeframe_api::shutdown_signal()).await.map_err(|e| CliError::Runtime(e.to_string()))?;

@@ -351,12 +351,18 @@ fn a_pause_killed_at_a_fail_point_leaves_the_project_as_it_was() {
 struct Server {
     child: std::process::Child,
     addr: String,
+    metrics: Option<String>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
             .current_dir(dir)
             .env_remove("CODEFRAME_HOME")
             .env_remove("FAILPOINTS")
@@ -368,14 +374,20 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
+            let mut metrics = None;
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let first_word = |rest: &str| rest.split_whitespace().next().unwrap_or_default().to_owned();
+                if let Some(rest) = line.strip_prefix("codeframe metrics on http://") {
+                    metrics = Some(first_word(rest).trim_end_matches("/metrics").to_owned());
+                }
                 if let Some(rest) = line.strip_prefix("codeframe API on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                    let _ = tx.send((first_word(rest), metrics.take()));
                 }
             }
         });
-        let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("serve never listened");
-        Self { child, addr }
+        let (addr, metrics) =
+            rx.recv_timeout(std::time::Duration::from_secs(60)).expect("serve never listened");
+        Self { child, addr, metrics }
     }
 }
 
@@ -979,4 +991,85 @@ fn serve_settings_come_from_the_file_unless_a_flag_or_variable_says_otherwise() 
         logs.iter().any(|l| l["fields"]["message"] == "database opened"),
         "JSON log lines, as the file says: {lines:?}"
     );
+}
+
+/// A metrics text: every sample as (name with labels, value); panics on a malformed line.
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("malformed line {l:?}"));
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")),
+            };
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
+    let r = repo();
+    let d = r.root.clone();
+    let token = blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["agent", "add", "coder-1"]);
+        json(&d, &["context", "add", "--agent", "coder-1", "--type", "TASK", "--content", "ship it"]);
+        json(&d, &["start"]);
+        json(&d, &["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    let server = blocking(|| Server::start_with(&d, &["--metrics-addr", "127.0.0.1:0"]));
+    let metrics = server.metrics.clone().expect("a metrics listener");
+    let mut ws =
+        subscribe(&server.addr, &token, serde_json::json!({"type": "subscribe", "project_id": 1})).await;
+    let (status, body) = blocking(|| http_post(&server.addr, "/api/projects/1/pause", &token, "{}"));
+    assert_eq!(status, 200, "{body}");
+    events_until(&mut ws, "project_paused").await;
+    assert_eq!(blocking(|| http(&server.addr, "GET", "/api/projects/1", &token)).0, 200);
+    assert_eq!(blocking(|| http(&server.addr, "GET", "/api/projects/999", &token)).0, 404);
+
+    // No token needed on the metrics listener; the API listener has no /metrics.
+    let (status, text) = blocking(|| http(&metrics, "GET", "/metrics", ""));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(blocking(|| http(&server.addr, "GET", "/metrics", &token)).0, 404);
+    assert_eq!(blocking(|| http(&metrics, "GET", "/api/projects", &token)).0, 404);
+
+    let samples = parse_metrics(&text);
+    let value = |series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value(
+            r#"codeframe_http_requests_total{method="POST",route="/api/projects/{id}/pause",status="200"}"#
+        ),
+        1.0
+    );
+    assert!(
+        value(r#"codeframe_http_requests_total{method="GET",route="/api/projects/{id}",status="404"}"#)
+            >= 1.0
+    );
+    assert!(!text.contains("/api/projects/999"), "route templates, never raw paths");
+    assert_eq!(value(r#"codeframe_transition_duration_seconds_count{transition="pause",outcome="ok"}"#), 1.0);
+    assert!(value("codeframe_events_delivered_total") >= 1.0);
+    assert_eq!(value("codeframe_ws_subscribers"), 1.0);
+    assert_eq!(value("codeframe_leases_held"), 0.0);
+    assert_eq!(value("codeframe_transitions_in_flight"), 0.0);
+    assert!(value("codeframe_event_log_head") >= 1.0);
+    assert!(value(r#"codeframe_db_pool_connections{state="open"}"#) >= 1.0);
+    let items: f64 = samples
+        .iter()
+        .filter(|(s, _)| s.starts_with("codeframe_context_items{project_id=\"1\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(items, 1.0, "the one active item, in its tier");
+    assert!(
+        samples.iter().any(|(s, v)| s.starts_with("codeframe_context_tokens{project_id=\"1\"") && *v > 0.0),
+        "{text}"
+    );
+    drop(server);
 }

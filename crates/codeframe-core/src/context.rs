@@ -112,6 +112,7 @@ impl ProjectService {
         let mut outbox = Outbox::default();
         self.record_flash_save(&mut tx, &mut outbox, id, agent_id, &report, self.now()).await?;
         tx.commit().await?;
+        crate::metrics::items_archived(report.items_archived);
         self.deliver(outbox).await;
         Ok(Some(report))
     }

@@ -189,6 +189,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// A short lowercase name (`invalid`, `not_found`, …), for metrics labels and logs.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
+            Self::Conflict => "conflict",
+            Self::Gone => "gone",
+            Self::Internal => "internal",
+        }
+    }
+
     /// The HTTP status of an error of this class.
     pub const fn http_status(self) -> u16 {
         match self {

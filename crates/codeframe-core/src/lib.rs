@@ -45,6 +45,7 @@ mod event_log;
 mod events;
 pub mod failpoints;
 mod gate;
+mod metrics;
 mod pause;
 mod resume;
 mod roots;
@@ -55,6 +56,7 @@ pub use error::{ConflictKind, CoreError, ErrorClass};
 pub use event_log::{EventPage, EventTail};
 pub use events::{CollectingSink, EventError, EventSink, NoopSink};
 pub use gate::{GateStatus, Permit, PermitInfo, RemotePermit};
+pub use metrics::ServiceGauges;
 pub use pause::PauseOptions;
 pub use roots::resolve_workspace_roots;
 pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
@@ -70,7 +72,7 @@ pub use codeframe_context::{
     ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,
     SqlContextManager, parse_item_type,
 };
-pub use codeframe_persistence::{Db, DbError, DbOptions, ReadTx, Tx};
+pub use codeframe_persistence::{Db, DbError, DbOptions, PoolUsage, ReadTx, Tx};
 
 /// Result of a core operation.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -105,7 +105,14 @@ impl ProjectService {
         options: PauseOptions,
     ) -> Result<PauseOutcome> {
         let service = self.clone();
-        self.detached("pause", async move { service.run_pause(id, request, options).await }).await
+        self.detached("pause", async move {
+            let paused = service.run_pause(id, request, options).await;
+            if let Ok(outcome) = &paused {
+                crate::metrics::items_archived(outcome.items_archived);
+            }
+            paused
+        })
+        .await
     }
 
     async fn run_pause(

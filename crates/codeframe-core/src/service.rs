@@ -203,7 +203,10 @@ impl ProjectService {
         let work = async move {
             // Counted down when the task ends, whether or not anyone still waits for it.
             let _done = InFlight(in_flight);
-            work.await
+            let started = std::time::Instant::now();
+            let result = work.await;
+            crate::metrics::transition(what, started, &result);
+            result
         };
         match tokio::spawn(work).await {
             Ok(result) => result,

@@ -263,6 +263,19 @@ pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> 
     Ok(items)
 }
 
+/// Active (not archived) items and tokens per project and tier, for every project.
+pub async fn active_totals_by_project(ex: &mut impl Executor) -> Result<Vec<(ProjectId, Tier, i64, i64)>> {
+    let rows: Vec<(ProjectId, String, i64, i64)> = sqlx::query_as(
+        "SELECT project_id, tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
+         WHERE archived_at IS NULL GROUP BY project_id, tier ORDER BY project_id, tier",
+    )
+    .fetch_all(ex.connection())
+    .await?;
+    rows.into_iter()
+        .map(|(p, tier, items, tokens)| Ok((p, parse("context_items", "tier", &tier)?, items, tokens)))
+        .collect()
+}
+
 /// Ids of the project's items written after `revision`, sorted.
 pub async fn ids_written_after(
     ex: &mut impl Executor,

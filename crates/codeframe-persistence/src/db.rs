@@ -76,6 +76,11 @@ impl Db {
         Ok(Self { pool, location: url_or_path.to_owned() })
     }
 
+    /// Connections the pool holds now, and how many of them are idle.
+    pub fn pool_usage(&self) -> PoolUsage {
+        PoolUsage { open: self.pool.size(), idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX) }
+    }
+
     /// Where the database lives, as given to [`Db::open`].
     pub fn location(&self) -> &str {
         &self.location
@@ -180,3 +185,12 @@ impl sealed::Sealed for Conn {
     }
 }
 impl Executor for Conn {}
+
+/// How much of the connection pool is in use (see [`Db::pool_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open.
+    pub open: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+}

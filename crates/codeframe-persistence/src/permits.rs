@@ -209,6 +209,14 @@ pub async fn live(ex: &mut impl Executor, project_id: ProjectId, now: OffsetDate
     rows.into_iter().map(Lease::try_from).collect()
 }
 
+/// Leases of every project that have not expired at `now`.
+pub async fn count_live(ex: &mut impl Executor, now: OffsetDateTime) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM permits WHERE expires_at > ?")
+        .bind(fmt(now))
+        .fetch_one(ex.connection())
+        .await?)
+}
+
 /// Ends every lease of the project (a pause that committed interrupts what is left).
 /// Returns how many there were.
 pub async fn revoke_all(ex: &mut impl Executor, project_id: ProjectId) -> Result<u64> {
