@@ -151,6 +151,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             serve(&cli, *addr, workspace_roots, *metrics_addr, limits).await
         }
         Command::Config { command: ConfigCommand::Check { file } } => config_check(json, file),
+        Command::Backup { to } => backup(&cli, to).await,
+        Command::RestoreBackup { file, yes } => restore_backup(&cli, file, *yes).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }
 }
@@ -776,6 +778,40 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+/// `backup --to FILE`.
+async fn backup(cli: &Cli, to: &Path) -> Result<()> {
+    let home = find_home(cli.home.as_deref())?;
+    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
+    let bytes = svc.backup_to(to).await?;
+    let doc = json!({"backup": to, "bytes": bytes, "database": home.join(DB_FILE)});
+    print(cli.json, &doc, || {
+        format!("backed up {} to {} ({bytes} bytes)", home.join(DB_FILE).display(), to.display())
+    })
+}
+
+/// `restore-backup FILE --yes`.
+async fn restore_backup(cli: &Cli, file: &Path, yes: bool) -> Result<()> {
+    let home = find_home(cli.home.as_deref())?;
+    let database = home.join(DB_FILE);
+    if !yes {
+        return Err(CliError::Usage(format!(
+            "this replaces {} with {} (the current one is kept beside it); run again with --yes",
+            database.display(),
+            file.display()
+        )));
+    }
+    let restored = codeframe_core::restore_database(&database, file).await?;
+    print(cli.json, &restored, || match &restored.replaced {
+        Some(aside) => format!(
+            "restored {} from {}; the replaced database is {}",
+            database.display(),
+            file.display(),
+            aside.display()
+        ),
+        None => format!("restored {} from {}", database.display(), file.display()),
+    })
 }
 
 /// `config check FILE`: the file's settings, or exit 2 naming what is wrong.

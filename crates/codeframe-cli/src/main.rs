@@ -178,6 +178,27 @@ pub(crate) enum Command {
         #[arg(long, env = "CODEFRAME_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Write a consistent copy of the home's database to FILE while servers keep running.
+    #[command(
+        after_help = "Example: codeframe --home /srv/codeframe backup --to /backups/codeframe-$(date +%F).db"
+    )]
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Put a backup in place of the home's database (every codeframe process on the home must be
+    /// stopped; the replaced database is kept beside it as state.db.replaced-<time>).
+    #[command(
+        after_help = "Example: codeframe --home /srv/codeframe restore-backup /backups/codeframe-2026-11-30.db --yes"
+    )]
+    RestoreBackup {
+        /// The backup file (left unchanged; an older version's is migrated).
+        file: PathBuf,
+        /// Confirm replacing the database.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]

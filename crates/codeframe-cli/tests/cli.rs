@@ -1073,3 +1073,72 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     );
     drop(server);
 }
+
+#[test]
+fn a_backup_taken_under_load_restores_to_a_consistent_home() {
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init"]);
+    json(&d, &["agent", "add", "coder-1"]);
+    json(&d, &["start"]);
+    let server = Server::start(&d);
+    // Load from other processes: items added, pauses and resumes, all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (d, stop) = (d.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let content = format!("item {n}");
+                json(&d, &["context", "add", "--agent", "coder-1", "--type", "TASK", "--content", &content]);
+                json(&d, &["pause"]);
+                json(&d, &["resume"]);
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let backup = d.parent().unwrap().join("backup.db");
+    let taken = json(&d, &["backup", "--to", backup.to_str().unwrap()]);
+    assert!(taken["bytes"].as_u64().unwrap() > 0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(load.join().unwrap() >= 1, "the load ran");
+    assert_eq!(code(&run_in(&d, &["backup", "--to", backup.to_str().unwrap()])), 2, "never overwrites");
+    let backup_bytes = std::fs::read(&backup).unwrap();
+
+    // Later work, which the restore takes back.
+    json(&d, &["context", "add", "--agent", "coder-1", "--type", "TASK", "--content", "after the backup"]);
+    let out = run_in(&d, &["restore-backup", backup.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "asks for --yes");
+    let out = run_in(&d, &["restore-backup", backup.to_str().unwrap(), "--yes"]);
+    assert_eq!(
+        code(&out),
+        3,
+        "refused while the server has it open: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    drop(server);
+
+    let restored = json(&d, &["restore-backup", backup.to_str().unwrap(), "--yes"]);
+    let aside = std::path::PathBuf::from(restored["replaced"].as_str().unwrap());
+    assert!(aside.is_file(), "the replaced database is kept");
+    assert_eq!(std::fs::read(&backup).unwrap(), backup_bytes, "the backup file is unchanged");
+
+    // A consistent home: a valid status, every checkpoint readable, the later item gone.
+    let status = json(&d, &["status"]);
+    let paused = status["status"] == "paused";
+    assert_eq!(paused, status["pause_checkpoint_id"].is_i64(), "{status}");
+    for cp in json(&d, &["checkpoints", "list"]).as_array().unwrap() {
+        let id = cp["id"].as_i64().unwrap().to_string();
+        assert_eq!(json(&d, &["checkpoints", "verify", &id])["ok"], true);
+    }
+    let export = d.parent().unwrap().join("export.jsonl");
+    json(&d, &["context", "export", export.to_str().unwrap()]);
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert!(!exported.contains("after the backup"));
+    assert!(exported.contains("item 0"));
+    // And the home works: a pause or resume goes through.
+    json(&d, &[if paused { "resume" } else { "pause" }]);
+}

@@ -127,6 +127,9 @@ pub enum CoreError {
     /// roots); nothing changed.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A file the operation would create exists already; nothing was written.
+    #[error("{0} exists; choose another path (nothing is overwritten)")]
+    FileExists(String),
     /// A resource of the system failed (e.g. no randomness for a token).
     #[error("internal error: {0}")]
     Internal(String),
@@ -288,6 +291,9 @@ impl CoreError {
                 | CheckpointError::Db(_)
                 | CheckpointError::Worker(_) => (Internal, "internal"),
             },
+            Self::FileExists(_) => (Invalid, "exists"),
+            Self::Db(DbError::InUse { .. }) => (Conflict, "database_in_use"),
+            Self::Db(DbError::TooNew { .. }) => (Conflict, "database_too_new"),
             Self::Db(_) | Self::Injected(_) | Self::Cancelled(_) | Self::Internal(_) => {
                 (Internal, "internal")
             }

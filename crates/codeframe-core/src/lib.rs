@@ -37,6 +37,7 @@
 //! ```
 
 pub mod auth;
+mod backup;
 mod checkpoints;
 mod config;
 mod context;
@@ -51,6 +52,7 @@ mod resume;
 mod roots;
 mod service;
 
+pub use backup::{RestoredDatabase, restore_database};
 pub use config::{EventRetention, ServiceConfig};
 pub use error::{ConflictKind, CoreError, ErrorClass};
 pub use event_log::{EventPage, EventTail};

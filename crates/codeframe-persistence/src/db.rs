@@ -30,6 +30,59 @@ impl Default for DbOptions {
     }
 }
 
+/// The newest schema version this program knows.
+pub fn schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Refuses (changing nothing) a database migrated by a newer program, with a message that says
+/// so, instead of the migrator's "previously applied but missing".
+async fn refuse_newer_schema(pool: &SqlitePool, location: &str) -> Result<()> {
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if exists.is_none() {
+        return Ok(());
+    }
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(pool).await?;
+    let (found, supported) = (found.unwrap_or(0), schema_version());
+    if found > supported {
+        return Err(DbError::TooNew { location: location.to_owned(), found, supported });
+    }
+    Ok(())
+}
+
+/// Makes sure no other connection has the database file at `path` open, and folds its WAL
+/// into the file, so the file alone holds the database: what replacing it needs. Takes
+/// SQLite's exclusive lock for the duration; [`DbError::InUse`] if anyone else holds it open.
+pub async fn settle_unused(path: &std::path::Path) -> Result<()> {
+    use sqlx::ConnectOptions;
+    let location = path.display().to_string();
+    let busy = |e: sqlx::Error| match &e {
+        sqlx::Error::Database(d) if d.message().contains("locked") || d.message().contains("busy") => {
+            DbError::InUse { location: location.clone() }
+        }
+        _ => DbError::Backend(BackendError::new(e)),
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(Duration::ZERO)
+        .pragma("locking_mode", "EXCLUSIVE")
+        .connect()
+        .await
+        .map_err(busy)?;
+    // The exclusive lock is taken on first access: a write transaction that changes nothing.
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.map_err(busy)?;
+    sqlx::query("COMMIT").execute(&mut conn).await.map_err(busy)?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.map_err(busy)?;
+    sqlx::Connection::close(conn).await.map_err(busy)?;
+    Ok(())
+}
+
 /// A handle to the database: a connection pool with the schema migrated. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -71,9 +124,31 @@ impl Db {
             .connect_with(connect)
             .await
             .map_err(open_err)?;
+        refuse_newer_schema(&pool, url_or_path).await?;
         MIGRATOR.run(&pool).await.map_err(|e| DbError::Migrate(BackendError::new(e)))?;
         info!(location = url_or_path, max_connections = max, "database opened");
         Ok(Self { pool, location: url_or_path.to_owned() })
+    }
+
+    /// Writes a consistent copy of the whole database to `path` (`VACUUM INTO`): safe while
+    /// other connections and processes write; the copy is compact and has no WAL. Refuses a
+    /// `path` that exists.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<()> {
+        if path.exists() {
+            return Err(DbError::Constraint {
+                kind: crate::ConstraintKind::Unique,
+                constraint: format!("backup target {} exists", path.display()),
+            });
+        }
+        let target = path.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?").bind(target).execute(&self.pool).await?;
+        info!(location = %self.location, to = %path.display(), "database backed up");
+        Ok(())
+    }
+
+    /// The result of `PRAGMA integrity_check` (`["ok"]` when sound).
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await?)
     }
 
     /// Connections the pool holds now, and how many of them are idle.

@@ -57,6 +57,28 @@ pub enum DbError {
         /// Why it could not be read.
         reason: String,
     },
+    /// The database was written by a newer codeframe: its schema has migrations this
+    /// program does not know. Nothing was changed.
+    #[error(
+        "the database at {location} has schema version {found}, newer than this codeframe knows ({supported}): \
+         upgrade codeframe (or restore a backup made by this version)"
+    )]
+    TooNew {
+        /// Where the database is.
+        location: String,
+        /// The newest migration applied to it.
+        found: i64,
+        /// The newest migration this program has.
+        supported: i64,
+    },
+    /// Another connection (another process) has the database open, so it cannot be replaced.
+    #[error(
+        "the database at {location} is in use by another process (stop `codeframe serve` and other codeframe processes first)"
+    )]
+    InUse {
+        /// Where the database is.
+        location: String,
+    },
     /// Any other database failure (I/O, locking, SQL).
     #[error("database error: {0}")]
     Backend(#[source] BackendError),

@@ -40,7 +40,7 @@ pub mod revisions;
 pub mod tasks;
 pub mod token_usage;
 
-pub use db::{Conn, Db, DbOptions, Executor, PoolUsage, ReadTx, Tx};
+pub use db::{Conn, Db, DbOptions, Executor, PoolUsage, ReadTx, Tx, schema_version, settle_unused};
 pub use error::{BackendError, ConstraintKind, DbError};
 
 /// Result of a persistence operation.

@@ -1341,3 +1341,150 @@ async fn an_upsert_never_moves_an_item_to_another_project() {
     assert_eq!(context::list_for_project(&mut c, p.id).await.unwrap(), before.0, "the item is untouched");
     assert_eq!(revisions::get(&mut c, q.id).await.unwrap(), before.1, "no revision bumped");
 }
+
+// ---------------------------------------------------------------- backups and upgrades
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writers_commit_is_a_consistent_database() {
+    let (dir, db) = fresh().await;
+    // Writers commit a project with exactly 50 items per transaction, all the time.
+    let writer_db = db.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_writer = stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut n = 0;
+        while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
+            let p = project_with_agents(&writer_db, &format!("p{n}"), &["a"]).await;
+            let mut tx = writer_db.begin().await.unwrap();
+            let mut batch = items(50, p.id, "a");
+            for item in &mut batch {
+                item.id = format!("{}-{}", p.id, item.id);
+            }
+            context::insert_many(&mut tx, &batch).await.unwrap();
+            tx.commit().await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let target = dir.path().join("backup.db");
+    db.backup_to(&target).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 2, "writers were busy ({written} projects)");
+
+    let copy = Db::open(target.to_str().unwrap()).await.unwrap();
+    assert_eq!(copy.integrity_check().await.unwrap(), ["ok"]);
+    let mut c = copy.conn().await.unwrap();
+    let listed = projects::list(&mut c).await.unwrap();
+    assert!(!listed.is_empty());
+    for p in &listed {
+        let n = context::list_for_project(&mut c, p.id).await.unwrap().len();
+        assert!(n == 0 || n == 50, "project {} has {n} items: a torn copy", p.name);
+    }
+    // Never over an existing file.
+    assert!(db.backup_to(&target).await.is_err());
+}
+
+#[tokio::test]
+async fn a_database_in_use_cannot_be_settled_for_replacement() {
+    let (dir, db) = fresh().await;
+    project_with_agents(&db, "busy", &[]).await;
+    let path = dir.path().join("state.db");
+    let e = codeframe_persistence::settle_unused(&path).await.unwrap_err();
+    assert!(matches!(e, DbError::InUse { .. }), "{e}");
+    db.close().await;
+    codeframe_persistence::settle_unused(&path).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.path().join("state.db-wal")).map(|m| m.len()).unwrap_or(0),
+        0,
+        "WAL folded in"
+    );
+    let again = Db::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(projects::list(&mut again.conn().await.unwrap()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_codeframe_is_refused_and_left_alone() {
+    let (dir, db) = fresh().await;
+    let future = codeframe_persistence::schema_version() + 1;
+    db.close().await;
+    let path = dir.path().join("state.db");
+    let mut raw =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(path.to_str().unwrap()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (?, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)",
+    )
+    .bind(future)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    sqlx::Connection::close(raw).await.unwrap();
+    let path = dir.path().join("state.db");
+    let e = Db::open(path.to_str().unwrap()).await.unwrap_err();
+    assert!(matches!(e, DbError::TooNew { found, .. } if found == future), "{e}");
+    assert!(e.to_string().contains("newer than this codeframe knows"), "{e}");
+}
+
+/// A database made by the migrations of an earlier release (`files`), holding a project, an
+/// agent and one context item as that release wrote them; then opened by this one.
+async fn migrated_from(files: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations-then");
+    std::fs::create_dir_all(&old).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    for name in files {
+        std::fs::copy(all.join(name), old.join(name)).unwrap();
+    }
+    let path = dir.path().join("state.db");
+    let url = format!("sqlite:{}?mode=rwc", path.display());
+    let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut raw).await.unwrap();
+    let content_apart = files.len() >= 4;
+    let item_sql = if content_apart {
+        "INSERT INTO context_items (id, project_id, agent_id, item_type, token_count, importance_score, tier, \
+         created_at, last_accessed) VALUES ('i1', 1, 'a', 'TASK', 4, 0.5, 'hot', \
+         '2026-01-01T00:00:00.000000000Z', '2026-01-01T00:00:00.000000000Z')"
+    } else {
+        "INSERT INTO context_items (id, project_id, agent_id, item_type, content, token_count, importance_score, tier, \
+         created_at, last_accessed) VALUES ('i1', 1, 'a', 'TASK', 'written then', 4, 0.5, 'hot', \
+         '2026-01-01T00:00:00.000000000Z', '2026-01-01T00:00:00.000000000Z')"
+    };
+    let mut statements = vec![
+        "INSERT INTO projects (name, root_path, created_at, updated_at) \
+         VALUES ('old', '/tmp/old', '2026-01-01T00:00:00.000000000Z', '2026-01-01T00:00:00.000000000Z')",
+        "INSERT INTO agents (id, agent_type, created_at) VALUES ('a', 'worker', '2026-01-01T00:00:00.000000000Z')",
+        item_sql,
+    ];
+    if content_apart {
+        statements.push("INSERT INTO context_contents (item_id, content) VALUES ('i1', 'written then')");
+    }
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut raw).await.unwrap();
+    }
+    sqlx::Connection::close(raw).await.unwrap();
+
+    let db = Db::open(path.to_str().unwrap()).await.unwrap();
+    let mut c = db.conn().await.unwrap();
+    let item = context::get(&mut c, "i1").await.unwrap();
+    assert_eq!((item.content.as_str(), item.project_id), ("written then", 1), "{files:?}");
+    assert_eq!(projects::get(&mut c, 1).await.unwrap().name, "old");
+    // And it works as a current database: a write bumps the revision and stamps the item.
+    let before = revisions::get(&mut c, 1).await.unwrap();
+    context::touch(&mut c, "i1", T0).await.unwrap();
+    assert_eq!(context::ids_written_after(&mut c, 1, before).await.unwrap(), ["i1"], "{files:?}");
+}
+
+#[tokio::test]
+async fn databases_of_earlier_releases_are_migrated_with_their_rows() {
+    // Schema 3: the release before the pause outside the lock; schema 4: the last one landed.
+    migrated_from(&["0001_initial.sql", "0002_events_and_leases.sql", "0003_security.sql"]).await;
+    migrated_from(&[
+        "0001_initial.sql",
+        "0002_events_and_leases.sql",
+        "0003_security.sql",
+        "0004_revisions_and_cold_content.sql",
+    ])
+    .await;
+}
