@@ -1142,3 +1142,55 @@ fn a_backup_taken_under_load_restores_to_a_consistent_home() {
     // And the home works: a pause or resume goes through.
     json(&d, &[if paused { "resume" } else { "pause" }]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_outliving_the_shutdown_grace_is_rolled_back_and_the_home_stays_usable() {
+    let r = repo();
+    let d = r.root.clone();
+    let token = blocking(|| {
+        json(&d, &["init"]);
+        json(&d, &["agent", "add", "coder-1"]);
+        json(&d, &["start"]);
+        // Held for 30 s elsewhere: the pause would drain far past the 1 s grace.
+        json(&d, &["permit", "take", "--agent", "coder-1", "--ttl", "30"]);
+        json(&d, &["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    let conf = d.parent().unwrap().join("grace.toml");
+    std::fs::write(&conf, "[limits]\nshutdown_grace_seconds = 1\n").unwrap();
+    let mut server = blocking(|| Server::start_with(&d, &["--config", conf.to_str().unwrap()]));
+    let mut ws =
+        subscribe(&server.addr, &token, serde_json::json!({"type": "subscribe", "project_id": 1})).await;
+    let (addr, t) = (server.addr.clone(), token.clone());
+    let pause = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let req = format!(
+            "POST /api/projects/1/pause HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    let got = events_until(&mut ws, "pause_requested").await;
+    assert_eq!(got.last().unwrap()["type"], "pause_requested", "{got:?}");
+    let signalled = std::time::Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success());
+    let exit = blocking(|| server.child.wait().unwrap());
+    assert_eq!(exit.code(), Some(0));
+    let took = signalled.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(10),
+        "the pause had its 1 s of grace, no more: {took:?}"
+    );
+    let answer = blocking(|| pause.join().unwrap());
+    assert!(!answer.starts_with("HTTP/1.1 200"), "the pause did not complete: {answer}");
+
+    // Rolled back: not paused, no checkpoint; the gate is usable again from this machine.
+    let status = blocking(|| json(&d, &["status"]));
+    assert_eq!(status["status"], "planning", "{status}");
+    assert_eq!(blocking(|| json(&d, &["checkpoints", "list"])), serde_json::json!([]));
+    let permits = blocking(|| json(&d, &["permit", "take", "--agent", "coder-1", "--ttl", "5"]));
+    assert!(permits["permit_id"].is_i64(), "{permits}");
+}
