@@ -465,6 +465,8 @@ struct ResumeBody {
     checkpoint_id: Option<i64>,
     #[serde(default)]
     restore_files: bool,
+    #[serde(default)]
+    force: bool,
 }
 
 async fn resume(
@@ -474,7 +476,11 @@ async fn resume(
     ApiJsonOrDefault(body): ApiJsonOrDefault<ResumeBody>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
-    let options = ResumeOptions { checkpoint_id: body.checkpoint_id, restore_files: body.restore_files };
+    let options = ResumeOptions {
+        checkpoint_id: body.checkpoint_id,
+        restore_files: body.restore_files,
+        force: body.force,
+    };
     ok(s.service.resume(id, options).await?)
 }
 

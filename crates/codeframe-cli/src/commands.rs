@@ -130,11 +130,16 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             let cp = svc.checkpoint(p.id, out.checkpoint_id).await?;
             print(json, &out, || human_pause(&p, &out, cp.commit_id.as_deref()))
         }
-        Command::Resume { checkpoint, restore_files } => {
+        Command::Resume { checkpoint, restore_files, force } => {
             let (svc, p) = open_project(&cli).await?;
-            let out = svc
-                .resume(p.id, ResumeOptions { checkpoint_id: *checkpoint, restore_files: *restore_files })
-                .await?;
+            let options =
+                ResumeOptions { checkpoint_id: *checkpoint, restore_files: *restore_files, force: *force };
+            let out = svc.resume(p.id, options).await?;
+            if !json {
+                for w in &out.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
             print(json, &out, || human_resume(&p, &out))
         }
         Command::Checkpoints { command } => checkpoints(&cli, command).await,

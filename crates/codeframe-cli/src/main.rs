@@ -113,6 +113,11 @@ pub(crate) enum Command {
         /// Also put the checkpoint's files back (otherwise edits made while paused are kept).
         #[arg(long)]
         restore_files: bool,
+        /// Resume even if the checkpoint cannot be read (lost objects, a missing store): the
+        /// status comes back, context stays as it is in the database, warnings say what was not
+        /// restored.
+        #[arg(long)]
+        force: bool,
     },
     /// List, inspect, compare, verify and restore checkpoints.
     Checkpoints {

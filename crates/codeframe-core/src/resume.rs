@@ -5,7 +5,7 @@ use std::time::Instant;
 use codeframe_checkpoint::RestoreWhat;
 use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
 use codeframe_persistence::{projects, revisions};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::event_log::Outbox;
 use crate::failpoints::failpoint;
@@ -34,16 +34,30 @@ impl ProjectService {
         if project.status != ProjectStatus::Paused {
             return Err(CoreError::Conflict(ConflictKind::NotPaused { status: project.status }));
         }
-        let checkpoint_id =
-            options.checkpoint_id.or(project.pause_checkpoint_id).ok_or(CoreError::NoCheckpoint(id))?;
+        let mut warnings: Vec<String> = Vec::new();
+        let checkpoint_id = match options.checkpoint_id.or(project.pause_checkpoint_id) {
+            Some(c) => c,
+            None if options.force => {
+                warnings.push("the project has no pause checkpoint: nothing was restored".into());
+                0
+            }
+            None => return Err(CoreError::NoCheckpoint(id)),
+        };
         let checkpoints = &self.inner.checkpoints;
         // No separate verify pass: everything the resume reads is checked as it is read, and
         // a missing or corrupt checkpoint fails the transaction before anything is committed.
         // The diff is information for the caller, so it is taken before the write lock.
-        let mut files_changed = if options.restore_files {
+        let mut files_changed = if options.restore_files || checkpoint_id == 0 {
             Vec::new()
         } else {
-            checkpoints.diff(id, checkpoint_id, false).await?.paths()
+            match checkpoints.diff(id, checkpoint_id, false).await {
+                Ok(diff) => diff.paths(),
+                Err(e) if options.force => {
+                    warnings.push(format!("files changed during the pause are unknown: {e}"));
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         debug!(
             project_id = id,
@@ -55,7 +69,7 @@ impl ProjectService {
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;
         let mut outbox = Outbox::default();
-        let result: Result<(ProjectStatus, usize)> = async {
+        let result: Result<(ProjectStatus, usize, bool)> = async {
             // Decided under the write lock: still paused, by the same pause.
             let current = projects::get(&mut tx, id).await?;
             if current.status != ProjectStatus::Paused {
@@ -67,7 +81,9 @@ impl ProjectService {
             // Nothing changed since the pause committed: the rows are exactly the pause
             // checkpoint's, and there is nothing to read back.
             let from_pause = current.pause_checkpoint_id == Some(checkpoint_id);
-            let items = if from_pause && revisions::unchanged_since_pause(&mut tx, id).await? {
+            let items = if checkpoint_id == 0 {
+                0
+            } else if from_pause && revisions::unchanged_since_pause(&mut tx, id).await? {
                 let cp = checkpoints.get(id, checkpoint_id).await?;
                 debug!(
                     project_id = id,
@@ -76,7 +92,24 @@ impl ProjectService {
                 usize::try_from(cp.metadata.context_items_count).unwrap_or(0)
             } else {
                 let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
-                checkpoints.restore_rows(&mut tx, id, checkpoint_id, what).await?
+                if options.force {
+                    // In a savepoint: a checkpoint that fails half-way leaves no half restore.
+                    let mut sp = tx.savepoint().await?;
+                    match checkpoints.restore_rows(&mut sp, id, checkpoint_id, what).await {
+                        Ok(n) => {
+                            sp.commit().await?;
+                            n
+                        }
+                        Err(e) => {
+                            sp.rollback().await?;
+                            warn!(project_id = id, checkpoint_id, error = %e, "forced resume: context left as it is");
+                            warnings.push(format!("context not restored (left as it is in the database): {e}"));
+                            0
+                        }
+                    }
+                } else {
+                    checkpoints.restore_rows(&mut tx, id, checkpoint_id, what).await?
+                }
             };
             revisions::clear_paused(&mut tx, id).await?;
             let mut resumed = current;
@@ -87,14 +120,22 @@ impl ProjectService {
             resumed.pause_checkpoint_id = None;
             resumed.status_before_pause = None;
             projects::update(&mut tx, &resumed, now).await?;
-            if options.restore_files {
-                files_changed = checkpoints.restore_files(&mut tx, id, checkpoint_id).await?.diff.paths();
+            let mut files_restored = options.restore_files && checkpoint_id != 0;
+            if files_restored {
+                match checkpoints.restore_files(&mut tx, id, checkpoint_id).await {
+                    Ok(restored) => files_changed = restored.diff.paths(),
+                    Err(e) if options.force => {
+                        files_restored = false;
+                        warnings.push(format!("files not restored: {e}"));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let files_count = i64::try_from(files_changed.len()).unwrap_or(i64::MAX);
             let events = [
                 EventKind::CheckpointRestored {
                     checkpoint_id,
-                    files_changed: if options.restore_files { files_count } else { 0 },
+                    files_changed: if files_restored { files_count } else { 0 },
                 },
                 EventKind::StatusChanged { from: ProjectStatus::Paused, to: status },
                 EventKind::ProjectResumed { checkpoint_id, status },
@@ -103,10 +144,10 @@ impl ProjectService {
                 outbox.record(&mut tx, id, kind, now).await?;
             }
             failpoint!("resume::before_commit");
-            Ok((status, items))
+            Ok((status, items, files_restored))
         }
         .await;
-        let (status, items) = match result {
+        let (status, items, files_restored) = match result {
             Ok(r) => {
                 tx.commit().await?;
                 r
@@ -127,9 +168,10 @@ impl ProjectService {
             status,
             items_restored: i64::try_from(items).unwrap_or(i64::MAX),
             files_changed,
-            files_restored: options.restore_files,
+            files_restored,
             resumed_at: now,
             paused_for_seconds,
+            warnings,
         };
         info!(
             project_id = id,

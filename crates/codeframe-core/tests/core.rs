@@ -430,7 +430,7 @@ async fn resume_from_an_explicit_checkpoint() {
     assert_ne!(first.checkpoint_id, second.checkpoint_id);
     let r = f
         .svc
-        .resume(f.project, ResumeOptions { checkpoint_id: Some(first.checkpoint_id), restore_files: false })
+        .resume(f.project, ResumeOptions { checkpoint_id: Some(first.checkpoint_id), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(r.checkpoint_id, first.checkpoint_id);
@@ -456,7 +456,7 @@ async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing()
     let before = f.svc.get(f.project).await.unwrap();
     let e = f
         .svc
-        .resume(f.project, ResumeOptions { checkpoint_id: Some(999), restore_files: false })
+        .resume(f.project, ResumeOptions { checkpoint_id: Some(999), ..Default::default() })
         .await
         .unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -520,6 +520,38 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
 }
 
 #[tokio::test]
+async fn a_forced_resume_brings_a_project_with_a_lost_checkpoint_back_as_it_is() {
+    let f = fx().await;
+    populate(&f, &["a"], 1, 1, 1).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let out = f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+    let first = items(&f).await[0].id.clone();
+    context::touch(&mut f.db.conn().await.unwrap(), &first, T0).await.unwrap();
+    let in_db = items(&f).await;
+    // The whole snapshot store is gone.
+    std::fs::remove_dir_all(f.root.join(".codeframe/snapshots.git")).unwrap();
+    let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
+    assert!(!e.to_string().is_empty());
+    assert_eq!(
+        f.svc.get(f.project).await.unwrap().status,
+        ProjectStatus::Paused,
+        "a plain resume changes nothing"
+    );
+
+    let forced = ResumeOptions { force: true, restore_files: true, ..Default::default() };
+    let r = f.svc.resume(f.project, forced).await.unwrap();
+    assert_eq!(r.checkpoint_id, out.checkpoint_id);
+    assert_eq!(r.status, ProjectStatus::Active);
+    assert!(!r.files_restored);
+    assert!(r.warnings.iter().any(|w| w.contains("context not restored")), "{:?}", r.warnings);
+    assert!(r.warnings.iter().any(|w| w.contains("files not restored")), "{:?}", r.warnings);
+    assert_eq!(items(&f).await, in_db, "context as it is in the database");
+    assert!(!f.svc.gate_status(f.project).await.unwrap().closed, "the gate is open");
+    // The project works again: a new pause makes a new store.
+    f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_resume_after_an_untouched_pause_reads_no_state_back() {
     let f = fx().await;
     populate(&f, &["a"], 2, 2, 2).await;
@@ -576,7 +608,7 @@ async fn files_edited_during_the_pause_are_kept_unless_restore_files() {
     f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
     std::fs::write(f.root.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
     let r =
-        f.svc.resume(f.project, ResumeOptions { checkpoint_id: None, restore_files: true }).await.unwrap();
+        f.svc.resume(f.project, ResumeOptions { restore_files: true, ..Default::default() }).await.unwrap();
     assert!(r.files_restored);
     assert_eq!(r.files_changed, ["src/main.rs"]);
     assert!(

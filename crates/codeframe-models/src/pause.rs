@@ -20,6 +20,11 @@ pub struct ResumeOptions {
     /// Restore files too (otherwise files edited during the pause are kept and listed).
     #[serde(default)]
     pub restore_files: bool,
+    /// Resume even if the checkpoint cannot be read (objects lost, store gone): the status comes
+    /// back, context stays as it is in the database, and the outcome's `warnings` say what
+    /// could not be restored.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// One agent's part of a pause: its flash-save report, or the error that stopped it.
@@ -78,4 +83,7 @@ pub struct ResumeOutcome {
     pub resumed_at: OffsetDateTime,
     /// How long it was paused, in seconds.
     pub paused_for_seconds: i64,
+    /// What a forced resume could not restore (empty otherwise).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
