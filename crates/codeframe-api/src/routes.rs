@@ -125,6 +125,17 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
             post(start),
         ),
         (
+            spec(
+                "post",
+                "/api/projects/{id}/move",
+                "moveProject",
+                "Re-point a project whose directory moved",
+                true,
+                200,
+            ),
+            post(move_project),
+        ),
+        (
             spec("post", "/api/projects/{id}/pause", "pauseProject", "Pause a project (atomic)", true, 200),
             post(pause),
         ),
@@ -439,6 +450,22 @@ async fn start(
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     ok(s.service.start(id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    root_path: String,
+}
+
+async fn move_project(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.move_served_project(id, &body.root_path).await?)
 }
 
 #[derive(Deserialize, Default)]

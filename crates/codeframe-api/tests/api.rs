@@ -1619,3 +1619,29 @@ async fn bodies_strings_and_concurrency_are_limited() {
     let (s, _) = srv.alice("GET", &format!("/api/projects/{id}"), None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_moved_project_is_re_pointed_only_inside_the_workspace_and_only_by_its_owner() {
+    let srv = start().await;
+    let id = srv.project("wanderer").await;
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let old = srv.root("wanderer");
+    let new = old.parent().unwrap().join("wanderer-moved");
+    std::fs::rename(&old, &new).unwrap();
+    let path = format!("/api/projects/{id}/move");
+
+    let (s, v) = srv.alice("POST", &path, Some(json!({"root_path": "/etc"}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "outside the workspace roots: {v}");
+    let (s, _) = srv.call("POST", &path, Some(&srv.bob.clone()), Some(json!({"root_path": new}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not bob's project");
+    let (s, v) = srv.alice("POST", &path, Some(json!({"root_path": new, "extra": 1}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields refused: {v}");
+
+    let (s, v) = srv.alice("POST", &path, Some(json!({"root_path": new}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["root_path"], new.canonicalize().unwrap().to_str().unwrap());
+    let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/resume"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["warnings"], json!([]));
+}

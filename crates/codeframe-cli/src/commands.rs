@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::output::{CliError, duration, print, short, thousands};
 use crate::{
-    AgentCommand, CheckpointCommand, Cli, Command, ConfigCommand, ContextCommand, PermitCommand, TokenCommand,
+    AgentCommand, CheckpointCommand, Cli, Command, ConfigCommand, ContextCommand, PermitCommand,
+    ProjectCommand, TokenCommand,
 };
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -157,6 +158,11 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config { command: ConfigCommand::Check { file } } => config_check(json, file),
         Command::Backup { to } => backup(&cli, to).await,
+        Command::Project { command: ProjectCommand::Move { root } } => {
+            let (svc, p) = open_project(&cli).await?;
+            let moved = svc.move_project(p.id, root).await?;
+            print(json, &moved, || format!("project {} now at {}", moved.name, moved.root_path))
+        }
         Command::RestoreBackup { file, yes } => restore_backup(&cli, file, *yes).await,
         Command::Demo { dir } => demo(json, dir.clone()).await,
     }

@@ -204,6 +204,11 @@ pub(crate) enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Project maintenance.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -214,6 +219,19 @@ pub(crate) enum Command {
     Demo {
         /// Directory to create the demo project in (default: a new temporary directory).
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProjectCommand {
+    /// Re-point the project at its directory after the directory moved (works while paused).
+    #[command(
+        after_help = "Example: mv ~/src/shop ~/work/shop && cd ~/work/shop && codeframe project move --root ."
+    )]
+    Move {
+        /// The project's directory now.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
     },
 }
 

@@ -1194,3 +1194,28 @@ async fn a_pause_outliving_the_shutdown_grace_is_rolled_back_and_the_home_stays_
     let permits = blocking(|| json(&d, &["permit", "take", "--agent", "coder-1", "--ttl", "5"]));
     assert!(permits["permit_id"].is_i64(), "{permits}");
 }
+
+#[test]
+fn a_paused_project_whose_directory_moved_is_re_pointed_and_resumes() {
+    let r = repo();
+    let a = r.root.clone();
+    json(&a, &["init"]);
+    json(&a, &["agent", "add", "coder-1"]);
+    json(&a, &["start"]);
+    let paused = json(&a, &["pause", "--reason", "moving"]);
+    let b = a.parent().unwrap().join("moved-shop");
+    std::fs::rename(&a, &b).unwrap();
+    let out = run_in(&b, &["--json", "resume"]);
+    assert_ne!(code(&out), 0, "the old root is gone: {}", String::from_utf8_lossy(&out.stdout));
+    let out = run_in(&b, &["project", "move", "--root", b.parent().unwrap().join("nowhere").to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "a missing directory is bad input");
+
+    let moved = json(&b, &["project", "move", "--root", "."]);
+    assert_eq!(moved["root_path"], b.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(moved["status"], "paused", "moving does not resume");
+    let id = paused["checkpoint_id"].as_i64().unwrap().to_string();
+    assert_eq!(json(&b, &["checkpoints", "verify", &id])["ok"], true);
+    let resumed = json(&b, &["resume"]);
+    assert_eq!(resumed["files_changed"], serde_json::json!([]), "{resumed}");
+    assert_eq!(json(&b, &["status"])["status"], "planning");
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use codeframe_models::{NewProject, Project, validate};
+use codeframe_models::{NewProject, Project, ProjectId, validate};
 use codeframe_persistence::projects;
 use tracing::info;
 
@@ -50,6 +50,73 @@ impl ProjectService {
         )
     }
 
+    /// A project root a server accepts: a directory under a workspace root (not the root
+    /// itself), checked lexically first and again after following links.
+    fn served_root(&self, root_path: &str) -> Result<PathBuf> {
+        let workspaces = &self.inner.config.workspace_roots;
+        // Lexically first: nothing outside the allowed area is ever looked at.
+        let normal = lexically_normal(Path::new(root_path)).ok_or_else(|| self.forbidden_root())?;
+        if !workspaces.iter().any(|w| normal.starts_with(w) && normal != *w) {
+            return Err(self.forbidden_root());
+        }
+        let canonical = normal.canonicalize().map_err(|_| CoreError::BadRoot {
+            path: root_path.to_owned(),
+            reason: "no such directory".into(),
+        })?;
+        // A symbolic link inside a workspace may point anywhere: check where it led.
+        if !workspaces.iter().any(|w| canonical.starts_with(w) && canonical != *w) {
+            return Err(self.forbidden_root());
+        }
+        if !canonical.is_dir() {
+            return Err(CoreError::BadRoot { path: root_path.to_owned(), reason: "not a directory".into() });
+        }
+        Ok(canonical)
+    }
+
+    /// Re-points a project whose directory moved (paused or not): its root becomes `root`, an
+    /// existing directory, stored canonical. A root overlapping another project's is refused.
+    /// A store kept in the project tree (`.codeframe/snapshots.git`) moved with it; a store
+    /// kept by a server stays where it is.
+    pub async fn move_project(&self, id: ProjectId, root: &Path) -> Result<Project> {
+        let path = root.to_string_lossy().into_owned();
+        let canonical = root
+            .canonicalize()
+            .map_err(|e| CoreError::BadRoot { path: path.clone(), reason: e.to_string() })?;
+        if !canonical.is_dir() {
+            return Err(CoreError::BadRoot { path, reason: "not a directory".into() });
+        }
+        self.repoint(id, &canonical).await
+    }
+
+    /// [`ProjectService::move_project`] under a server's rules: the new root must lie under a
+    /// workspace root, as for [`ProjectService::create_served_project`].
+    pub async fn move_served_project(&self, id: ProjectId, root_path: &str) -> Result<Project> {
+        if root_path.len() > ROOT_PATH_MAX {
+            return Err(CoreError::Invalid(codeframe_models::ModelError::Invalid {
+                field: "root_path",
+                reason: format!("limited to {ROOT_PATH_MAX} bytes"),
+            }));
+        }
+        let canonical = self.served_root(root_path)?;
+        self.repoint(id, &canonical).await
+    }
+
+    async fn repoint(&self, id: ProjectId, canonical: &Path) -> Result<Project> {
+        let now = self.now();
+        let mut tx = self.inner.db.begin().await?;
+        let mut project =
+            projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let others = projects::list(&mut tx).await?;
+        if others.iter().any(|p| p.id != id && overlaps(Path::new(&p.root_path), canonical)) {
+            return Err(CoreError::Conflict(ConflictKind::RootOverlaps));
+        }
+        let from = std::mem::replace(&mut project.root_path, canonical.to_string_lossy().into_owned());
+        let moved = projects::update(&mut tx, &project, now).await?;
+        tx.commit().await?;
+        info!(project_id = id, from = %from, to = %moved.root_path, "project root moved");
+        Ok(moved)
+    }
+
     /// Creates a project for a server's user: the root must lie under one of the configured
     /// workspace roots (after resolving symbolic links), and may not equal, contain or lie
     /// inside another project's root. Its snapshot store goes under the configured stores
@@ -65,23 +132,7 @@ impl ProjectService {
                 ),
             }));
         }
-        let workspaces = &self.inner.config.workspace_roots;
-        // Lexically first: nothing outside the allowed area is ever looked at.
-        let normal = lexically_normal(Path::new(&new.root_path)).ok_or_else(|| self.forbidden_root())?;
-        if !workspaces.iter().any(|w| normal.starts_with(w) && normal != *w) {
-            return Err(self.forbidden_root());
-        }
-        let canonical = normal.canonicalize().map_err(|_| CoreError::BadRoot {
-            path: new.root_path.clone(),
-            reason: "no such directory".into(),
-        })?;
-        // A symbolic link inside a workspace may point anywhere: check where it led.
-        if !workspaces.iter().any(|w| canonical.starts_with(w) && canonical != *w) {
-            return Err(self.forbidden_root());
-        }
-        if !canonical.is_dir() {
-            return Err(CoreError::BadRoot { path: new.root_path, reason: "not a directory".into() });
-        }
+        let canonical = self.served_root(&new.root_path)?;
         new.root_path = canonical.to_string_lossy().into_owned();
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;
