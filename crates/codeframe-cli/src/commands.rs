@@ -158,6 +158,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         }
         Command::Config { command: ConfigCommand::Check { file } } => config_check(json, file),
         Command::Backup { to } => backup(&cli, to).await,
+        Command::Doctor => doctor(&cli).await,
         Command::Project { command: ProjectCommand::Move { root } } => {
             let (svc, p) = open_project(&cli).await?;
             let moved = svc.move_project(p.id, root).await?;
@@ -788,6 +789,37 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
             }
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+/// `doctor`: the report on stdout; exit 1 when a finding needs a fix.
+async fn doctor(cli: &Cli) -> Result<()> {
+    let home = find_home(cli.home.as_deref())?;
+    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
+    let report = svc.doctor().await?;
+    print(cli.json, &report, || {
+        let mut lines = vec![format!(
+            "{}: {} projects, {} checkpoints verified, schema {}",
+            if report.healthy { "healthy" } else { "needs attention" },
+            report.projects_checked,
+            report.checkpoints_checked,
+            report.schema_version
+        )];
+        for f in &report.findings {
+            lines.push(format!("- {}", f.message));
+            if let Some(fix) = &f.fix {
+                lines.push(format!("  fix: {fix}"));
+            }
+        }
+        lines.join("\n")
+    })?;
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CliError::Runtime(format!(
+            "{} finding(s) need a fix",
+            report.findings.iter().filter(|f| f.fix.is_some()).count()
+        )))
     }
 }
 

@@ -204,6 +204,10 @@ pub(crate) enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Check the home: database integrity, every project's root, every checkpoint's objects.
+    /// Prints each finding with the command that fixes it; exit 1 when something needs fixing.
+    #[command(after_help = "Example: codeframe --home /srv/codeframe doctor --json | jq .findings")]
+    Doctor,
     /// Project maintenance.
     Project {
         #[command(subcommand)]

@@ -1207,7 +1207,8 @@ fn a_paused_project_whose_directory_moved_is_re_pointed_and_resumes() {
     std::fs::rename(&a, &b).unwrap();
     let out = run_in(&b, &["--json", "resume"]);
     assert_ne!(code(&out), 0, "the old root is gone: {}", String::from_utf8_lossy(&out.stdout));
-    let out = run_in(&b, &["project", "move", "--root", b.parent().unwrap().join("nowhere").to_str().unwrap()]);
+    let out =
+        run_in(&b, &["project", "move", "--root", b.parent().unwrap().join("nowhere").to_str().unwrap()]);
     assert_eq!(code(&out), 2, "a missing directory is bad input");
 
     let moved = json(&b, &["project", "move", "--root", "."]);
@@ -1218,4 +1219,57 @@ fn a_paused_project_whose_directory_moved_is_re_pointed_and_resumes() {
     let resumed = json(&b, &["resume"]);
     assert_eq!(resumed["files_changed"], serde_json::json!([]), "{resumed}");
     assert_eq!(json(&b, &["status"])["status"], "planning");
+}
+
+#[test]
+fn doctor_names_what_is_wrong_and_each_fix_works() {
+    let r = repo();
+    let a = r.root.clone();
+    json(&a, &["init"]);
+    json(&a, &["agent", "add", "coder-1"]);
+    json(&a, &["start"]);
+    json(&a, &["checkpoints", "create", "--name", "manual"]);
+    let healthy = json(&a, &["doctor"]);
+    assert_eq!(
+        (healthy["healthy"].as_bool(), healthy["checkpoints_checked"].as_i64()),
+        (Some(true), Some(1)),
+        "{healthy}"
+    );
+
+    let paused = json(&a, &["pause"]);
+    let pause_cp = paused["checkpoint_id"].as_i64().unwrap();
+    // Every object of the store lost.
+    for entry in std::fs::read_dir(a.join(".codeframe/snapshots.git/objects/pack")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let out = run_in(&a, &["--json", "doctor"]);
+    assert_eq!(code(&out), 1, "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["healthy"], false);
+    let findings = report["findings"].as_array().unwrap();
+    let of =
+        |id: i64| findings.iter().find(|f| f["checkpoint_id"] == id).unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(of(pause_cp)["kind"], "commit_missing");
+    assert!(of(pause_cp)["fix"].as_str().unwrap().contains("resume --force"), "{report}");
+    assert!(of(1)["fix"].as_str().unwrap().contains("checkpoints delete 1"), "{report}");
+
+    // The fixes, as printed.
+    let resumed = json(&a, &["resume", "--force"]);
+    assert!(!resumed["warnings"].as_array().unwrap().is_empty());
+    for id in [1, pause_cp] {
+        json(&a, &["checkpoints", "delete", &id.to_string()]);
+    }
+    assert_eq!(json(&a, &["doctor"])["healthy"], true);
+
+    // A moved directory: its root is missing until re-pointed.
+    let b = a.parent().unwrap().join("elsewhere");
+    std::fs::rename(&a, &b).unwrap();
+    let home = b.join(".codeframe");
+    let out = run_in(&b, &["--json", "--home", home.to_str().unwrap(), "doctor"]);
+    assert_eq!(code(&out), 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["findings"][0]["kind"], "root_missing", "{report}");
+    assert!(report["findings"][0]["fix"].as_str().unwrap().contains("project move --root"));
+    json(&b, &["project", "move", "--root", "."]);
+    assert_eq!(json(&b, &["doctor"])["healthy"], true);
 }

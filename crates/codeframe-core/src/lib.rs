@@ -41,6 +41,7 @@ mod backup;
 mod checkpoints;
 mod config;
 mod context;
+mod doctor;
 mod error;
 mod event_log;
 mod events;
@@ -54,6 +55,7 @@ mod service;
 
 pub use backup::{RestoredDatabase, restore_database};
 pub use config::{EventRetention, ServiceConfig};
+pub use doctor::{DoctorReport, Finding};
 pub use error::{ConflictKind, CoreError, ErrorClass};
 pub use event_log::{EventPage, EventTail};
 pub use events::{CollectingSink, EventError, EventSink, NoopSink};
