@@ -16,10 +16,13 @@ pub enum CheckpointTrigger {
     PhaseTransition,
     /// Made by a pause.
     Pause,
+    /// Made just before a restore changed anything: what `checkpoints undo` brings back.
+    BeforeRestore,
 }
 
 wire_enum!(CheckpointTrigger, "checkpoint trigger", {
     Manual => "manual", Auto => "auto", PhaseTransition => "phase_transition", Pause => "pause",
+    BeforeRestore => "before_restore",
 });
 
 /// Summary of the project stored with a checkpoint (the reference's fields).

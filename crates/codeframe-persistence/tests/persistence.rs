@@ -1460,6 +1460,17 @@ async fn migrated_from(files: &[&str]) {
     if content_apart {
         statements.push("INSERT INTO context_contents (item_id, content) VALUES ('i1', 'written then')");
     }
+    // A paused project whose pause checkpoint the schema-6 table rebuild must keep pointing at.
+    statements.push(
+        "INSERT INTO checkpoints (id, project_id, name, trigger, metadata, created_at) \
+         VALUES (7, 1, 'Project paused', 'pause', '{\"project_id\":1,\"phase\":\"discovery\",\"tasks_completed\":0,\
+         \"tasks_total\":0,\"agents_active\":[],\"last_task_completed\":null,\"context_items_count\":1,\
+         \"total_cost_usd\":0.0}', '2026-01-01T00:00:00.000000000Z')",
+    );
+    statements.push(
+        "UPDATE projects SET status = 'paused', paused_at = '2026-01-01T00:00:00.000000000Z', \
+         pause_checkpoint_id = 7, status_before_pause = 'active' WHERE id = 1",
+    );
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut raw).await.unwrap();
     }
@@ -1469,7 +1480,10 @@ async fn migrated_from(files: &[&str]) {
     let mut c = db.conn().await.unwrap();
     let item = context::get(&mut c, "i1").await.unwrap();
     assert_eq!((item.content.as_str(), item.project_id), ("written then", 1), "{files:?}");
-    assert_eq!(projects::get(&mut c, 1).await.unwrap().name, "old");
+    let project = projects::get(&mut c, 1).await.unwrap();
+    assert_eq!((project.name.as_str(), project.pause_checkpoint_id), ("old", Some(7)), "{files:?}");
+    let cp = checkpoints::find(&mut c, 7).await.unwrap().unwrap();
+    assert_eq!(cp.trigger, codeframe_models::CheckpointTrigger::Pause);
     // And it works as a current database: a write bumps the revision and stamps the item.
     let before = revisions::get(&mut c, 1).await.unwrap();
     context::touch(&mut c, "i1", T0).await.unwrap();
