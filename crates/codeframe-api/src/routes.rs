@@ -267,6 +267,17 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
         (
             spec(
                 "post",
+                "/api/projects/{id}/checkpoints/undo",
+                "undoRestore",
+                "Take the last restore back (restores the checkpoint it made first)",
+                true,
+                200,
+            ),
+            post(undo_restore),
+        ),
+        (
+            spec(
+                "post",
                 "/api/projects/{id}/checkpoints/{cid}/restore",
                 "restoreCheckpoint",
                 "Restore (or preview) a checkpoint",
@@ -712,6 +723,15 @@ async fn restore_checkpoint(
         RestoreWhat { files: body.files, state: body.state, context: body.context, keep_new_items: false };
     let mode = if body.preview { RestoreMode::Preview } else { RestoreMode::Apply };
     ok(s.service.restore_checkpoint(id, cid, what, mode).await?)
+}
+
+async fn undo_restore(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.undo_restore(id).await?)
 }
 
 async fn list_agents(

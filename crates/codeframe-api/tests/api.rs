@@ -730,7 +730,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 31);
+    assert_eq!(documented.len(), 33);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -1644,4 +1644,26 @@ async fn a_moved_project_is_re_pointed_only_inside_the_workspace_and_only_by_its
     let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/resume"), Some(json!({}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["warnings"], json!([]));
+}
+
+#[tokio::test]
+async fn a_restore_over_http_can_be_undone() {
+    let srv = start().await;
+    let id = srv.project("undoable").await;
+    let (s, none) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints/undo"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing to undo yet: {none}");
+    let (s, cp) =
+        srv.alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": "base"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{cp}");
+    let file = srv.root("undoable").join("src/lib.rs");
+    std::fs::write(&file, "pub fn changed() {}\n").unwrap();
+    let restore = format!("/api/projects/{id}/checkpoints/{}/restore", cp["id"]);
+    let (s, r) = srv.alice("POST", &restore, Some(json!({"files": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r["safety_checkpoint_id"].is_i64(), "{r}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn f() {}\n");
+    let (s, u) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints/undo"), None).await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    assert_eq!(u["checkpoint_id"], r["safety_checkpoint_id"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn changed() {}\n");
 }

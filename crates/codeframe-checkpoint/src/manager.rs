@@ -185,6 +185,10 @@ pub struct RestoreReport {
     pub items_restored: usize,
     /// Whether the project's rows were restored.
     pub state_restored: bool,
+    /// The checkpoint of everything as it was just before this restore (trigger
+    /// `before_restore`), which `checkpoints undo` brings back; `None` for a preview.
+    #[serde(default)]
+    pub safety_checkpoint_id: Option<CheckpointId>,
 }
 
 /// The result of checking a checkpoint's objects.
@@ -1258,6 +1262,7 @@ impl CheckpointManager for GitCheckpointManager {
             files_removed: 0,
             items_restored: 0,
             state_restored: false,
+            safety_checkpoint_id: None,
         };
         if mode == RestoreMode::Preview {
             return Ok(report);

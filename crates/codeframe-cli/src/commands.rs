@@ -428,6 +428,15 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                 format!("checkpoint {} ({}) created", c.id, short(c.commit_id.as_deref()))
             })
         }
+        CheckpointCommand::Undo => {
+            let r = svc.undo_restore(p.id).await?;
+            print(cli.json, &r, || {
+                format!(
+                    "undone: back to checkpoint {} ({} files written, {} removed); `checkpoints undo` again redoes it",
+                    r.checkpoint_id, r.files_written, r.files_removed
+                )
+            })
+        }
         CheckpointCommand::Restore { id, files, state, context, yes } => {
             if !(*files || *state || *context) {
                 return Err(CliError::Usage("say what to restore: --files, --state and/or --context".into()));

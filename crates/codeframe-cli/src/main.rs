@@ -266,6 +266,10 @@ pub(crate) enum CheckpointCommand {
         #[arg(long)]
         unified: bool,
     },
+    /// Take the last restore back: files, rows and context as they were just before it (from
+    /// the checkpoint every restore makes first). An undo can itself be undone.
+    #[command(after_help = "Example: codeframe checkpoints undo --json")]
+    Undo,
     /// Restore parts of a checkpoint (previews the changes and asks unless --yes).
     #[command(after_help = "Example: codeframe checkpoints restore 2 --files --yes")]
     Restore {

@@ -4,7 +4,7 @@
 use codeframe_checkpoint::{CheckpointSpec, FileDiff, RestoreMode, RestoreReport, RestoreWhat, VerifyReport};
 use codeframe_models::{Checkpoint, CheckpointId, CheckpointTrigger, EventKind, ProjectId, ProjectStatus};
 use codeframe_persistence::{permits, projects};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::event_log::Outbox;
 use crate::gate::lease_now;
@@ -93,6 +93,8 @@ impl ProjectService {
         checkpoint_id: CheckpointId,
         what: RestoreWhat,
     ) -> Result<RestoreReport> {
+        // Reserved before the write transaction (the reservation commits on its own).
+        let safety_id = self.inner.checkpoints.reserve_id().await?;
         let mut tx = self.inner.db.begin().await?;
         let mut outbox = Outbox::default();
         let result: Result<RestoreReport> = async {
@@ -109,12 +111,33 @@ impl ProjectService {
             {
                 return Err(CoreError::Pausing(id));
             }
-            let report = self
+            // Everything as it is now, first: what `undo_restore` brings back.
+            let spec = CheckpointSpec {
+                name: format!("Before restoring checkpoint {checkpoint_id}"),
+                description: String::new(),
+                trigger: CheckpointTrigger::BeforeRestore,
+                pause_reason: None,
+            };
+            let safety = self.inner.checkpoints.create(&mut tx, id, safety_id, spec).await?;
+            let now = self.now();
+            outbox
+                .record(
+                    &mut tx,
+                    id,
+                    EventKind::CheckpointCreated {
+                        checkpoint_id: safety.id,
+                        checkpoint_name: safety.name.clone(),
+                        trigger: safety.trigger.as_str().to_owned(),
+                    },
+                    now,
+                )
+                .await?;
+            let mut report = self
                 .inner
                 .checkpoints
                 .restore_in(&mut tx, id, checkpoint_id, what, RestoreMode::Apply)
                 .await?;
-            let now = self.now();
+            report.safety_checkpoint_id = Some(safety.id);
             let files_changed =
                 i64::try_from(report.files_written + report.files_removed).unwrap_or(i64::MAX);
             outbox
@@ -145,9 +168,30 @@ impl ProjectService {
                 if let Err(rb) = tx.rollback().await {
                     error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
+                // The safety checkpoint's ref, if it was written, names a row that never was.
+                if let Err(d) = self.inner.checkpoints.discard(id, safety_id).await {
+                    warn!(project_id = id, checkpoint_id = safety_id, error = %d, "cannot remove the ref of a rolled-back checkpoint; opening the project will");
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Takes the last restore back: restores (files, rows and context) the checkpoint that
+    /// restore made of everything just before it changed anything. Undoing is itself a
+    /// restore, so it can be undone in turn. [`CoreError::NotFound`] when no restore was made.
+    pub async fn undo_restore(&self, id: ProjectId) -> Result<RestoreReport> {
+        let last = self
+            .inner
+            .checkpoints
+            .list(id)
+            .await?
+            .into_iter()
+            .find(|c| c.trigger == CheckpointTrigger::BeforeRestore)
+            .ok_or_else(|| CoreError::NotFound { entity: "restore to undo", id: format!("project {id}") })?;
+        info!(project_id = id, checkpoint_id = last.id, "undoing the last restore");
+        let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+        self.restore_checkpoint(id, last.id, all, RestoreMode::Apply).await
     }
 
     /// Deletes a checkpoint (its row, then its ref). The pause checkpoint of a paused project

@@ -1722,3 +1722,76 @@ mod crash {
         }
     }
 }
+
+// ---------------------------------------------------------------- undoable restore
+
+/// Every file of the tree (not `.git`, not `.codeframe`), path → bytes, sorted.
+fn tree_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel == ".git" || rel == ".codeframe" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn everything(f: &Fx) -> (Vec<(String, Vec<u8>)>, Vec<ContextItem>, ProjectStatus) {
+    (tree_files(&f.root), items(f).await, f.svc.get(f.project).await.unwrap().status)
+}
+
+#[tokio::test]
+async fn a_restore_then_undo_gives_back_files_rows_and_context_exactly_and_undo_again_redoes() {
+    let f = fx().await;
+    populate(&f, &["a"], 2, 2, 2).await;
+    set_status(&f, ProjectStatus::Active).await;
+    let base = f.svc.create_checkpoint(f.project, "base", "").await.unwrap();
+    // Work after the checkpoint: an edit, a new file, a deleted file, context touched, a status.
+    std::fs::write(f.root.join("src/main.rs"), "fn main() { println!(\"later\"); }\n").unwrap();
+    std::fs::write(f.root.join("src/new.rs"), [0u8, 159, 146, 150]).unwrap();
+    std::fs::remove_file(f.root.join("README.md")).unwrap();
+    let first = items(&f).await[0].id.clone();
+    context::touch(&mut f.db.conn().await.unwrap(), &first, T0 + TimeDuration::hours(5)).await.unwrap();
+    set_status(&f, ProjectStatus::Running).await;
+    let before_restore = everything(&f).await;
+
+    let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+    let r = f.svc.restore_checkpoint(f.project, base.id, all, RestoreMode::Apply).await.unwrap();
+    let safety = r.safety_checkpoint_id.expect("a checkpoint made first");
+    let restored = everything(&f).await;
+    assert_ne!(restored, before_restore, "the restore changed things");
+    assert_eq!(
+        f.svc.checkpoint(f.project, safety).await.unwrap().trigger,
+        codeframe_models::CheckpointTrigger::BeforeRestore
+    );
+
+    let undo = f.svc.undo_restore(f.project).await.unwrap();
+    assert_eq!(undo.checkpoint_id, safety);
+    assert_eq!(everything(&f).await, before_restore, "files, context and status as before the restore");
+
+    // The undo was a restore: undoing it again brings the restored state back.
+    f.svc.undo_restore(f.project).await.unwrap();
+    assert_eq!(everything(&f).await, restored);
+}
+
+#[tokio::test]
+async fn a_refused_restore_leaves_no_checkpoint_behind_and_nothing_to_undo() {
+    let f = fx().await;
+    set_status(&f, ProjectStatus::Active).await;
+    let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+    assert!(f.svc.restore_checkpoint(f.project, 999, all, RestoreMode::Apply).await.is_err());
+    assert!(f.svc.list_checkpoints(f.project).await.unwrap().is_empty());
+    assert!(refs(&f.root).is_empty(), "no ref of the rolled-back safety checkpoint");
+    assert!(f.svc.undo_restore(f.project).await.unwrap_err().is_not_found());
+}
