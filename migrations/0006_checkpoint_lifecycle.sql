@@ -30,5 +30,14 @@ INSERT INTO checkpoints_v6 (id, project_id, name, description, trigger, commit_i
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_v6 RENAME TO checkpoints;
 CREATE INDEX idx_checkpoints_project ON checkpoints(project_id, created_at DESC, id DESC);
+
+-- A project's retention policy (no row: the defaults). A checkpoint is kept when any rule
+-- keeps it, when it is pinned, or when it is the checkpoint of the project's current pause.
+CREATE TABLE checkpoint_policies (
+    project_id           INTEGER PRIMARY KEY NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    keep_last            INTEGER NOT NULL CONSTRAINT ck_policies_keep_last CHECK (keep_last >= 1),
+    keep_within_seconds  INTEGER NOT NULL CONSTRAINT ck_policies_keep_within CHECK (keep_within_seconds >= 0),
+    keep_daily_days      INTEGER NOT NULL CONSTRAINT ck_policies_keep_daily CHECK (keep_daily_days >= 0)
+);
 COMMIT;
 PRAGMA foreign_keys = ON;

@@ -5,7 +5,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use codeframe_core::{ArchiveState, ListQuery, RestoreMode, RestoreWhat};
 use codeframe_models::{
     EventSeq, ItemType, NewContextItem, NewProject, PauseRequest, ResumeOptions, Tier, timestamp,
@@ -263,6 +263,61 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
                 200,
             ),
             get(diff_checkpoint),
+        ),
+        (
+            spec(
+                "get",
+                "/api/projects/{id}/checkpoints/policy",
+                "getRetentionPolicy",
+                "The retention policy",
+                false,
+                200,
+            ),
+            get(get_policy),
+        ),
+        (
+            spec(
+                "put",
+                "/api/projects/{id}/checkpoints/policy",
+                "setRetentionPolicy",
+                "Set the retention policy (then prune by it)",
+                true,
+                200,
+            ),
+            put(set_policy),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/checkpoints/prune",
+                "pruneCheckpoints",
+                "Delete checkpoints the policy does not keep (or list them with dry_run)",
+                true,
+                200,
+            ),
+            post(prune),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/checkpoints/{cid}/pin",
+                "pinCheckpoint",
+                "Pin a checkpoint",
+                false,
+                200,
+            ),
+            post(pin),
+        ),
+        (
+            spec(
+                "post",
+                "/api/projects/{id}/checkpoints/{cid}/unpin",
+                "unpinCheckpoint",
+                "Unpin a checkpoint",
+                false,
+                200,
+            ),
+            post(unpin),
         ),
         (
             spec(
@@ -723,6 +778,60 @@ async fn restore_checkpoint(
         RestoreWhat { files: body.files, state: body.state, context: body.context, keep_new_items: false };
     let mode = if body.preview { RestoreMode::Preview } else { RestoreMode::Apply };
     ok(s.service.restore_checkpoint(id, cid, what, mode).await?)
+}
+
+async fn get_policy(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.retention_policy(id).await?)
+}
+
+async fn set_policy(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(policy): ApiJson<codeframe_models::RetentionPolicy>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.set_retention_policy(id, policy).await?)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn prune(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<PruneBody>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.prune_checkpoints(id, body.dry_run).await?)
+}
+
+async fn pin(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.pin_checkpoint(id, cid, true).await?)
+}
+
+async fn unpin(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath((id, cid)): ApiPath<(i64, i64)>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.pin_checkpoint(id, cid, false).await?)
 }
 
 async fn undo_restore(

@@ -704,6 +704,7 @@ impl GitCheckpointManager {
             pause_reason: spec.pause_reason,
             metadata,
             created_at: self.clock.now(),
+            pinned: false,
         };
         Ok(ReadCheckpoint { state, chunks, revision, place, row })
     }

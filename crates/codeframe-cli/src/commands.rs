@@ -428,6 +428,43 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                 format!("checkpoint {} ({}) created", c.id, short(c.commit_id.as_deref()))
             })
         }
+        CheckpointCommand::Policy { keep_last, keep_within, keep_daily } => {
+            let mut policy = svc.retention_policy(p.id).await?;
+            let changed = keep_last.is_some() || keep_within.is_some() || keep_daily.is_some();
+            if let Some(n) = keep_last {
+                policy.keep_last = *n;
+            }
+            if let Some(d) = keep_within {
+                policy.keep_within_seconds = d.as_secs();
+            }
+            if let Some(d) = keep_daily {
+                policy.keep_daily_days = *d;
+            }
+            let pruned =
+                if changed { svc.set_retention_policy(p.id, policy).await?.pruned } else { Vec::new() };
+            let doc = json!({"policy": policy, "pruned": pruned});
+            print(cli.json, &doc, || {
+                format!(
+                    "keep the newest {}, everything younger than {}, one a day for {} days{}",
+                    policy.keep_last,
+                    duration(i64::try_from(policy.keep_within_seconds).unwrap_or(i64::MAX)),
+                    policy.keep_daily_days,
+                    if pruned.is_empty() { String::new() } else { format!("; pruned {pruned:?}") }
+                )
+            })
+        }
+        CheckpointCommand::Pin { id } | CheckpointCommand::Unpin { id } => {
+            let pin = matches!(command, CheckpointCommand::Pin { .. });
+            let cp = svc.pin_checkpoint(p.id, *id, pin).await?;
+            print(cli.json, &cp, || format!("checkpoint {id} {}", if pin { "pinned" } else { "unpinned" }))
+        }
+        CheckpointCommand::Prune { dry_run } => {
+            let r = svc.prune_checkpoints(p.id, *dry_run).await?;
+            print(cli.json, &r, || {
+                let verb = if r.dry_run { "would delete" } else { "deleted" };
+                format!("{verb} {:?}; {} kept", r.pruned, r.kept)
+            })
+        }
         CheckpointCommand::Undo => {
             let r = svc.undo_restore(p.id).await?;
             print(cli.json, &r, || {

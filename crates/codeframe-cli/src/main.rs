@@ -266,6 +266,38 @@ pub(crate) enum CheckpointCommand {
         #[arg(long)]
         unified: bool,
     },
+    /// Show the retention policy, or change the parts given (then prune by it).
+    #[command(
+        after_help = "Example: codeframe checkpoints policy --keep-last 20 --keep-within 7d --keep-daily 30"
+    )]
+    Policy {
+        /// Keep the newest N checkpoints (at least 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep_last: Option<u32>,
+        /// Keep every checkpoint younger than this (`7d`, `12h`, `0` for none).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        keep_within: Option<std::time::Duration>,
+        /// Keep the newest checkpoint of each of the last DAYS days (0 for none).
+        #[arg(long, value_name = "DAYS")]
+        keep_daily: Option<u32>,
+    },
+    /// Pin a checkpoint: retention never prunes it.
+    Pin {
+        /// Checkpoint id.
+        id: i64,
+    },
+    /// Unpin a checkpoint.
+    Unpin {
+        /// Checkpoint id.
+        id: i64,
+    },
+    /// Delete the checkpoints the retention policy does not keep (never pinned ones, never the
+    /// current pause's).
+    Prune {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Take the last restore back: files, rows and context as they were just before it (from
     /// the checkpoint every restore makes first). An undo can itself be undone.
     #[command(after_help = "Example: codeframe checkpoints undo --json")]

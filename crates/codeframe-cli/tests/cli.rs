@@ -1273,3 +1273,69 @@ fn doctor_names_what_is_wrong_and_each_fix_works() {
     json(&b, &["project", "move", "--root", "."]);
     assert_eq!(json(&b, &["doctor"])["healthy"], true);
 }
+
+#[test]
+fn retention_keeps_exactly_what_the_policy_says_under_16_concurrent_writers() {
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init"]);
+    json(&d, &["agent", "add", "coder-1"]);
+    json(&d, &["start"]);
+    let pinned = json(&d, &["checkpoints", "create", "--name", "keep me"])["id"].as_i64().unwrap();
+    assert_eq!(json(&d, &["checkpoints", "pin", &pinned.to_string()])["pinned"], true);
+    let set =
+        json(&d, &["checkpoints", "policy", "--keep-last", "3", "--keep-within", "0", "--keep-daily", "0"]);
+    assert_eq!(set["policy"]["keep_last"], 3);
+    let pause_cp = json(&d, &["pause"])["checkpoint_id"].as_i64().unwrap();
+
+    // Sixteen processes make checkpoints at once; each prunes after its own.
+    let writers: Vec<_> = (0..16)
+        .map(|n| {
+            Command::new(BIN)
+                .args(["--json", "checkpoints", "create", "--name", &format!("w{n}")])
+                .current_dir(&d)
+                .env_remove("CODEFRAME_HOME")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut made = Vec::new();
+    for w in writers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        made.push(serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].as_i64().unwrap());
+    }
+    let listed: Vec<Value> = json(&d, &["checkpoints", "list"]).as_array().unwrap().clone();
+    let mut kept: Vec<i64> = listed.iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    kept.sort_unstable();
+    // The three newest of all, the pinned one, the pause's: exactly.
+    let mut newest: Vec<(String, i64)> = listed
+        .iter()
+        .map(|c| (c["created_at"].as_str().unwrap().to_owned(), c["id"].as_i64().unwrap()))
+        .collect();
+    newest.sort();
+    let mut expected: Vec<i64> = newest.iter().rev().take(3).map(|(_, id)| *id).collect();
+    expected.extend([pinned, pause_cp]);
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(kept, expected, "made {made:?}");
+    assert_eq!(kept.len(), 5);
+    assert!(made.iter().filter(|id| kept.contains(id)).count() == 3);
+
+    // A dry run deletes nothing; unpinning makes the pinned one prunable.
+    json(&d, &["checkpoints", "unpin", &pinned.to_string()]);
+    let dry = json(&d, &["checkpoints", "prune", "--dry-run"]);
+    assert_eq!(dry["pruned"], serde_json::json!([pinned]));
+    assert_eq!(json(&d, &["checkpoints", "list"]).as_array().unwrap().len(), 5);
+    assert_eq!(json(&d, &["checkpoints", "prune"])["pruned"], serde_json::json!([pinned]));
+    assert_eq!(json(&d, &["checkpoints", "list"]).as_array().unwrap().len(), 4);
+    // Every deletion is an event: 18 made, 4 kept.
+    let out = run_in(&d, &["--json", "events"]);
+    let deletions = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["type"] == "checkpoint_deleted")
+        .count();
+    assert_eq!(deletions, 14);
+}

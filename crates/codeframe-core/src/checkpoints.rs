@@ -55,6 +55,7 @@ impl ProjectService {
         match committed {
             Ok(cp) => {
                 self.deliver(outbox).await;
+                self.prune_after_checkpoint(id).await;
                 Ok(cp)
             }
             Err(e) => {
@@ -162,6 +163,7 @@ impl ProjectService {
                 tx.commit().await?;
                 info!(project_id = id, checkpoint_id, "checkpoint restored");
                 self.deliver(outbox).await;
+                self.prune_after_checkpoint(id).await;
                 Ok(report)
             }
             Err(e) => {

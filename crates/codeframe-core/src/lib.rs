@@ -50,6 +50,7 @@ mod gate;
 mod metrics;
 mod pause;
 mod resume;
+mod retention;
 mod roots;
 mod service;
 
@@ -62,6 +63,7 @@ pub use events::{CollectingSink, EventError, EventSink, NoopSink};
 pub use gate::{GateStatus, Permit, PermitInfo, RemotePermit};
 pub use metrics::ServiceGauges;
 pub use pause::PauseOptions;
+pub use retention::PruneReport;
 pub use roots::resolve_workspace_roots;
 pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
 

@@ -109,6 +109,7 @@ impl ProjectService {
             let paused = service.run_pause(id, request, options).await;
             if let Ok(outcome) = &paused {
                 crate::metrics::items_archived(outcome.items_archived);
+                service.prune_after_checkpoint(id).await;
             }
             paused
         })

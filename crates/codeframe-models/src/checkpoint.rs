@@ -80,4 +80,27 @@ pub struct Checkpoint {
     /// When it was made.
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Pinned: never pruned by retention.
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+/// Which checkpoints of a project retention keeps: any checkpoint a rule keeps is kept (and
+/// pinned ones, and the checkpoint of the project's current pause, always).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// The newest N (at least 1).
+    pub keep_last: u32,
+    /// Every checkpoint younger than this many seconds.
+    pub keep_within_seconds: u64,
+    /// The newest checkpoint of each of the last D days (UTC).
+    pub keep_daily_days: u32,
+}
+
+impl Default for RetentionPolicy {
+    /// Generous: the newest 50, everything of the last 7 days, one a day for 90 days.
+    fn default() -> Self {
+        Self { keep_last: 50, keep_within_seconds: 7 * 86_400, keep_daily_days: 90 }
+    }
 }

@@ -19,7 +19,7 @@ mod status;
 pub mod timestamp;
 pub mod validate;
 
-pub use checkpoint::{Checkpoint, CheckpointMetadata, CheckpointTrigger, SkippedFile};
+pub use checkpoint::{Checkpoint, CheckpointMetadata, CheckpointTrigger, RetentionPolicy, SkippedFile};
 pub use context::{
     ContextItem, FlashSave, FlashSaveReport, ItemType, NewContextItem, Tier, TierTotals, reduction_percentage,
 };

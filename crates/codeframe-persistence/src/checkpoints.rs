@@ -1,6 +1,8 @@
 //! The `checkpoints` table (rows only; the snapshot itself lives in the project's store).
 
-use codeframe_models::{Checkpoint, CheckpointId, CheckpointMetadata, CheckpointTrigger, ProjectId};
+use codeframe_models::{
+    Checkpoint, CheckpointId, CheckpointMetadata, CheckpointTrigger, ProjectId, RetentionPolicy,
+};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -8,7 +10,7 @@ use crate::rows::{fmt, parse, ts};
 use crate::{DbError, Executor, Result};
 
 const COLUMNS: &str =
-    "id, project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at";
+    "id, project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at, pinned";
 
 #[derive(FromRow)]
 struct Row {
@@ -21,6 +23,7 @@ struct Row {
     pause_reason: Option<String>,
     metadata: String,
     created_at: String,
+    pinned: bool,
 }
 
 impl TryFrom<Row> for Checkpoint {
@@ -45,6 +48,7 @@ impl TryFrom<Row> for Checkpoint {
             commit_id: r.commit_id,
             pause_reason: r.pause_reason,
             metadata,
+            pinned: r.pinned,
         })
     }
 }
@@ -219,5 +223,58 @@ pub async fn delete(ex: &mut impl Executor, id: CheckpointId) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("checkpoint", id));
     }
+    Ok(())
+}
+
+/// Pins or unpins a checkpoint of the project; `NotFound` if it is not one of its.
+pub async fn set_pinned(
+    ex: &mut impl Executor,
+    project_id: ProjectId,
+    id: CheckpointId,
+    pinned: bool,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE checkpoints SET pinned = ? WHERE id = ? AND project_id = ?")
+        .bind(pinned)
+        .bind(id)
+        .bind(project_id)
+        .execute(ex.connection())
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
+    Ok(())
+}
+
+/// The project's retention policy (the defaults when none was set).
+pub async fn policy(ex: &mut impl Executor, project_id: ProjectId) -> Result<RetentionPolicy> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT keep_last, keep_within_seconds, keep_daily_days FROM checkpoint_policies WHERE project_id = ?",
+    )
+    .bind(project_id)
+    .fetch_optional(ex.connection())
+    .await?;
+    Ok(match row {
+        Some((last, within, daily)) => RetentionPolicy {
+            keep_last: u32::try_from(last).unwrap_or(u32::MAX),
+            keep_within_seconds: u64::try_from(within).unwrap_or(0),
+            keep_daily_days: u32::try_from(daily).unwrap_or(0),
+        },
+        None => RetentionPolicy::default(),
+    })
+}
+
+/// Sets the project's retention policy.
+pub async fn set_policy(ex: &mut impl Executor, project_id: ProjectId, p: &RetentionPolicy) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO checkpoint_policies (project_id, keep_last, keep_within_seconds, keep_daily_days) \
+         VALUES (?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET keep_last = excluded.keep_last, \
+         keep_within_seconds = excluded.keep_within_seconds, keep_daily_days = excluded.keep_daily_days",
+    )
+    .bind(project_id)
+    .bind(i64::from(p.keep_last))
+    .bind(i64::try_from(p.keep_within_seconds).unwrap_or(i64::MAX))
+    .bind(i64::from(p.keep_daily_days))
+    .execute(ex.connection())
+    .await?;
     Ok(())
 }

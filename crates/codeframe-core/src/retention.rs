@@ -1,0 +1,193 @@
+//! Retention: which checkpoints of a project are kept, pins, and pruning.
+//!
+//! A checkpoint is kept when any rule of the project's [`RetentionPolicy`] keeps it, when it is
+//! pinned, or when it is the checkpoint of the project's current pause. Pruning runs in one
+//! write transaction (so any number of processes creating checkpoints at once agree), after
+//! every new checkpoint and on demand; each deletion emits `checkpoint_deleted`. It deletes
+//! rows and refs: the objects stay in the store (shared with other checkpoints).
+
+use std::collections::HashSet;
+
+use codeframe_models::{Checkpoint, CheckpointId, EventKind, ProjectId, ProjectStatus, RetentionPolicy};
+use codeframe_persistence::{checkpoints, projects};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::event_log::Outbox;
+use crate::{CoreError, ProjectService, Result};
+
+/// What a prune did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Nothing was deleted: `pruned` lists what would be.
+    pub dry_run: bool,
+    /// Checkpoints deleted (or that would be), newest first.
+    pub pruned: Vec<CheckpointId>,
+    /// Checkpoints kept.
+    pub kept: usize,
+    /// The policy applied.
+    pub policy: RetentionPolicy,
+}
+
+/// The checkpoints to prune from `all` (newest first) under `policy` at `now`; `protected`
+/// (the current pause's) and pinned ones are always kept.
+pub(crate) fn to_prune(
+    all: &[Checkpoint],
+    policy: &RetentionPolicy,
+    protected: Option<CheckpointId>,
+    now: OffsetDateTime,
+) -> Vec<CheckpointId> {
+    let within = time::Duration::seconds(i64::try_from(policy.keep_within_seconds).unwrap_or(i64::MAX / 2));
+    let daily_from = (now - time::Duration::days(i64::from(policy.keep_daily_days))).date();
+    let mut days_kept = HashSet::new();
+    let mut prune = Vec::new();
+    for (n, c) in all.iter().enumerate() {
+        let newest_of_its_day = policy.keep_daily_days > 0
+            && c.created_at.date() > daily_from
+            && days_kept.insert(c.created_at.to_offset(time::UtcOffset::UTC).date());
+        let keep = c.pinned
+            || protected == Some(c.id)
+            || n < usize::try_from(policy.keep_last).unwrap_or(usize::MAX)
+            || now - c.created_at < within
+            || newest_of_its_day;
+        if !keep {
+            prune.push(c.id);
+        }
+    }
+    prune
+}
+
+impl ProjectService {
+    /// The project's retention policy (the defaults until one is set).
+    pub async fn retention_policy(&self, id: ProjectId) -> Result<RetentionPolicy> {
+        let mut c = self.inner.db.conn().await?;
+        projects::find(&mut c, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        Ok(checkpoints::policy(&mut c, id).await?)
+    }
+
+    /// Sets the project's retention policy (`keep_last` at least 1), then prunes by it.
+    pub async fn set_retention_policy(&self, id: ProjectId, policy: RetentionPolicy) -> Result<PruneReport> {
+        if policy.keep_last == 0 {
+            return Err(CoreError::Invalid(codeframe_models::ModelError::Invalid {
+                field: "keep_last",
+                reason: "must be at least 1 (the newest checkpoint is always kept)".into(),
+            }));
+        }
+        let mut tx = self.inner.db.begin().await?;
+        projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        checkpoints::set_policy(&mut tx, id, &policy).await?;
+        tx.commit().await?;
+        info!(project_id = id, ?policy, "retention policy set");
+        self.prune_checkpoints(id, false).await
+    }
+
+    /// Pins (or unpins) a checkpoint: a pinned checkpoint is never pruned.
+    pub async fn pin_checkpoint(
+        &self,
+        id: ProjectId,
+        checkpoint_id: CheckpointId,
+        pinned: bool,
+    ) -> Result<Checkpoint> {
+        let mut tx = self.inner.db.begin().await?;
+        checkpoints::set_pinned(&mut tx, id, checkpoint_id, pinned).await?;
+        tx.commit().await?;
+        Ok(self.inner.checkpoints.get(id, checkpoint_id).await?)
+    }
+
+    /// Deletes the checkpoints the policy does not keep (with `dry_run`, only says which).
+    pub async fn prune_checkpoints(&self, id: ProjectId, dry_run: bool) -> Result<PruneReport> {
+        let mut tx = self.inner.db.begin().await?;
+        let project = projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let policy = checkpoints::policy(&mut tx, id).await?;
+        let all = checkpoints::list(&mut tx, id).await?;
+        let protected =
+            if project.status == ProjectStatus::Paused { project.pause_checkpoint_id } else { None };
+        let pruned = to_prune(&all, &policy, protected, self.now());
+        let report = PruneReport { dry_run, kept: all.len() - pruned.len(), pruned, policy };
+        if dry_run || report.pruned.is_empty() {
+            return Ok(report);
+        }
+        let mut outbox = Outbox::default();
+        let now = self.now();
+        for checkpoint_id in &report.pruned {
+            self.inner.checkpoints.delete_row(&mut tx, id, *checkpoint_id).await?;
+            outbox
+                .record(&mut tx, id, EventKind::CheckpointDeleted { checkpoint_id: *checkpoint_id }, now)
+                .await?;
+        }
+        tx.commit().await?;
+        for checkpoint_id in &report.pruned {
+            // After the commit; a crash in between leaves orphan refs that opening removes.
+            if let Err(e) = self.inner.checkpoints.discard(id, *checkpoint_id).await {
+                warn!(project_id = id, checkpoint_id, error = %e, "pruned checkpoint's ref not removed; opening the project will");
+            }
+        }
+        info!(project_id = id, pruned = ?report.pruned, kept = report.kept, "checkpoints pruned");
+        self.deliver(outbox).await;
+        Ok(report)
+    }
+
+    /// Prunes after a new checkpoint; a failure is logged, never the caller's error.
+    pub(crate) async fn prune_after_checkpoint(&self, id: ProjectId) {
+        if let Err(e) = self.prune_checkpoints(id, false).await {
+            warn!(project_id = id, error = %e, "pruning after a new checkpoint failed; the next one retries");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use codeframe_models::{CheckpointMetadata, CheckpointTrigger, ProjectPhase};
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn cp(id: i64, at: OffsetDateTime, pinned: bool) -> Checkpoint {
+        Checkpoint {
+            id,
+            project_id: 1,
+            name: format!("c{id}"),
+            description: String::new(),
+            trigger: CheckpointTrigger::Manual,
+            commit_id: None,
+            pause_reason: None,
+            metadata: CheckpointMetadata {
+                project_id: 1,
+                phase: ProjectPhase::Discovery,
+                tasks_completed: 0,
+                tasks_total: 0,
+                agents_active: Vec::new(),
+                last_task_completed: None,
+                context_items_count: 0,
+                total_cost_usd: 0.0,
+                skipped_files: Vec::new(),
+            },
+            created_at: at,
+            pinned,
+        }
+    }
+
+    #[test]
+    fn each_rule_keeps_its_checkpoints_and_pins_and_the_pause_are_never_pruned() {
+        let now = datetime!(2026-06-30 12:00 UTC);
+        // Newest first: two today, two yesterday, one a month ago (pinned), one a year ago,
+        // one from last week (the pause's).
+        let all = vec![
+            cp(9, now - time::Duration::hours(1), false),
+            cp(8, now - time::Duration::hours(2), false),
+            cp(7, now - time::Duration::hours(25), false),
+            cp(6, now - time::Duration::hours(26), false),
+            cp(5, now - time::Duration::days(7), false),
+            cp(4, now - time::Duration::days(30), true),
+            cp(3, now - time::Duration::days(365), false),
+        ];
+        let last_two = RetentionPolicy { keep_last: 2, keep_within_seconds: 0, keep_daily_days: 0 };
+        assert_eq!(to_prune(&all, &last_two, None, now), [7, 6, 5, 3]);
+        assert_eq!(to_prune(&all, &last_two, Some(5), now), [7, 6, 3], "the pause's is kept");
+        let a_day = RetentionPolicy { keep_last: 1, keep_within_seconds: 86_400, keep_daily_days: 0 };
+        assert_eq!(to_prune(&all, &a_day, None, now), [7, 6, 5, 3]);
+        let daily = RetentionPolicy { keep_last: 1, keep_within_seconds: 0, keep_daily_days: 10 };
+        assert_eq!(to_prune(&all, &daily, None, now), [8, 6, 3], "the newest of each of the last 10 days");
+    }
+}
