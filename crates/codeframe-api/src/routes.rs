@@ -765,6 +765,8 @@ struct RestoreBody {
     context: bool,
     #[serde(default)]
     preview: bool,
+    #[serde(default)]
+    force: bool,
 }
 
 async fn restore_checkpoint(
@@ -777,7 +779,7 @@ async fn restore_checkpoint(
     let what =
         RestoreWhat { files: body.files, state: body.state, context: body.context, keep_new_items: false };
     let mode = if body.preview { RestoreMode::Preview } else { RestoreMode::Apply };
-    ok(s.service.restore_checkpoint(id, cid, what, mode).await?)
+    ok(s.service.restore_checkpoint_with(id, cid, what, mode, body.force).await?)
 }
 
 async fn get_policy(

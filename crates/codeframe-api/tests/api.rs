@@ -570,9 +570,25 @@ async fn checkpoints_create_list_get_diff_restore_and_delete() {
         )
         .await;
     assert_eq!((s, preview["applied"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(preview["unsaved_changes"], json!(["src/lib.rs"]), "the preview names what would be lost");
+    assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn g() {}\n");
+    // The edit since the checkpoint is not overwritten unless forced.
+    let (s, refused) = srv
+        .alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true})))
+        .await;
+    assert_eq!(
+        (s, refused["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("unsaved_changes")),
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["details"]["paths"], json!(["src/lib.rs"]));
     assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn g() {}\n");
     let (s, applied) = srv
-        .alice("POST", &format!("/api/projects/{id}/checkpoints/{cid}/restore"), Some(json!({"files": true})))
+        .alice(
+            "POST",
+            &format!("/api/projects/{id}/checkpoints/{cid}/restore"),
+            Some(json!({"files": true, "force": true})),
+        )
         .await;
     assert_eq!((s, applied["files_written"].as_i64()), (StatusCode::OK, Some(1)));
     assert_eq!(std::fs::read_to_string(srv.root("cps").join("src/lib.rs")).unwrap(), "pub fn f() {}\n");
@@ -1658,7 +1674,7 @@ async fn a_restore_over_http_can_be_undone() {
     let file = srv.root("undoable").join("src/lib.rs");
     std::fs::write(&file, "pub fn changed() {}\n").unwrap();
     let restore = format!("/api/projects/{id}/checkpoints/{}/restore", cp["id"]);
-    let (s, r) = srv.alice("POST", &restore, Some(json!({"files": true}))).await;
+    let (s, r) = srv.alice("POST", &restore, Some(json!({"files": true, "force": true}))).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(r["safety_checkpoint_id"].is_i64(), "{r}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn f() {}\n");

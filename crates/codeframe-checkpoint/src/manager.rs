@@ -189,6 +189,10 @@ pub struct RestoreReport {
     /// `before_restore`), which `checkpoints undo` brings back; `None` for a preview.
     #[serde(default)]
     pub safety_checkpoint_id: Option<CheckpointId>,
+    /// Files the restore overwrites (or would) that changed since the project's latest
+    /// checkpoint: a restore without `force` refuses them; a preview lists them.
+    #[serde(default)]
+    pub unsaved_changes: Vec<String>,
 }
 
 /// The result of checking a checkpoint's objects.
@@ -1264,6 +1268,7 @@ impl CheckpointManager for GitCheckpointManager {
             items_restored: 0,
             state_restored: false,
             safety_checkpoint_id: None,
+            unsaved_changes: Vec::new(),
         };
         if mode == RestoreMode::Preview {
             return Ok(report);

@@ -474,7 +474,7 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                 )
             })
         }
-        CheckpointCommand::Restore { id, files, state, context, yes } => {
+        CheckpointCommand::Restore { id, files, state, context, force, yes } => {
             if !(*files || *state || *context) {
                 return Err(CliError::Usage("say what to restore: --files, --state and/or --context".into()));
             }
@@ -485,6 +485,12 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                     return Err(CliError::Usage("restore changes files and rows: confirm with --yes".into()));
                 }
                 println!("Restoring checkpoint {id} would change:\n{}", diff_text(&preview.diff));
+                if !preview.unsaved_changes.is_empty() && !force {
+                    println!(
+                        "These files changed since the latest checkpoint and would be overwritten (use --force):\n  {}",
+                        preview.unsaved_changes.join("\n  ")
+                    );
+                }
                 if *state || *context {
                     println!(
                         "and replace the project's {}.",
@@ -506,7 +512,7 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                     return Err(CliError::Usage("restore cancelled".into()));
                 }
             }
-            let r = svc.restore_checkpoint(p.id, *id, what, RestoreMode::Apply).await?;
+            let r = svc.restore_checkpoint_with(p.id, *id, what, RestoreMode::Apply, *force).await?;
             print(cli.json, &r, || {
                 format!(
                     "restored checkpoint {id}: {} files written, {} removed, {} context items{}",

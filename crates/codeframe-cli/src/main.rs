@@ -316,6 +316,10 @@ pub(crate) enum CheckpointCommand {
         /// Restore context items.
         #[arg(long)]
         context: bool,
+        /// Overwrite files changed since the latest checkpoint (refused otherwise, listing
+        /// them; they are checkpointed first either way, so `checkpoints undo` brings them back).
+        #[arg(long)]
+        force: bool,
         /// Do not ask.
         #[arg(long, short)]
         yes: bool,

@@ -79,13 +79,51 @@ impl ProjectService {
         what: RestoreWhat,
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
+        self.restore_checkpoint_with(id, checkpoint_id, what, mode, false).await
+    }
+
+    /// [`ProjectService::restore_checkpoint`]; a restore of files that would overwrite files
+    /// changed since the project's latest checkpoint is refused
+    /// ([`ConflictKind::UnsavedChanges`], listing them) unless `force`. A preview lists them in
+    /// `unsaved_changes`.
+    pub async fn restore_checkpoint_with(
+        &self,
+        id: ProjectId,
+        checkpoint_id: CheckpointId,
+        what: RestoreWhat,
+        mode: RestoreMode,
+        force: bool,
+    ) -> Result<RestoreReport> {
+        self.get(id).await?;
+        let unsaved = if what.files { self.unsaved_changes(id, checkpoint_id).await? } else { Vec::new() };
         if mode == RestoreMode::Preview {
-            self.get(id).await?;
-            return Ok(self.inner.checkpoints.restore(id, checkpoint_id, what, mode).await?);
+            let mut report = self.inner.checkpoints.restore(id, checkpoint_id, what, mode).await?;
+            report.unsaved_changes = unsaved;
+            return Ok(report);
+        }
+        if !force && !unsaved.is_empty() {
+            return Err(CoreError::Conflict(ConflictKind::UnsavedChanges { paths: unsaved }));
         }
         let service = self.clone();
-        self.detached("restore checkpoint", async move { service.run_restore(id, checkpoint_id, what).await })
-            .await
+        let mut report = self
+            .detached("restore checkpoint", async move { service.run_restore(id, checkpoint_id, what).await })
+            .await?;
+        report.unsaved_changes = unsaved;
+        Ok(report)
+    }
+
+    /// Files a restore of `checkpoint_id` would change that differ from the project's latest
+    /// checkpoint (edited since, and not saved anywhere else), sorted.
+    async fn unsaved_changes(&self, id: ProjectId, checkpoint_id: CheckpointId) -> Result<Vec<String>> {
+        let cps = &self.inner.checkpoints;
+        let Some(latest) = cps.list(id).await?.into_iter().next() else { return Ok(Vec::new()) };
+        let changed: std::collections::BTreeSet<String> =
+            cps.diff(id, latest.id, false).await?.paths().into_iter().collect();
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let touched = cps.diff(id, checkpoint_id, false).await?.paths();
+        Ok(touched.into_iter().filter(|p| changed.contains(p)).collect())
     }
 
     async fn run_restore(
@@ -193,7 +231,9 @@ impl ProjectService {
             .ok_or_else(|| CoreError::NotFound { entity: "restore to undo", id: format!("project {id}") })?;
         info!(project_id = id, checkpoint_id = last.id, "undoing the last restore");
         let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
-        self.restore_checkpoint(id, last.id, all, RestoreMode::Apply).await
+        // Forced: what it overwrites was checkpointed by the restore it undoes, or is
+        // checkpointed now by this one.
+        self.restore_checkpoint_with(id, last.id, all, RestoreMode::Apply, true).await
     }
 
     /// Deletes a checkpoint (its row, then its ref). The pause checkpoint of a paused project

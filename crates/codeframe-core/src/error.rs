@@ -52,6 +52,12 @@ pub enum ConflictKind {
         /// The agent.
         agent_id: String,
     },
+    /// A restore would overwrite files changed since the project's latest checkpoint; ask
+    /// again with `force` to overwrite them (the restore checkpoints them first either way).
+    UnsavedChanges {
+        /// The files, sorted.
+        paths: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for ConflictKind {
@@ -79,6 +85,12 @@ impl std::fmt::Display for ConflictKind {
                 write!(f, "agent {agent_id:?} is already assigned to the project")
             }
             Self::AgentExists { agent_id } => write!(f, "agent {agent_id:?} is already registered"),
+            Self::UnsavedChanges { paths } => write!(
+                f,
+                "the restore would overwrite {} file(s) changed since the latest checkpoint ({}); force it to overwrite them",
+                paths.len(),
+                paths.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            ),
         }
     }
 }
@@ -335,6 +347,7 @@ fn conflict_code(kind: &ConflictKind) -> &'static str {
         ConflictKind::NameTaken { .. } => "name_taken",
         ConflictKind::AlreadyAssigned { .. } => "already_assigned",
         ConflictKind::AgentExists { .. } => "agent_exists",
+        ConflictKind::UnsavedChanges { .. } => "unsaved_changes",
     }
 }
 

@@ -1767,7 +1767,15 @@ async fn a_restore_then_undo_gives_back_files_rows_and_context_exactly_and_undo_
     let before_restore = everything(&f).await;
 
     let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
-    let r = f.svc.restore_checkpoint(f.project, base.id, all, RestoreMode::Apply).await.unwrap();
+    let refused = f.svc.restore_checkpoint(f.project, base.id, all, RestoreMode::Apply).await.unwrap_err();
+    match &refused {
+        CoreError::Conflict(ConflictKind::UnsavedChanges { paths }) => {
+            assert_eq!(paths, &["README.md", "src/main.rs", "src/new.rs"]);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(everything(&f).await, before_restore, "a refused restore changes nothing");
+    let r = f.svc.restore_checkpoint_with(f.project, base.id, all, RestoreMode::Apply, true).await.unwrap();
     let safety = r.safety_checkpoint_id.expect("a checkpoint made first");
     let restored = everything(&f).await;
     assert_ne!(restored, before_restore, "the restore changed things");
