@@ -295,7 +295,9 @@ fn restore_needs_confirmation_when_not_on_a_terminal() {
     assert_eq!(std::fs::read_to_string(d.join("src/main.rs")).unwrap(), "changed\n");
     let out = run_in(d, &["--json", "checkpoints", "restore", &id, "--files", "--yes"]);
     assert_eq!(code(&out), 3, "the edit would be lost: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the latest checkpoint (src/main.rs)"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("changed since the latest checkpoint (src/main.rs)")
+    );
     assert_eq!(std::fs::read_to_string(d.join("src/main.rs")).unwrap(), "changed\n");
     let restored = json(d, &["checkpoints", "restore", &id, "--files", "--force", "--yes"]);
     assert_eq!(restored["files_written"], 1);
