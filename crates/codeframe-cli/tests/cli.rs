@@ -1345,3 +1345,22 @@ fn retention_keeps_exactly_what_the_policy_says_under_16_concurrent_writers() {
         .count();
     assert_eq!(deletions, 14);
 }
+
+#[test]
+fn checkpoints_undo_takes_a_restore_back_from_the_command_line() {
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init"]);
+    json(&d, &["start"]);
+    let id = json(&d, &["checkpoints", "create", "--name", "base"])["id"].as_i64().unwrap().to_string();
+    let out = run_in(&d, &["--json", "checkpoints", "undo"]);
+    assert_eq!(code(&out), 4, "nothing to undo yet");
+    std::fs::write(d.join("src/main.rs"), "fn main() { later() }\n").unwrap();
+    let restored = json(&d, &["checkpoints", "restore", &id, "--files", "--force", "--yes"]);
+    assert!(restored["safety_checkpoint_id"].is_i64(), "{restored}");
+    assert_eq!(restored["unsaved_changes"], serde_json::json!(["src/main.rs"]));
+    assert_eq!(std::fs::read_to_string(d.join("src/main.rs")).unwrap(), "fn main() {}\n");
+    let undone = json(&d, &["checkpoints", "undo"]);
+    assert_eq!(undone["checkpoint_id"], restored["safety_checkpoint_id"]);
+    assert_eq!(std::fs::read_to_string(d.join("src/main.rs")).unwrap(), "fn main() { later() }\n");
+}
