@@ -35,7 +35,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use codeframe_core::{Db, ProjectService, ServiceConfig};
+use codeframe_core::{Db, DbOptions, ProjectService, ServiceConfig};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -284,7 +284,9 @@ pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
             "no workspace root: projects cannot be created over HTTP (only with `codeframe init`)"
         );
     }
-    let db = Db::open(&config.database).await?;
+    let durable = settings.durability == codeframe_core::Durability::Full;
+    let db = Db::open_with(&config.database, DbOptions { synchronous_full: durable, ..DbOptions::default() })
+        .await?;
     let service = ProjectService::with_config(db, settings);
     let first_token = service.ensure_first_token().await?;
     let hub = EventHub::follow(&service).await?;

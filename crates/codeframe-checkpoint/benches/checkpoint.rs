@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use codeframe_checkpoint::{
-    CheckpointManager, CheckpointSpec, GitCheckpointManager, RestoreMode, RestoreWhat,
+    CheckpointManager, CheckpointSpec, Durability, GitCheckpointManager, RestoreMode, RestoreWhat,
 };
 use codeframe_models::{CheckpointTrigger, NewProject, timestamp};
-use codeframe_persistence::{Db, projects};
+use codeframe_persistence::{Db, DbOptions, projects};
 
 const RUNS: usize = 5;
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -243,12 +243,48 @@ async fn first_snapshot_vs_git(files: usize) -> Res<()> {
     Ok(())
 }
 
+/// The cost of each durability level: first and incremental checkpoints, and a restore of
+/// files, with the store's writes and the database's commits flushed (full) or not (normal).
+async fn durability_cost(files: usize) -> Res<()> {
+    for (level, durability) in [("normal", Durability::Normal), ("full", Durability::Full)] {
+        let (dir, _, project, root) = setup(files).await?;
+        let options = DbOptions { synchronous_full: durability == Durability::Full, ..DbOptions::default() };
+        let db = Db::open_with(dir.path().join("bench.db").to_str().ok_or("path")?, options).await?;
+        let cm = GitCheckpointManager::new(db.clone()).with_durability(durability);
+        let store = root.join(".codeframe");
+        let (mut first, mut incremental, mut restore) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..RUNS {
+            let _ = std::fs::remove_dir_all(&store);
+            settle();
+            let (ms, base) = checkpoint(&db, &cm, project).await?;
+            first.push(ms);
+            for k in 0..(files / 100).max(1) {
+                write_file(&root, (run * 7 + k * 97) % files, run + 1)?;
+            }
+            incremental.push(checkpoint(&db, &cm, project).await?.0);
+            for k in 0..(files / 100).max(1) {
+                write_file(&root, (run * 11 + k * 89) % files, run + 100)?;
+            }
+            let what = RestoreWhat { files: true, state: false, context: false, keep_new_items: false };
+            let started = Instant::now();
+            cm.restore(project, base, what, RestoreMode::Apply).await?;
+            restore.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        for (kind, samples) in [("first", first), ("incremental", incremental), ("restore_files", restore)] {
+            let params = serde_json::json!({"f": files, "durability": level, "operation": kind});
+            emit("durability_cost", params, samples, "ms");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         snapshot_of_a_large_file().await?;
         first_snapshot_vs_git(10_000).await?;
         bench(1_000).await?;
+        durability_cost(1_000).await?;
         bench(10_000).await
     })
 }

@@ -158,7 +158,7 @@ impl Root {
     /// Replaces `rel` with a regular file holding `bytes` (or a symlink to `bytes`), through a
     /// temporary file renamed into place. A file being replaced keeps its permission bits
     /// (0600 stays 0600), with the executable bits following `executable`.
-    pub(crate) fn write(&self, rel: &[u8], bytes: &[u8], kind: WriteKind) -> Result<()> {
+    pub(crate) fn write(&self, rel: &[u8], bytes: &[u8], kind: WriteKind, durable: bool) -> Result<()> {
         use std::io::Write as _;
         let (parts, name) = split(rel);
         let parent = self
@@ -188,7 +188,11 @@ impl Root {
                 let written = (|| {
                     let mut file = File::from(fd);
                     file.write_all(bytes)?;
-                    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(std::io::Error::from)
+                    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(std::io::Error::from)?;
+                    if durable {
+                        file.sync_all()?;
+                    }
+                    Ok::<(), std::io::Error>(())
                 })();
                 if let Err(e) = written {
                     let _ = rustix::fs::unlinkat(&parent, tmp, AtFlags::empty());
@@ -199,7 +203,11 @@ impl Root {
         rustix::fs::renameat(&parent, tmp, &parent, name).map_err(|e| {
             let _ = rustix::fs::unlinkat(&parent, tmp, AtFlags::empty());
             errno_io(&self.shown(rel), e)
-        })
+        })?;
+        if durable {
+            rustix::fs::fsync(&parent).map_err(|e| errno_io(&self.shown(rel), e))?;
+        }
+        Ok(())
     }
 
     /// Removes the file or link `rel` (absent is fine), then its directories that became
@@ -231,4 +239,18 @@ pub(crate) enum WriteKind {
     },
     /// A symbolic link (the bytes are its target).
     Symlink,
+}
+
+/// Flushes a file's data and the directory entry naming it.
+pub(crate) fn sync_file_and_dir(path: &Path) -> Result<()> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| CheckpointError::io(path, e))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Flushes a directory (its entries: files created, renamed or removed in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| CheckpointError::io(dir, e))
 }

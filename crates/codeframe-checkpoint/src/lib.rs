@@ -31,9 +31,9 @@ mod worktree;
 
 pub use error::CheckpointError;
 pub use manager::{
-    CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, FileChange, FileDiff,
-    FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport, RestoreMode,
-    RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
+    CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, Durability, FileChange,
+    FileDiff, FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport,
+    RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use state::ProjectState;
 pub use store::{Place, STORE_DIR, checkpoint_ref};

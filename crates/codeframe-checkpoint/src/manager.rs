@@ -374,12 +374,28 @@ pub trait CheckpointManager: Send + Sync {
     async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport>;
 }
 
+/// How hard the snapshot store pushes its writes to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written through the page cache: a killed process loses nothing; a power loss may lose
+    /// the newest checkpoints' objects (with SQLite's `synchronous=NORMAL`, possibly their
+    /// rows too).
+    #[default]
+    Normal,
+    /// Objects, refs and restored files, and the directories naming them, are flushed to disk
+    /// before the database commits: a power loss cannot leave a checkpoint row whose objects
+    /// are empty. Pair it with `synchronous=FULL` ([`codeframe_persistence::DbOptions`]).
+    Full,
+}
+
 /// [`CheckpointManager`] over a private gix store per project root and the SQLite database.
 #[derive(Debug, Clone)]
 pub struct GitCheckpointManager {
     db: Db,
     clock: Arc<dyn Clock>,
     max_file_size: u64,
+    durability: Durability,
 }
 
 /// Files larger than this are left out of snapshots by default (and listed in the checkpoint).
@@ -644,7 +660,7 @@ impl GitCheckpointManager {
 
     /// A manager with an explicit clock.
     pub fn with_clock(db: Db, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock, max_file_size: DEFAULT_MAX_FILE_SIZE }
+        Self { db, clock, max_file_size: DEFAULT_MAX_FILE_SIZE, durability: Durability::Normal }
     }
 
     /// Files larger than `bytes` are left out of snapshots (listed in the checkpoint's
@@ -654,9 +670,19 @@ impl GitCheckpointManager {
         self
     }
 
+    /// How hard writes are pushed to disk (default [`Durability::Normal`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    fn durable(&self) -> bool {
+        self.durability == Durability::Full
+    }
+
     async fn place(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<Place> {
         let p = projects::find(ex, project_id).await?.ok_or(CheckpointError::UnknownProject(project_id))?;
-        Ok(Place::new(p.root_path, p.store_path.as_deref()))
+        Ok(Place::new(p.root_path, p.store_path.as_deref()).with_durable(self.durable()))
     }
 
     async fn row(
@@ -691,7 +717,8 @@ impl GitCheckpointManager {
             other => other?,
         };
         let mut state = ProjectState::read_rows(ex, project_id).await?;
-        let place = Place::new(&state.project.root_path, state.project.store_path.as_deref());
+        let place = Place::new(&state.project.root_path, state.project.store_path.as_deref())
+            .with_durable(self.durable());
         if !place.root.is_dir() {
             return Err(CheckpointError::BadRoot(place.root));
         }

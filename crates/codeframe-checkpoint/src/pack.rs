@@ -59,6 +59,8 @@ pub(crate) struct PackWriter {
     /// Id, offset in the pack, CRC-32 of the entry.
     entries: Vec<(ObjectId, u64, u32)>,
     seen: HashSet<ObjectId>,
+    /// Flush the pack, its index and their directory before `finish` returns.
+    durable: bool,
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> CheckpointError {
@@ -67,7 +69,7 @@ fn io_err(path: &Path, e: std::io::Error) -> CheckpointError {
 
 impl PackWriter {
     /// Starts a pack in `objects_dir/pack` (created if missing).
-    pub(crate) fn new(objects_dir: &Path) -> Result<Self> {
+    pub(crate) fn new(objects_dir: &Path, durable: bool) -> Result<Self> {
         let dir = objects_dir.join("pack");
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         let mut random = [0u8; 8];
@@ -77,7 +79,15 @@ impl PackWriter {
         let mut file = BufWriter::with_capacity(256 << 10, file.map_err(|e| io_err(&tmp, e))?);
         // The object count is filled in by `finish`.
         file.write_all(b"PACK\0\0\0\x02\0\0\0\0").map_err(|e| io_err(&tmp, e))?;
-        Ok(Self { dir, tmp, file: Some(file), offset: 12, entries: Vec::new(), seen: HashSet::new() })
+        Ok(Self {
+            dir,
+            tmp,
+            file: Some(file),
+            offset: 12,
+            entries: Vec::new(),
+            seen: HashSet::new(),
+            durable,
+        })
     }
 
     /// Whether the pack already holds `id`.
@@ -145,7 +155,9 @@ impl PackWriter {
         let pack_sum = hasher.try_finalize().map_err(|e| err(std::io::Error::other(e.to_string())))?;
         file.seek(SeekFrom::End(0)).map_err(err)?;
         file.write_all(pack_sum.as_bytes()).map_err(err)?;
-        file.sync_all().map_err(err)?;
+        if self.durable {
+            file.sync_all().map_err(err)?;
+        }
         drop(file);
 
         // The index: fan-out, sorted ids, CRC-32s, offsets (large ones in a table), checksums.
@@ -193,10 +205,16 @@ impl PackWriter {
         let idx_tmp = self.dir.join(format!("{name}.idx.tmp"));
         let mut idx_file = File::create(&idx_tmp).map_err(|e| io_err(&idx_tmp, e))?;
         idx_file.write_all(&idx).map_err(|e| io_err(&idx_tmp, e))?;
-        idx_file.sync_all().map_err(|e| io_err(&idx_tmp, e))?;
+        if self.durable {
+            idx_file.sync_all().map_err(|e| io_err(&idx_tmp, e))?;
+        }
         // The pack first, its index last: readers find packs through their indexes.
         std::fs::rename(&tmp, &pack_path).map_err(|e| io_err(&pack_path, e))?;
         std::fs::rename(&idx_tmp, &idx_path).map_err(|e| io_err(&idx_path, e))?;
+        if self.durable {
+            // The renames themselves survive a power loss only once the directory is flushed.
+            crate::fs::sync_dir(&self.dir)?;
+        }
         Ok(Some(name))
     }
 }

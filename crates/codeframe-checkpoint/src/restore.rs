@@ -111,7 +111,7 @@ pub(crate) fn apply(store: &Store, root: &Path, d: &Delta<'_>) -> Result<Applied
             FileKind::Executable => WriteKind::File { executable: true },
             FileKind::Regular => WriteKind::File { executable: false },
         };
-        handle.write(&e.path, &bytes, kind)?;
+        handle.write(&e.path, &bytes, kind, store.durable())?;
         applied.written += 1;
     }
     Ok(applied)

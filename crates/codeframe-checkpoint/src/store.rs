@@ -31,6 +31,9 @@ pub struct Place {
     pub root: PathBuf,
     /// The private bare repository holding the snapshots.
     pub store: PathBuf,
+    /// Flush what is written (objects, refs, restored files, and their directories) to disk
+    /// before returning: see [`crate::Durability::Full`].
+    pub durable: bool,
 }
 
 impl Place {
@@ -38,7 +41,13 @@ impl Place {
     pub fn new(root: impl Into<PathBuf>, store_path: Option<&str>) -> Self {
         let root = root.into();
         let store = store_path.map_or_else(|| root.join(STORE_DIR), PathBuf::from);
-        Self { root, store }
+        Self { root, store, durable: false }
+    }
+
+    /// This place with writes flushed to disk (or not).
+    pub fn with_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
     }
 
     fn store_in_tree(&self) -> bool {
@@ -92,6 +101,7 @@ pub(crate) struct RawEntry {
 pub(crate) struct Store {
     repo: gix::Repository,
     path: PathBuf,
+    durable: bool,
 }
 
 #[derive(Default)]
@@ -157,7 +167,7 @@ impl Store {
             debug!(store = %path.display(), "initialising snapshot store");
             gix::init_bare(&path).map_err(|e| CheckpointError::store(&path, e))?
         };
-        Ok(Self { repo, path })
+        Ok(Self { repo, path, durable: place.durable })
     }
 
     /// Opens the project's store if it exists.
@@ -167,11 +177,16 @@ impl Store {
             return Ok(None);
         }
         let repo = gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?;
-        Ok(Some(Self { repo, path }))
+        Ok(Some(Self { repo, path, durable: place.durable }))
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether writes are flushed to disk before returning.
+    pub(crate) fn durable(&self) -> bool {
+        self.durable
     }
 
     fn err(&self, e: impl std::fmt::Display) -> CheckpointError {
@@ -182,7 +197,14 @@ impl Store {
     /// on the size.
     pub(crate) fn write_blob_stream(&self, size: u64, from: &mut dyn std::io::Read) -> Result<ObjectId> {
         use gix::objs::Write as _;
-        self.repo.objects.write_stream(gix::objs::Kind::Blob, size, from).map_err(|e| self.err(e))
+        let oid =
+            self.repo.objects.write_stream(gix::objs::Kind::Blob, size, from).map_err(|e| self.err(e))?;
+        if self.durable {
+            let hex = oid.to_hex().to_string();
+            let file = self.path.join("objects").join(&hex[..2]).join(&hex[2..]);
+            crate::fs::sync_file_and_dir(&file)?;
+        }
+        Ok(oid)
     }
 
     pub(crate) fn has_object(&self, oid: &ObjectId) -> bool {
@@ -191,7 +213,7 @@ impl Store {
 
     /// A pack for the new objects of one snapshot (see [`crate::pack`]).
     pub(crate) fn pack(&self) -> Result<PackWriter> {
-        PackWriter::new(&self.path.join("objects"))
+        PackWriter::new(&self.path.join("objects"), self.durable)
     }
 
     /// Adds an object's data to `pack` unless the store (or the pack) already has it; its id.
@@ -266,6 +288,10 @@ impl Store {
             deref: false,
         };
         self.repo.edit_reference(edit).map_err(|e| self.err(format!("{name}: {e}")))?;
+        if self.durable {
+            let file = self.path.join(&name);
+            crate::fs::sync_file_and_dir(&file)?;
+        }
         Ok(())
     }
 

@@ -1246,3 +1246,20 @@ async fn restoring_context_after_a_deletion_reads_the_whole_snapshot() {
     assert_eq!(restore_context_keeping_new(&f, cp.id).await, 5);
     assert_eq!(rows(&f).await.1, at_checkpoint, "deleted items are back");
 }
+
+#[tokio::test]
+async fn with_full_durability_snapshots_restores_and_refs_work_the_same() {
+    let f = fx_plain().await;
+    let cm = GitCheckpointManager::new(f.db.clone()).with_durability(codeframe_checkpoint::Durability::Full);
+    let id = cm.reserve_id().await.unwrap();
+    let mut tx = f.db.begin().await.unwrap();
+    let cp = cm.create(&mut tx, f.project, id, spec("durable")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(cm.verify(f.project, cp.id).await.unwrap().ok());
+    store_git(&f.root, &["fsck", "--strict"]);
+    write(&f.root, "a.txt", b"changed\n");
+    let what = RestoreWhat { files: true, state: false, context: false, keep_new_items: false };
+    let r = cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
+    assert_eq!(r.files_written, 1);
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"alpha\n");
+}

@@ -53,11 +53,12 @@ fn service_config(cli: &Cli) -> ServiceConfig {
             max_events_per_project: cli.events_max_per_project,
         },
         max_snapshot_file_size: cli.max_file_mib << 20,
+        durability: cli.durability(),
         ..ServiceConfig::default()
     }
 }
 
-async fn open_db(home: &Path, create: bool) -> Result<Db> {
+async fn open_db(home: &Path, create: bool, durability: codeframe_core::Durability) -> Result<Db> {
     let path = home.join(DB_FILE);
     if !create && !path.is_file() {
         return Err(CliError::NotFound(format!(
@@ -67,7 +68,11 @@ async fn open_db(home: &Path, create: bool) -> Result<Db> {
     }
     let location =
         path.to_str().ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?;
-    Ok(Db::open(location).await?)
+    let options = codeframe_core::DbOptions {
+        synchronous_full: durability == codeframe_core::Durability::Full,
+        ..codeframe_core::DbOptions::default()
+    };
+    Ok(Db::open_with(location, options).await?)
 }
 
 /// The project to act on: `--project`, the only one, or the one whose root holds the
@@ -102,7 +107,8 @@ async fn select(svc: &ProjectService, selector: Option<&str>) -> Result<Project>
 /// Opens the home's service and the selected project (reconciling its checkpoint store).
 async fn open_project(cli: &Cli) -> Result<(ProjectService, Project)> {
     let home = find_home(cli.home.as_deref())?;
-    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
+    let svc =
+        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
     let project = select(&svc, cli.project.as_deref()).await?;
     let opened = svc.open(project.id).await?;
     if !opened.reconcile.removed_refs.is_empty() {
@@ -181,7 +187,7 @@ async fn server_service(cli: &Cli) -> Result<(PathBuf, ProjectService)> {
         }
         None => find_home(None)?,
     };
-    let db = open_db(&home, true).await?;
+    let db = open_db(&home, true, cli.durability()).await?;
     Ok((home, ProjectService::with_config(db, service_config(cli))))
 }
 
@@ -245,7 +251,7 @@ async fn init(cli: &Cli, dir: Option<&Path>, name: Option<&str>) -> Result<()> {
     }
     let home = cli.home.clone().unwrap_or_else(|| root.join(".codeframe"));
     std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
-    let db = open_db(&home, true).await?;
+    let db = open_db(&home, true, cli.durability()).await?;
     let svc = ProjectService::with_config(db, service_config(cli));
     let name = match name {
         Some(n) => n.to_owned(),
@@ -847,7 +853,8 @@ async fn events(cli: &Cli, since: Option<i64>, follow: bool) -> Result<()> {
 /// `doctor`: the report on stdout; exit 1 when a finding needs a fix.
 async fn doctor(cli: &Cli) -> Result<()> {
     let home = find_home(cli.home.as_deref())?;
-    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
+    let svc =
+        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
     let report = svc.doctor().await?;
     print(cli.json, &report, || {
         let mut lines = vec![format!(
@@ -878,7 +885,8 @@ async fn doctor(cli: &Cli) -> Result<()> {
 /// `backup --to FILE`.
 async fn backup(cli: &Cli, to: &Path) -> Result<()> {
     let home = find_home(cli.home.as_deref())?;
-    let svc = ProjectService::with_config(open_db(&home, false).await?, service_config(cli));
+    let svc =
+        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
     let bytes = svc.backup_to(to).await?;
     let doc = json!({"backup": to, "bytes": bytes, "database": home.join(DB_FILE)});
     print(cli.json, &doc, || {
@@ -977,7 +985,7 @@ async fn demo(json: bool, dir: Option<PathBuf>) -> Result<()> {
     let root = dir.canonicalize().map_err(|e| CliError::Runtime(e.to_string()))?;
     let home = root.join(".codeframe");
     std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(e.to_string()))?;
-    let db = open_db(&home, true).await?;
+    let db = open_db(&home, true, codeframe_core::Durability::Normal).await?;
     let svc = ProjectService::with_defaults(db.clone());
     let owner = svc.ensure_user(LOCAL_USER).await?;
     let name = format!("demo-{}", std::process::id());

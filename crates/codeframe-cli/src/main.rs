@@ -61,11 +61,38 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "CODEFRAME_MAX_FILE_MIB", value_name = "MIB", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub max_file_mib: u64,
+    /// How hard writes reach the disk: `full` flushes snapshot objects, refs, restored files
+    /// and every database commit before going on (survives power loss; the default of
+    /// `serve`); `normal` survives a killed process (the default of other commands).
+    #[arg(long, global = true, env = "CODEFRAME_DURABILITY", value_name = "LEVEL")]
+    pub durability: Option<DurabilityLevel>,
     /// Log lines as human-readable text or as JSON objects (one per line, on stderr).
     #[arg(long, global = true, env = "CODEFRAME_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--durability` (see [`codeframe_core::Durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DurabilityLevel {
+    /// Survives a killed process.
+    Normal,
+    /// Survives a power loss.
+    Full,
+}
+
+impl Cli {
+    /// The durability in effect: the flag, else `full` for `serve` and `normal` otherwise.
+    pub(crate) fn durability(&self) -> codeframe_core::Durability {
+        match (self.durability, &self.command) {
+            (Some(DurabilityLevel::Full), _) | (None, Command::Serve { .. }) => {
+                codeframe_core::Durability::Full
+            }
+            _ => codeframe_core::Durability::Normal,
+        }
+    }
 }
 
 /// How log lines are written.

@@ -34,6 +34,9 @@ pub struct ServiceConfig {
     /// Files larger than this are left out of snapshots and listed in the checkpoint
     /// (default 100 MiB).
     pub max_snapshot_file_size: u64,
+    /// How hard snapshot stores push writes to disk (default normal; `codeframe serve`
+    /// uses full). Open the database with `synchronous_full` to match.
+    pub durability: codeframe_checkpoint::Durability,
 }
 
 impl Default for ServiceConfig {
@@ -47,6 +50,7 @@ impl Default for ServiceConfig {
             workspace_roots: Vec::new(),
             stores_dir: None,
             max_snapshot_file_size: codeframe_checkpoint::DEFAULT_MAX_FILE_SIZE,
+            durability: codeframe_checkpoint::Durability::Normal,
         }
     }
 }

@@ -70,9 +70,9 @@ pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, Stat
 // Core is the only door: what its signatures need from the layers below is re-exported here,
 // so the API, the command line and embedding applications depend on core (and models) alone.
 pub use codeframe_checkpoint::{
-    CheckpointDraft, CheckpointError, CheckpointManager, CheckpointSpec, FileChange, FileDiff, FileDiffEntry,
-    FilesRestored, GitCheckpointManager, PreparedCheckpoint, ProjectState, ReconcileReport, RestoreMode,
-    RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
+    CheckpointDraft, CheckpointError, CheckpointManager, CheckpointSpec, Durability, FileChange, FileDiff,
+    FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ProjectState, ReconcileReport,
+    RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use codeframe_context::{
     ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,

@@ -146,7 +146,8 @@ impl ProjectService {
         let context = Arc::new(SqlContextManager::with(db.clone(), clock.clone(), Default::default()));
         let checkpoints = Arc::new(
             GitCheckpointManager::with_clock(db.clone(), clock.clone())
-                .with_max_file_size(config.max_snapshot_file_size),
+                .with_max_file_size(config.max_snapshot_file_size)
+                .with_durability(config.durability),
         );
         Self::new(db, context, checkpoints, Arc::new(NoopSink), clock, config)
     }
