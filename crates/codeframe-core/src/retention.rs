@@ -97,15 +97,15 @@ impl ProjectService {
 
     /// Deletes the checkpoints the policy does not keep (with `dry_run`, only says which).
     pub async fn prune_checkpoints(&self, id: ProjectId, dry_run: bool) -> Result<PruneReport> {
-        let mut tx = self.inner.db.begin().await?;
-        let project = projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
-        let policy = checkpoints::policy(&mut tx, id).await?;
-        let all = checkpoints::list(&mut tx, id).await?;
-        let protected =
-            if project.status == ProjectStatus::Paused { project.pause_checkpoint_id } else { None };
-        let pruned = to_prune(&all, &policy, protected, self.now());
-        let report = PruneReport { dry_run, kept: all.len() - pruned.len(), pruned, policy };
+        // Decided without the write lock first: most new checkpoints prune nothing.
+        let report = self.prune_plan(&mut self.inner.db.read().await?, id, dry_run).await?;
         if dry_run || report.pruned.is_empty() {
+            return Ok(report);
+        }
+        // Decided again under the lock, so concurrent writers agree on what goes.
+        let mut tx = self.inner.db.begin().await?;
+        let report = self.prune_plan(&mut tx, id, false).await?;
+        if report.pruned.is_empty() {
             return Ok(report);
         }
         let mut outbox = Outbox::default();
@@ -126,6 +126,22 @@ impl ProjectService {
         info!(project_id = id, pruned = ?report.pruned, kept = report.kept, "checkpoints pruned");
         self.deliver(outbox).await;
         Ok(report)
+    }
+
+    /// What the policy prunes, read through `ex`.
+    async fn prune_plan(
+        &self,
+        ex: &mut impl codeframe_persistence::Executor,
+        id: ProjectId,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        let project = projects::find(ex, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
+        let policy = checkpoints::policy(ex, id).await?;
+        let all = checkpoints::list(ex, id).await?;
+        let protected =
+            if project.status == ProjectStatus::Paused { project.pause_checkpoint_id } else { None };
+        let pruned = to_prune(&all, &policy, protected, self.now());
+        Ok(PruneReport { dry_run, kept: all.len() - pruned.len(), pruned, policy })
     }
 
     /// Prunes after a new checkpoint; a failure is logged, never the caller's error.

@@ -465,6 +465,16 @@ async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing()
 
 /// Turns the packs of the project's snapshot store into loose objects, so a test can delete one
 /// object the way code in the project could.
+/// Removes the object `spec` names (`<ref>:<path>`) from the project's store, as a damaged
+/// disk or code in the tree could.
+fn lose_object(root: &Path, spec: &str) {
+    let oid = git(root, &["--git-dir", ".codeframe/snapshots.git", "rev-parse", spec]);
+    let oid = oid.trim();
+    unpack_store(root);
+    std::fs::remove_file(root.join(format!(".codeframe/snapshots.git/objects/{}/{}", &oid[..2], &oid[2..])))
+        .unwrap();
+}
+
 fn unpack_store(root: &Path) {
     let dir = root.join(".codeframe/snapshots.git/objects/pack");
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -496,23 +506,7 @@ async fn resume_from_a_corrupt_checkpoint_is_a_clear_error_and_changes_nothing()
     context::touch(&mut f.db.conn().await.unwrap(), &first, T0).await.unwrap();
     let before = (f.svc.get(f.project).await.unwrap(), items(&f).await);
     // Lose the state blob of the checkpoint.
-    let oid = git(
-        &f.root,
-        &[
-            "--git-dir",
-            ".codeframe/snapshots.git",
-            "rev-parse",
-            &format!("{}:state/project.json", checkpoint_ref(out.checkpoint_id)),
-        ],
-    );
-    let oid = oid.trim();
-    unpack_store(&f.root);
-    std::fs::remove_file(f.root.join(format!(
-        ".codeframe/snapshots.git/objects/{}/{}",
-        &oid[..2],
-        &oid[2..]
-    )))
-    .unwrap();
+    lose_object(&f.root, &format!("{}:state/project.json", checkpoint_ref(out.checkpoint_id)));
     let e = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap_err();
     assert!(e.to_string().contains("unreadable"), "{e}");
     assert_eq!((f.svc.get(f.project).await.unwrap(), items(&f).await), before);
@@ -560,23 +554,7 @@ async fn a_resume_after_an_untouched_pause_reads_no_state_back() {
     let paused = items(&f).await;
     // Proof that nothing is read back: the context chunk is gone from the store, and the
     // resume does not notice (verify does).
-    let oid = git(
-        &f.root,
-        &[
-            "--git-dir",
-            ".codeframe/snapshots.git",
-            "rev-parse",
-            &format!("{}:state/context/000000.jsonl", checkpoint_ref(out.checkpoint_id)),
-        ],
-    );
-    unpack_store(&f.root);
-    let oid = oid.trim();
-    std::fs::remove_file(f.root.join(format!(
-        ".codeframe/snapshots.git/objects/{}/{}",
-        &oid[..2],
-        &oid[2..]
-    )))
-    .unwrap();
+    lose_object(&f.root, &format!("{}:state/context/000000.jsonl", checkpoint_ref(out.checkpoint_id)));
     let r = f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
     assert_eq!(r.items_restored, 6, "the checkpoint's item count");
     assert_eq!(items(&f).await, paused, "the rows are exactly as the pause left them");

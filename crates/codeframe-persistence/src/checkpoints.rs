@@ -129,10 +129,7 @@ pub async fn set_commit(ex: &mut impl Executor, id: CheckpointId, commit_id: &st
         .bind(id)
         .execute(ex.connection())
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::not_found("checkpoint", id));
-    }
-    Ok(())
+    updated_one(done.rows_affected(), id)
 }
 
 /// Records the project revision the checkpoint's snapshot is exact at: every item written at
@@ -143,10 +140,7 @@ pub async fn set_revision(ex: &mut impl Executor, id: CheckpointId, revision: i6
         .bind(id)
         .execute(ex.connection())
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::not_found("checkpoint", id));
-    }
-    Ok(())
+    updated_one(done.rows_affected(), id)
 }
 
 /// The project revision a checkpoint's snapshot is exact at (`None`: unknown, or no such
@@ -185,10 +179,7 @@ pub async fn set_metadata(
         .bind(id)
         .execute(ex.connection())
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::not_found("checkpoint", id));
-    }
-    Ok(())
+    updated_one(done.rows_affected(), id)
 }
 
 /// The checkpoint with this id.
@@ -239,10 +230,7 @@ pub async fn set_pinned(
         .bind(project_id)
         .execute(ex.connection())
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::not_found("checkpoint", id));
-    }
-    Ok(())
+    updated_one(done.rows_affected(), id)
 }
 
 /// The project's retention policy (the defaults when none was set).
@@ -276,5 +264,13 @@ pub async fn set_policy(ex: &mut impl Executor, project_id: ProjectId, p: &Reten
     .bind(i64::from(p.keep_daily_days))
     .execute(ex.connection())
     .await?;
+    Ok(())
+}
+
+/// `Ok` when an update touched the checkpoint's row, `NotFound` when there was none.
+fn updated_one(rows: u64, id: CheckpointId) -> Result<()> {
+    if rows == 0 {
+        return Err(DbError::not_found("checkpoint", id));
+    }
     Ok(())
 }
