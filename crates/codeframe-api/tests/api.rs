@@ -1122,6 +1122,12 @@ impl CheckpointManager for SlowWrites {
     async fn reconcile(&self, p: ProjectId) -> Result<ReconcileReport, codeframe_core::CheckpointError> {
         self.0.reconcile(p).await
     }
+    async fn settle_files(
+        &self,
+        p: ProjectId,
+    ) -> Result<Option<codeframe_core::FilesSettled>, codeframe_core::CheckpointError> {
+        self.0.settle_files(p).await
+    }
 }
 
 fn slow_writes(db: Db) -> Arc<dyn CheckpointManager> {

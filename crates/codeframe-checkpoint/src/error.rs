@@ -68,6 +68,12 @@ pub enum CheckpointError {
     /// The database failed.
     #[error("checkpoint storage failed: {0}")]
     Db(#[from] DbError),
+    /// Another process (or task) is restoring this project's files right now.
+    #[error("a restore of the files of project {0} is in progress; try again when it is done")]
+    RestoreInProgress(ProjectId),
+    /// A fail point made the step fail (crash tests only).
+    #[error("injected failure at {0}")]
+    Injected(&'static str),
     /// A blocking task was cancelled or panicked.
     #[error("checkpoint worker failed: {0}")]
     Worker(String),

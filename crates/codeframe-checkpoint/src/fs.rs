@@ -9,8 +9,8 @@
 //! Linux 5.6 or a seccomp profile that allows `openat2`, and without a new dependency.
 //!
 //! Reads open without blocking and keep only regular files (a FIFO or a device is not
-//! content); writes go to a temporary file with an unpredictable name in the same directory,
-//! then are renamed over the target.
+//! content); a restore writes new contents into a staging folder first and renames them into
+//! place (see [`crate::journal`]).
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -54,17 +54,16 @@ fn split(rel: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     (parts, name)
 }
 
-/// An unpredictable name for a temporary file: `.cf-` and 32 hex digits (short, so it fits
-/// beside a name of the filesystem's full length).
-fn temp_name() -> Result<Vec<u8>> {
+/// 32 unpredictable hex digits (a restore's token, naming its staging folder).
+pub(crate) fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| CheckpointError::io(Path::new("."), std::io::Error::other(e.to_string())))?;
-    let mut name = String::from(".cf-");
+    let mut name = String::with_capacity(32);
     for b in bytes {
         let _ = write!(name, "{b:02x}");
     }
-    Ok(name.into_bytes())
+    Ok(name)
 }
 
 impl Root {
@@ -155,78 +154,170 @@ impl Root {
         }
     }
 
-    /// Replaces `rel` with a regular file holding `bytes` (or a symlink to `bytes`), through a
-    /// temporary file renamed into place. A file being replaced keeps its permission bits
-    /// (0600 stays 0600), with the executable bits following `executable`.
-    pub(crate) fn write(&self, rel: &[u8], bytes: &[u8], kind: WriteKind, durable: bool) -> Result<()> {
-        use std::io::Write as _;
+    /// The directory holding `rel` (opened never through a link, created when `create`) and
+    /// the last name of `rel`. `Ok(None)` when a directory is missing and not created.
+    pub(crate) fn parent<'a>(&self, rel: &'a [u8], create: bool) -> Result<Option<(OwnedFd, &'a [u8])>> {
         let (parts, name) = split(rel);
-        let parent = self
-            .dir(rel, &parts, true)?
-            .ok_or_else(|| CheckpointError::unsafe_path(rel, "its directory cannot be created"))?;
-        let name = OsStr::from_bytes(name);
-        let tmp_name = temp_name()?;
-        let tmp = OsStr::from_bytes(&tmp_name);
-        match kind {
-            WriteKind::Symlink => {
-                rustix::fs::symlinkat(OsStr::from_bytes(bytes), &parent, tmp)
-                    .map_err(|e| errno_io(&self.shown(rel), e))?;
-            }
-            WriteKind::File { executable } => {
-                let existing = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                        Some(st.st_mode & 0o7777)
-                    }
-                    _ => None,
-                };
-                let base = existing.unwrap_or(0o644);
-                let mode = if executable { base | ((base & 0o444) >> 2) } else { base & !0o111 };
-                let flags =
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-                let fd = rustix::fs::openat(&parent, tmp, flags, Mode::from_raw_mode(0o600))
-                    .map_err(|e| errno_io(&self.shown(rel), e))?;
-                let written = (|| {
-                    let mut file = File::from(fd);
-                    file.write_all(bytes)?;
-                    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(std::io::Error::from)?;
-                    if durable {
-                        file.sync_all()?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                })();
-                if let Err(e) = written {
-                    let _ = rustix::fs::unlinkat(&parent, tmp, AtFlags::empty());
-                    return Err(CheckpointError::io(self.shown(rel), e));
-                }
-            }
-        }
-        rustix::fs::renameat(&parent, tmp, &parent, name).map_err(|e| {
-            let _ = rustix::fs::unlinkat(&parent, tmp, AtFlags::empty());
-            errno_io(&self.shown(rel), e)
-        })?;
-        if durable {
-            rustix::fs::fsync(&parent).map_err(|e| errno_io(&self.shown(rel), e))?;
-        }
-        Ok(())
+        Ok(self.dir(rel, &parts, create)?.map(|fd| (fd, name)))
     }
 
-    /// Removes the file or link `rel` (absent is fine), then its directories that became
-    /// empty, up to the root.
-    pub(crate) fn remove(&self, rel: &[u8]) -> Result<()> {
-        let (parts, name) = split(rel);
-        let Some(parent) = self.dir(rel, &parts, false)? else { return Ok(()) };
-        match rustix::fs::unlinkat(&parent, OsStr::from_bytes(name), AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(errno_io(&self.shown(rel), e)),
-        }
-        for depth in (0..parts.len()).rev() {
+    /// Opens the directory `rel` beneath the root (created when `create`), never through a link.
+    pub(crate) fn open_dir(&self, rel: &[u8], create: bool) -> Result<Option<OwnedFd>> {
+        let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').filter(|p| !p.is_empty()).collect();
+        self.dir(rel, &parts, create)
+    }
+
+    /// How many of the directories holding `rel`, innermost first, are not directories on disk
+    /// (missing, or a file that a restore removes first): the ones writing `rel` creates.
+    pub(crate) fn missing_dirs(&self, rel: &[u8]) -> usize {
+        let (parts, _) = split(rel);
+        (0..=parts.len())
+            .rev()
+            .find(|depth| matches!(self.dir(rel, &parts[..*depth], false), Ok(Some(_))))
+            .map_or(parts.len(), |depth| parts.len() - depth)
+    }
+
+    /// Removes the directories holding `rel`, innermost first, while they are empty, at most
+    /// `limit` of them; never the root.
+    pub(crate) fn remove_empty_dirs(&self, rel: &[u8], limit: usize) {
+        let (parts, _) = split(rel);
+        for depth in (0..parts.len()).rev().take(limit) {
             let Ok(Some(dir)) = self.dir(rel, &parts[..depth], false) else { break };
             if rustix::fs::unlinkat(&dir, OsStr::from_bytes(parts[depth]), AtFlags::REMOVEDIR).is_err() {
                 break; // not empty (or gone): stop climbing
             }
         }
-        Ok(())
     }
+
+    /// Where a message should say `rel` is.
+    pub(crate) fn shown_path(&self, rel: &[u8]) -> PathBuf {
+        self.shown(rel)
+    }
+}
+
+/// The permission bits a restored file gets: those of the regular file it replaces in `dir`
+/// (0600 stays 0600), else 0644, with the executable bits following `executable`.
+pub(crate) fn restored_mode(dir: Option<&OwnedFd>, name: &[u8], executable: bool) -> u32 {
+    let existing = dir.and_then(|dir| {
+        match rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                Some(st.st_mode & 0o7777)
+            }
+            _ => None,
+        }
+    });
+    let base = existing.unwrap_or(0o644);
+    if executable { base | ((base & 0o444) >> 2) } else { base & !0o111 }
+}
+
+/// Creates `name` in `dir` (it must not exist): a regular file holding `bytes` with the
+/// permission bits `mode`, or a symbolic link to `bytes`. Flushed to disk when `durable`.
+/// `shown` names it in errors.
+pub(crate) fn create_at(
+    dir: &OwnedFd,
+    name: &[u8],
+    bytes: &[u8],
+    kind: WriteKind,
+    mode: u32,
+    durable: bool,
+    shown: &Path,
+) -> Result<()> {
+    use std::io::Write as _;
+    let name = OsStr::from_bytes(name);
+    match kind {
+        WriteKind::Symlink => {
+            rustix::fs::symlinkat(OsStr::from_bytes(bytes), dir, name).map_err(|e| errno_io(shown, e))
+        }
+        WriteKind::File { .. } => {
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+                .map_err(|e| errno_io(shown, e))?;
+            let written = (|| {
+                let mut file = File::from(fd);
+                file.write_all(bytes)?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(std::io::Error::from)?;
+                if durable {
+                    file.sync_all()?;
+                }
+                Ok::<(), std::io::Error>(())
+            })();
+            written.map_err(|e| {
+                let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+                CheckpointError::io(shown, e)
+            })
+        }
+    }
+}
+
+/// Renames `from` in `from_dir` to `to` in `to_dir`. `Ok(false)` when `from` is not there.
+pub(crate) fn rename_at(
+    from_dir: &OwnedFd,
+    from: &[u8],
+    to_dir: &OwnedFd,
+    to: &[u8],
+    shown: &Path,
+) -> Result<bool> {
+    match rustix::fs::renameat(from_dir, OsStr::from_bytes(from), to_dir, OsStr::from_bytes(to)) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(Errno::XDEV) => Err(CheckpointError::io(
+            shown,
+            std::io::Error::other(
+                "on another filesystem than the project root's .codeframe folder; cannot swap it in atomically",
+            ),
+        )),
+        Err(e) => Err(errno_io(shown, e)),
+    }
+}
+
+/// Whether `name` exists in `dir` (a link is not followed).
+pub(crate) fn exists_at(dir: &OwnedFd, name: &[u8]) -> bool {
+    rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// Removes `name` from `dir` (absent is fine).
+pub(crate) fn unlink_at(dir: &OwnedFd, name: &[u8], shown: &Path) -> Result<()> {
+    match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno_io(shown, e)),
+    }
+}
+
+/// Flushes a directory opened as `dir`.
+pub(crate) fn sync_fd(dir: &OwnedFd, shown: &Path) -> Result<()> {
+    rustix::fs::fsync(dir).map_err(|e| errno_io(shown, e))
+}
+
+/// Removes the directory `name` of `dir` and the files in it (one level: a staging folder).
+/// Absent is fine.
+pub(crate) fn remove_flat_dir(dir: &OwnedFd, name: &[u8], shown: &Path) -> Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let inner = match rustix::fs::openat(dir, OsStr::from_bytes(name), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(errno_io(shown, e)),
+    };
+    for entry in names_in(&inner, shown)? {
+        unlink_at(&inner, &entry, shown)?;
+    }
+    match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno_io(shown, e)),
+    }
+}
+
+/// The names in the directory `dir` (not `.` and `..`).
+pub(crate) fn names_in(dir: &OwnedFd, shown: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut reader = rustix::fs::Dir::read_from(dir).map_err(|e| errno_io(shown, e))?;
+    let mut names = Vec::new();
+    while let Some(entry) = reader.read() {
+        let entry = entry.map_err(|e| errno_io(shown, e))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
 }
 
 /// What [`Root::write`] makes.

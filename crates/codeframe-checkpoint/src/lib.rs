@@ -18,7 +18,10 @@
 //! Unix only: executable bits, symlinks and byte-string file names are read as Unix has them.
 
 mod error;
+#[doc(hidden)]
+pub mod failpoints;
 mod fs;
+mod journal;
 mod layout;
 mod manager;
 mod pack;
@@ -32,8 +35,8 @@ mod worktree;
 pub use error::CheckpointError;
 pub use manager::{
     CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, Durability, FileChange,
-    FileDiff, FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ReconcileReport,
-    RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
+    FileDiff, FileDiffEntry, FilesRestored, FilesSettled, GitCheckpointManager, PreparedCheckpoint,
+    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use state::ProjectState;
 pub use store::{Place, STORE_DIR, checkpoint_ref};

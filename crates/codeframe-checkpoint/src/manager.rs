@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -8,13 +9,16 @@ use codeframe_models::{
 };
 use codeframe_persistence::checkpoints::NewCheckpoint;
 use codeframe_persistence::{
-    Db, Executor, ReadTx, Tx, agents, checkpoints, context, projects, revisions, tasks, token_usage,
+    Db, Executor, ReadTx, Tx, agents, checkpoints, context, file_restores, projects, revisions, tasks,
+    token_usage,
 };
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
 
+use crate::fs::Root;
+use crate::journal::{self, Journal, RestoreLock};
 use crate::layout::{self, Chunk};
 use crate::restore::{self, Delta};
 use crate::state::{self, ProjectState};
@@ -222,6 +226,21 @@ pub struct ReconcileReport {
     pub removed_refs: Vec<CheckpointId>,
     /// Checkpoint rows whose commit is missing from the store (reported, kept).
     pub missing_commits: Vec<CheckpointId>,
+    /// A file restore left unsettled by a process that died during it, settled now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_restore: Option<FilesSettled>,
+}
+
+/// A file restore settled once the transaction that ran it was decided (see
+/// [`CheckpointManager::settle_files`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesSettled {
+    /// The restore's token (its journal's, and its `file_restores` row's).
+    pub token: String,
+    /// Its transaction committed and the files were kept; otherwise they were put back.
+    pub committed: bool,
+    /// Files it wrote or removed.
+    pub files: usize,
 }
 
 /// Checkpoints of projects. Object safe: use it as `Arc<dyn CheckpointManager>`.
@@ -341,8 +360,10 @@ pub trait CheckpointManager: Send + Sync {
     ) -> Result<RestoreReport>;
 
     /// [`CheckpointManager::restore`] inside the caller's transaction: rows are written through
-    /// `tx`; files are written before this returns, so the caller commits (or, on error, rolls
-    /// back) right after.
+    /// `tx`; files are swapped in before this returns, all or nothing, and recorded in `tx`. The
+    /// caller commits (or, on error, rolls back) right after, then calls
+    /// [`CheckpointManager::settle_files`], which keeps the files if `tx` committed and puts
+    /// the previous ones back if not.
     async fn restore_in(
         &self,
         tx: &mut Tx<'_>,
@@ -361,8 +382,11 @@ pub trait CheckpointManager: Send + Sync {
         what: RestoreWhat,
     ) -> Result<usize>;
 
-    /// Makes the working tree's files equal to the checkpoint's (validated first: a refusal
-    /// writes nothing). Reads the checkpoint row through the caller's transaction.
+    /// Makes the working tree's files equal to the checkpoint's, all or nothing (validated
+    /// first: a refusal writes nothing; an error after that puts everything back). Reads the
+    /// checkpoint row through the caller's transaction and records the restore in it; like
+    /// [`CheckpointManager::restore_in`], the caller calls
+    /// [`CheckpointManager::settle_files`] once `tx` committed or rolled back.
     async fn restore_files(
         &self,
         tx: &mut Tx<'_>,
@@ -370,7 +394,16 @@ pub trait CheckpointManager: Send + Sync {
         checkpoint_id: CheckpointId,
     ) -> Result<FilesRestored>;
 
-    /// Removes refs that have no checkpoint row; reports rows whose commit is missing.
+    /// Settles the file restore that [`CheckpointManager::restore_in`] or
+    /// [`CheckpointManager::restore_files`] swapped in for the project, once the transaction
+    /// that ran it committed (the files are kept, the previous ones deleted) or rolled back
+    /// (the previous files are put back). `None` when there is nothing to settle. A restore
+    /// never settled (its process died) is settled by the next restore of the project or by
+    /// [`CheckpointManager::reconcile`].
+    async fn settle_files(&self, project_id: ProjectId) -> Result<Option<FilesSettled>>;
+
+    /// Removes refs that have no checkpoint row; reports rows whose commit is missing; settles
+    /// a file restore that a process left unsettled when it died.
     async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport>;
 }
 
@@ -396,6 +429,16 @@ pub struct GitCheckpointManager {
     clock: Arc<dyn Clock>,
     max_file_size: u64,
     durability: Durability,
+    /// File restores swapped in by this manager, waiting for their transaction's outcome.
+    pending: Arc<Mutex<HashMap<ProjectId, PendingFiles>>>,
+}
+
+/// A file restore swapped in, holding its project's restore lock until it is settled.
+#[derive(Debug)]
+struct PendingFiles {
+    lock: RestoreLock,
+    journal: Journal,
+    root: std::path::PathBuf,
 }
 
 /// Files larger than this are left out of snapshots by default (and listed in the checkpoint).
@@ -635,21 +678,23 @@ fn open_store(place: &Place, id: CheckpointId) -> Result<Store> {
         .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no snapshot store".into() })
 }
 
-/// Validates, then makes the working tree's files equal to the checkpoint's.
+/// Validates, then makes the working tree's files equal to the checkpoint's, all or nothing,
+/// holding the project's restore lock. Returns the lock with the journal of the swap.
 fn restore_files_blocking(
     place: &Place,
     id: CheckpointId,
     commit: ObjectId,
     max: u64,
-) -> Result<FilesRestored> {
+    lock: RestoreLock,
+) -> Result<(FilesRestored, Option<Journal>, RestoreLock)> {
     let root = place.root.as_path();
     let store = open_store(place, id)?;
     let files = checkpoint_files(&store, id, commit)?;
     let (current, _) = worktree::snapshot(&store, root, None, max)?;
     let delta = restore::delta(&files, &current);
     let diff = diff_of(&store, root, &delta, false)?;
-    let applied = restore::apply(&store, root, &delta)?;
-    Ok(FilesRestored { diff, written: applied.written, removed: applied.removed })
+    let applied = restore::apply(&store, root, &lock, &delta)?;
+    Ok((FilesRestored { diff, written: applied.written, removed: applied.removed }, applied.journal, lock))
 }
 
 impl GitCheckpointManager {
@@ -660,7 +705,13 @@ impl GitCheckpointManager {
 
     /// A manager with an explicit clock.
     pub fn with_clock(db: Db, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock, max_file_size: DEFAULT_MAX_FILE_SIZE, durability: Durability::Normal }
+        Self {
+            db,
+            clock,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            durability: Durability::Normal,
+            pending: Arc::default(),
+        }
     }
 
     /// Files larger than `bytes` are left out of snapshots (listed in the checkpoint's
@@ -678,6 +729,126 @@ impl GitCheckpointManager {
 
     fn durable(&self) -> bool {
         self.durability == Durability::Full
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<ProjectId, PendingFiles>> {
+        // A panic while holding it cannot leave the map half-changed (one insert or remove).
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Completes (if its token is recorded, as seen through `ex`) or undoes a swapped-in file
+    /// restore, then forgets it.
+    async fn settle(
+        &self,
+        ex: &mut impl Executor,
+        lock: RestoreLock,
+        journal: Journal,
+        root: std::path::PathBuf,
+    ) -> Result<(RestoreLock, FilesSettled)> {
+        let committed = file_restores::committed(ex, &journal.token).await?;
+        let durable = self.durable();
+        let (lock, settled) = blocking(move || {
+            let handle = Root::open(&root)?;
+            journal::settle(&handle, &lock, &journal, committed, durable)?;
+            Ok((lock, FilesSettled { token: journal.token.clone(), committed, files: journal.len() }))
+        })
+        .await?;
+        // Only now that the journal is gone: a journal without its row is undone.
+        if committed {
+            file_restores::forget(ex, &settled.token).await?;
+        }
+        Ok((lock, settled))
+    }
+
+    /// Takes the project's restore lock, first settling a file restore left unsettled: this
+    /// manager's own, or one whose process died. `Ok((None, _))` when another process holds
+    /// the lock (it is restoring now) and `must_lock` is false; an error when it is true.
+    async fn restore_lock(
+        &self,
+        ex: &mut impl Executor,
+        project_id: ProjectId,
+        place: &Place,
+        must_lock: bool,
+    ) -> Result<(Option<RestoreLock>, Option<FilesSettled>)> {
+        let own = self.pending().remove(&project_id);
+        let (lock, journal, root) = match own {
+            Some(p) => (p.lock, Some(p.journal), p.root),
+            None => {
+                let store = place.store.clone();
+                let taken = blocking(move || {
+                    if !store.join("HEAD").is_file() {
+                        return Ok(Some(None)); // no store: nothing was ever restored
+                    }
+                    match RestoreLock::try_take(&store)? {
+                        Some(lock) => {
+                            let journal = lock.journal()?;
+                            Ok(Some(Some((lock, journal))))
+                        }
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+                match taken {
+                    Some(Some((lock, journal))) => (lock, journal, place.root.clone()),
+                    Some(None) if !must_lock => return Ok((None, None)),
+                    Some(None) => {
+                        return Err(CheckpointError::store(
+                            &place.store,
+                            "the project has no snapshot store",
+                        ));
+                    }
+                    None if must_lock => return Err(CheckpointError::RestoreInProgress(project_id)),
+                    None => {
+                        debug!(project_id, "a file restore is in progress in another process; left alone");
+                        return Ok((None, None));
+                    }
+                }
+            }
+        };
+        let Some(journal) = journal else {
+            // Staging folders of a process that died before its swap began.
+            let lock = blocking(move || {
+                journal::sweep(&Root::open(&root)?)?;
+                Ok(lock)
+            })
+            .await?;
+            return Ok((Some(lock), None));
+        };
+        let (lock, settled) = self.settle(ex, lock, journal, root).await?;
+        warn!(
+            project_id,
+            token = %settled.token,
+            committed = settled.committed,
+            files = settled.files,
+            "settled a file restore left unsettled: {}",
+            if settled.committed { "its transaction committed, files kept" } else { "its transaction rolled back, files put back" }
+        );
+        Ok((Some(lock), Some(settled)))
+    }
+
+    /// Restores the files of a checkpoint under the project's restore lock, recording the swap
+    /// in `tx`; it stays pending until [`CheckpointManager::settle_files`].
+    async fn swap_files_in(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: ProjectId,
+        checkpoint_id: CheckpointId,
+        commit: ObjectId,
+        place: Place,
+    ) -> Result<FilesRestored> {
+        let (lock, _) = self.restore_lock(tx, project_id, &place, true).await?;
+        let lock = lock.ok_or(CheckpointError::RestoreInProgress(project_id))?;
+        let max = self.max_file_size;
+        let root = place.root.clone();
+        let (restored, journal, lock) =
+            blocking(move || restore_files_blocking(&place, checkpoint_id, commit, max, lock)).await?;
+        if let Some(journal) = journal {
+            let token = journal.token.clone();
+            // Pending before it is recorded: a failure to record is settled (undone) too.
+            self.pending().insert(project_id, PendingFiles { lock, journal, root });
+            file_restores::record(tx, project_id, &token, self.clock.now()).await?;
+        }
+        Ok(restored)
     }
 
     async fn place(&self, ex: &mut impl Executor, project_id: ProjectId) -> Result<Place> {
@@ -1249,16 +1420,19 @@ impl CheckpointManager for GitCheckpointManager {
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
         let mut tx = self.db.begin().await?;
-        match self.restore_in(&mut tx, project_id, checkpoint_id, what, mode).await {
-            Ok(report) => {
-                tx.commit().await?;
-                Ok(report)
-            }
+        let result = match self.restore_in(&mut tx, project_id, checkpoint_id, what, mode).await {
+            Ok(report) => tx.commit().await.map(|()| report).map_err(CheckpointError::from),
             Err(e) => {
-                tx.rollback().await?;
+                if let Err(rb) = tx.rollback().await {
+                    warn!(project_id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
                 Err(e)
             }
+        };
+        if let Err(e) = self.settle_files(project_id).await {
+            warn!(project_id, error = %e, "cannot settle the file restore now; the next restore or open will");
         }
+        result
     }
 
     #[instrument(skip(self, tx))]
@@ -1304,8 +1478,7 @@ impl CheckpointManager for GitCheckpointManager {
             Self::apply_rows(tx, project_id, checkpoint_id, snapshot, what, self.clock.now()).await?;
         report.state_restored = what.state;
         if what.files {
-            let applied = blocking(move || restore_files_blocking(&place, checkpoint_id, commit, max)).await;
-            match applied {
+            match self.swap_files_in(tx, project_id, checkpoint_id, commit, place).await {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
                     warn!(project_id, checkpoint_id, error = %e, "file restore failed; rows to be rolled back");
@@ -1359,8 +1532,7 @@ impl CheckpointManager for GitCheckpointManager {
         let place = self.place(tx, project_id).await?;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
-        let max = self.max_file_size;
-        let restored = blocking(move || restore_files_blocking(&place, checkpoint_id, commit, max)).await?;
+        let restored = self.swap_files_in(tx, project_id, checkpoint_id, commit, place).await?;
         info!(
             project_id,
             checkpoint_id,
@@ -1369,6 +1541,14 @@ impl CheckpointManager for GitCheckpointManager {
             "files restored"
         );
         Ok(restored)
+    }
+
+    async fn settle_files(&self, project_id: ProjectId) -> Result<Option<FilesSettled>> {
+        let Some(pending) = self.pending().remove(&project_id) else { return Ok(None) };
+        let mut conn = self.db.conn().await?;
+        let (_, settled) = self.settle(&mut conn, pending.lock, pending.journal, pending.root).await?;
+        debug!(project_id, committed = settled.committed, files = settled.files, "file restore settled");
+        Ok(Some(settled))
     }
 
     #[instrument(skip(self))]
@@ -1387,6 +1567,9 @@ impl CheckpointManager for GitCheckpointManager {
             .await?
         };
         let mut report = ReconcileReport::default();
+        if place.root.is_dir() {
+            report.interrupted_restore = self.restore_lock(&mut tx, project_id, &place, false).await?.1;
+        }
         let known: std::collections::HashMap<CheckpointId, Option<String>> =
             rows.iter().map(|c| (c.id, c.commit_id.clone())).collect();
         for (id, _) in &refs {

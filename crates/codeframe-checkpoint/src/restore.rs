@@ -5,8 +5,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::fs::{Root, WriteKind};
-use crate::store::{FileEntry, FileKind, Store};
+use crate::fs::Root;
+use crate::journal::{self, Journal, RestoreLock};
+use crate::store::{FileEntry, Store};
 use crate::{CheckpointError, Result};
 
 /// Differences between a checkpoint's files and the working tree.
@@ -73,19 +74,22 @@ fn check_target(root: &Path, rel: &[u8], removing: &BTreeMap<&[u8], ()>) -> Resu
 }
 
 /// What applying files did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub(crate) struct Applied {
     pub written: usize,
     pub removed: usize,
+    /// The swap to settle once the transaction is decided (`None`: nothing changed).
+    pub journal: Option<Journal>,
 }
 
-/// Makes the working tree's files equal to the checkpoint's: validates every target and
-/// checks every object first, so a refusal writes nothing; then removes files the checkpoint
-/// lacks (only files the walk found: never ignored files, `.git/` or `.codeframe/`) and
-/// writes each file atomically (temporary file + rename). Every removal and write goes through
-/// a handle on the root without following links (see [`crate::fs`]): a directory swapped for a
-/// link after the checks cannot redirect a write outside the root; it makes the write fail.
-pub(crate) fn apply(store: &Store, root: &Path, d: &Delta<'_>) -> Result<Applied> {
+/// Makes the working tree's files equal to the checkpoint's, all or nothing: validates every
+/// target and checks every object first, so a refusal writes nothing; stages every new content
+/// in codeframe's folder; then swaps them in under a journal (see [`crate::journal`]). Removals
+/// are only of files the walk found: never ignored files, `.git/` or `.codeframe/`. Every
+/// rename goes through a handle on the root without following links (see [`crate::fs`]): a
+/// directory swapped for a link after the checks cannot redirect a write outside the root; it
+/// makes the restore fail, and undo.
+pub(crate) fn apply(store: &Store, root: &Path, lock: &RestoreLock, d: &Delta<'_>) -> Result<Applied> {
     let removing: BTreeMap<&[u8], ()> = d.added.iter().map(|e| (e.path.as_slice(), ())).collect();
     let writes: Vec<&FileEntry> =
         d.modified.iter().map(|(old, _)| *old).chain(d.deleted.iter().copied()).collect();
@@ -99,22 +103,11 @@ pub(crate) fn apply(store: &Store, root: &Path, d: &Delta<'_>) -> Result<Applied
         }
     }
     let handle = Root::open(root)?;
-    let mut applied = Applied::default();
-    for e in &d.added {
-        handle.remove(&e.path)?;
-        applied.removed += 1;
-    }
-    for e in writes {
-        let bytes = store.read_blob(e.oid)?;
-        let kind = match e.kind {
-            FileKind::Symlink => WriteKind::Symlink,
-            FileKind::Executable => WriteKind::File { executable: true },
-            FileKind::Regular => WriteKind::File { executable: false },
-        };
-        handle.write(&e.path, &bytes, kind, store.durable())?;
-        applied.written += 1;
-    }
-    Ok(applied)
+    let Some(journal) = journal::stage(store, &handle, d, store.durable())? else {
+        return Ok(Applied::default());
+    };
+    journal::swap_in(&handle, lock, &journal, store.durable())?;
+    Ok(Applied { written: writes.len(), removed: d.added.len(), journal: Some(journal) })
 }
 
 /// A unified diff of two texts, or `None` when either side is not text.

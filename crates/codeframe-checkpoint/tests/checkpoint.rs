@@ -13,7 +13,7 @@ use codeframe_checkpoint::{
 use codeframe_models::{
     CheckpointTrigger, ContextItem, ItemType, NewProject, NewTask, ProjectStatus, TaskStatus, Tier,
 };
-use codeframe_persistence::{Db, agents, checkpoints, context, projects, tasks};
+use codeframe_persistence::{Db, agents, checkpoints, context, file_restores, projects, tasks};
 use tempfile::TempDir;
 use time::{OffsetDateTime, macros::datetime};
 
@@ -1262,4 +1262,169 @@ async fn with_full_durability_snapshots_restores_and_refs_work_the_same() {
     let r = cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!(r.files_written, 1);
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"alpha\n");
+}
+
+// ---------------------------------------------------------------- all-or-nothing file restore
+
+/// Every file of the tree outside `.git` and `.codeframe`, path → bytes, sorted.
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = files_under(root)
+        .into_iter()
+        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p))
+        .filter(|(rel, _)| !rel.starts_with(".git/") && !rel.starts_with(".codeframe/"))
+        .map(|(rel, p)| (rel, std::fs::read(p).unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What a file restore leaves behind in codeframe's folders: staging folders and the journal.
+fn restore_leftovers(root: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    found.retain(|n| n.starts_with("restore-"));
+    if root.join(".codeframe/snapshots.git/codeframe-restore.json").exists() {
+        found.push("codeframe-restore.json".into());
+    }
+    found
+}
+
+/// A checkpoint of a.txt and dir/b.txt, then a tree where a.txt is edited, dir/b.txt deleted
+/// and new/c.txt added: restoring rewrites a.txt, writes dir/b.txt (last), removes new/c.txt.
+async fn diverged() -> (Fx, codeframe_models::Checkpoint) {
+    let f = fx_plain().await;
+    let cp = create(&f, "base").await;
+    write(&f.root, "a.txt", b"edited since\n");
+    std::fs::remove_dir_all(f.root.join("dir")).unwrap();
+    write(&f.root, "new/c.txt", b"made since\n");
+    (f, cp)
+}
+
+fn checkpoint_tree() -> Vec<(String, Vec<u8>)> {
+    vec![("a.txt".into(), b"alpha\n".to_vec()), ("dir/b.txt".into(), b"beta\n".to_vec())]
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_on_its_last_file_leaves_every_file_as_before() {
+    let (f, cp) = diverged().await;
+    // The last file's object is damaged after the checks (code in the project could do it):
+    // reading it fails while the others are already staged.
+    let blob = store_git(&f.root, &["rev-parse", &format!("{}:files/dir/b.txt", checkpoint_ref(cp.id))]);
+    unpack_store(&f.root);
+    let forged = store_git(&f.root, &["hash-object", "-w", "--stdin"]);
+    std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
+    let (before_tree, before_rows) = (tree(&f.root), rows(&f).await);
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert_eq!(tree(&f.root), before_tree, "every file as before");
+    assert_eq!(rows(&f).await, before_rows, "every row as before");
+    assert_eq!(restore_leftovers(&f.root), Vec::<String>::new(), "nothing staged is left");
+}
+
+#[tokio::test]
+async fn a_restore_is_swapped_in_whole_and_leaves_nothing_behind() {
+    let (f, cp) = diverged().await;
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!((r.files_written, r.files_removed), (2, 1));
+    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert!(!f.root.join("new").exists(), "the directory its removal emptied is gone");
+    assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
+    let mut c = f.db.conn().await.unwrap();
+    assert_eq!(
+        file_restores::list(&mut c, f.project).await.unwrap(),
+        Vec::<String>::new(),
+        "marker forgotten"
+    );
+    drop(c);
+    // Nothing to restore: no journal at all.
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!((r.files_written, r.files_removed), (0, 0));
+    assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
+}
+
+/// Restores `cp`'s files in a transaction through a manager of its own (a process), decides
+/// the transaction, then drops the manager without settling, as a process that dies would.
+async fn restore_and_die(f: &Fx, cp: i64, commit: bool) {
+    let dying = GitCheckpointManager::new(f.db.clone());
+    let mut tx = f.db.begin().await.unwrap();
+    let restored = dying.restore_files(&mut tx, f.project, cp).await.unwrap();
+    assert_eq!((restored.written, restored.removed), (2, 1));
+    assert_eq!(tree(&f.root), checkpoint_tree(), "swapped in before the transaction is decided");
+    if commit {
+        tx.commit().await.unwrap();
+        let mut c = f.db.conn().await.unwrap();
+        assert_eq!(file_restores::list(&mut c, f.project).await.unwrap().len(), 1, "marker committed");
+    } else {
+        tx.rollback().await.unwrap();
+    }
+    drop(dying);
+    assert!(!restore_leftovers(&f.root).is_empty(), "the journal is left for whoever comes next");
+}
+
+#[tokio::test]
+async fn a_restore_whose_transaction_rolled_back_is_undone_by_the_next_open() {
+    let (f, cp) = diverged().await;
+    let before = tree(&f.root);
+    restore_and_die(&f, cp.id, false).await;
+    let report = f.cm.reconcile(f.project).await.unwrap();
+    let settled = report.interrupted_restore.expect("an interrupted restore was settled");
+    assert!(!settled.committed);
+    assert_eq!(settled.files, 3);
+    assert_eq!(tree(&f.root), before, "every file put back");
+    assert!(!f.root.join("dir").exists(), "the directory made for dir/b.txt is gone again");
+    assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None, "settled once");
+}
+
+#[tokio::test]
+async fn a_restore_whose_transaction_committed_is_completed_by_the_next_open() {
+    let (f, cp) = diverged().await;
+    restore_and_die(&f, cp.id, true).await;
+    let settled = f.cm.reconcile(f.project).await.unwrap().interrupted_restore.unwrap();
+    assert!(settled.committed);
+    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert!(!f.root.join("new").exists());
+    assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
+    let mut c = f.db.conn().await.unwrap();
+    assert_eq!(
+        file_restores::list(&mut c, f.project).await.unwrap(),
+        Vec::<String>::new(),
+        "its marker is forgotten once the journal is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_restore_is_refused_while_another_process_holds_an_unsettled_one() {
+    let (f, cp) = diverged().await;
+    let other = GitCheckpointManager::new(f.db.clone());
+    let mut tx = f.db.begin().await.unwrap();
+    other.restore_files(&mut tx, f.project, cp.id).await.unwrap();
+    tx.commit().await.unwrap();
+    // The other manager (process) still holds the restore lock: a restore now is refused, and
+    // opening the project leaves its journal alone.
+    write(&f.root, "a.txt", b"edited again\n");
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::RestoreInProgress(p) if p == f.project), "{e}");
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None);
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"edited again\n");
+    let settled = other.settle_files(f.project).await.unwrap().unwrap();
+    assert!(settled.committed);
+    assert_eq!(other.settle_files(f.project).await.unwrap(), None, "nothing left to settle");
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(tree(&f.root), checkpoint_tree());
+}
+
+#[tokio::test]
+async fn staging_folders_of_a_process_that_died_while_staging_are_removed() {
+    let (f, cp) = diverged().await;
+    let stale = f.root.join(".codeframe/restore-0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("new-0"), b"half staged").unwrap();
+    let before = tree(&f.root);
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None);
+    assert!(!stale.exists(), "the staging folder is gone");
+    assert_eq!(tree(&f.root), before, "the tree is untouched");
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(tree(&f.root), checkpoint_tree());
 }

@@ -7,6 +7,7 @@ use codeframe_persistence::{permits, projects};
 use tracing::{error, info, warn};
 
 use crate::event_log::Outbox;
+use crate::failpoints::failpoint;
 use crate::gate::lease_now;
 use crate::{ConflictKind, CoreError, ProjectService, Result};
 
@@ -196,23 +197,53 @@ impl ProjectService {
             Ok(report)
         }
         .await;
+        let result = match result {
+            Ok(report) => tx.commit().await.map(|()| report).map_err(CoreError::from),
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                }
+                Err(e)
+            }
+        };
+        if result.is_ok() {
+            failpoint!("restore::after_commit");
+        }
+        // Restored files are kept if the transaction committed, put back if not.
+        self.settle_files(id).await;
         match result {
             Ok(report) => {
-                tx.commit().await?;
                 info!(project_id = id, checkpoint_id, "checkpoint restored");
                 self.deliver(outbox).await;
                 self.prune_after_checkpoint(id).await;
                 Ok(report)
             }
             Err(e) => {
-                if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
-                }
                 // The safety checkpoint's ref, if it was written, names a row that never was.
                 if let Err(d) = self.inner.checkpoints.discard(id, safety_id).await {
                     warn!(project_id = id, checkpoint_id = safety_id, error = %d, "cannot remove the ref of a rolled-back checkpoint; opening the project will");
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Settles a file restore of the project once its transaction is decided (see
+    /// [`codeframe_checkpoint::CheckpointManager::settle_files`]). A failure is logged: the
+    /// journal stays on disk and the next restore or open of the project settles it.
+    pub(crate) async fn settle_files(&self, id: ProjectId) {
+        match self.inner.checkpoints.settle_files(id).await {
+            Ok(Some(settled)) => {
+                info!(
+                    project_id = id,
+                    committed = settled.committed,
+                    files = settled.files,
+                    "file restore settled"
+                )
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(project_id = id, error = %e, "cannot settle the file restore now; the next restore or open of the project will")
             }
         }
     }

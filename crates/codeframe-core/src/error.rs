@@ -297,7 +297,9 @@ impl CoreError {
                 CheckpointError::BadRoot(_) => (Conflict, "project_root_missing"),
                 CheckpointError::Invalid(_) => (Invalid, "invalid"),
                 CheckpointError::UnsafePath { .. } => (Invalid, "unsafe_path"),
-                CheckpointError::Store { .. }
+                CheckpointError::RestoreInProgress(_) => (Conflict, "restore_in_progress"),
+                CheckpointError::Injected(_)
+                | CheckpointError::Store { .. }
                 | CheckpointError::Io { .. }
                 | CheckpointError::State { .. }
                 | CheckpointError::Db(_)

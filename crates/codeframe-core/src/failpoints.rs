@@ -11,6 +11,10 @@
 //! `pause::after_ref_written`, `pause::before_commit`, `pause::after_commit`,
 //! `resume::before_commit`.
 //!
+//! File restores (see [`FILE_RESTORE`]) add `files::during_swap` (before each rename of the
+//! swap), `files::after_swap` (from the checkpoint crate), `resume::after_commit` and
+//! `restore::after_commit` (the transaction committed, its files not yet settled).
+//!
 //! When `CODEFRAME_FAILPOINT_MARKER` names a file, each point appends its name to it as it is
 //! reached, so a test can tell when a process sleeping at a point is there.
 
@@ -26,6 +30,16 @@ pub const ALL: [&str; 10] = [
     "pause::before_commit",
     "pause::after_commit",
     "resume::before_commit",
+];
+
+/// The fail points a file restore reaches (`resume --restore-files`, a checkpoint restore), in
+/// order; `files::during_swap` is reached once per rename.
+pub const FILE_RESTORE: [&str; 5] = [
+    "files::during_swap",
+    "files::after_swap",
+    "resume::before_commit",
+    "resume::after_commit",
+    "restore::after_commit",
 ];
 
 /// Whether fail points are compiled in.
@@ -54,13 +68,7 @@ pub fn configure_from_env() -> Result<(), String> {
 /// Records that a point was reached (see the module docs).
 #[doc(hidden)]
 pub fn reached(name: &str) {
-    if let Ok(path) = std::env::var("CODEFRAME_FAILPOINT_MARKER") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{name}");
-            let _ = f.sync_all();
-        }
-    }
+    codeframe_checkpoint::failpoints::reached(name);
 }
 
 /// A fail point: with the feature on, records the point and runs its configured action.

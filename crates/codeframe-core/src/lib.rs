@@ -71,8 +71,8 @@ pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, Stat
 // so the API, the command line and embedding applications depend on core (and models) alone.
 pub use codeframe_checkpoint::{
     CheckpointDraft, CheckpointError, CheckpointManager, CheckpointSpec, Durability, FileChange, FileDiff,
-    FileDiffEntry, FilesRestored, GitCheckpointManager, PreparedCheckpoint, ProjectState, ReconcileReport,
-    RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
+    FileDiffEntry, FilesRestored, FilesSettled, GitCheckpointManager, PreparedCheckpoint, ProjectState,
+    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use codeframe_context::{
     ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,

@@ -147,15 +147,23 @@ impl ProjectService {
             Ok((status, items, files_restored))
         }
         .await;
-        let (status, items, files_restored) = match result {
-            Ok(r) => {
-                tx.commit().await?;
-                r
-            }
+        let decided = match result {
+            Ok(r) => tx.commit().await.map(|()| r).map_err(CoreError::from),
             Err(e) => {
                 if let Err(rb) = tx.rollback().await {
                     error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
+                Err(e)
+            }
+        };
+        if decided.is_ok() {
+            failpoint!("resume::after_commit");
+        }
+        // Restored files are kept if the transaction committed, put back if not.
+        self.settle_files(id).await;
+        let (status, items, files_restored) = match decided {
+            Ok(r) => r,
+            Err(e) => {
                 error!(project_id = id, error = %e, "resume failed; rolled back");
                 return Err(e);
             }

@@ -913,6 +913,12 @@ impl CheckpointManager for FailingWrite {
     async fn reconcile(&self, p: ProjectId) -> codeframe_checkpoint::Result<ReconcileReport> {
         self.inner.reconcile(p).await
     }
+    async fn settle_files(
+        &self,
+        p: ProjectId,
+    ) -> codeframe_checkpoint::Result<Option<codeframe_checkpoint::FilesSettled>> {
+        self.inner.settle_files(p).await
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
 //! `migrations/` folder when it opens. Work happens through repository modules
 //! ([`projects`], [`agents`], [`context`], [`checkpoints`], [`flash_saves`], [`tasks`],
-//! [`token_usage`], [`auth`], the event log [`events`], the run gate's [`permits`] and the
+//! [`token_usage`], [`auth`], the file restores' commit markers [`file_restores`], the event log [`events`], the run gate's [`permits`] and the
 //! change counters [`revisions`]) whose
 //! functions take any [`Executor`]: a pooled [`Conn`] for a single
 //! statement, or a [`Tx`] (opened by [`Db::begin`]) so several calls commit or roll back
@@ -33,6 +33,7 @@ pub mod auth;
 pub mod checkpoints;
 pub mod context;
 pub mod events;
+pub mod file_restores;
 pub mod flash_saves;
 pub mod permits;
 pub mod projects;
