@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 
 use crate::fs::{self, Root, WriteKind};
 use crate::restore::Delta;
+use crate::statcache::{hex, unhex};
 use crate::store::{FileKind, Store};
 use crate::{CheckpointError, Result};
 
@@ -91,21 +92,6 @@ fn staged(i: usize) -> Vec<u8> {
 
 fn backup(i: usize) -> Vec<u8> {
     format!("bak-{i}").into_bytes()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
 }
 
 /// The lock that makes one process at a time stage, swap or settle a project's files.
@@ -302,8 +288,12 @@ fn staging(root: &Root, journal: &Journal) -> Result<Option<(OwnedFd, OwnedFd, P
 fn swap(root: &Root, journal: &Journal, durable: bool) -> Result<()> {
     let (_, sdir, staging_shown) = staging(root, journal)?
         .ok_or_else(|| CheckpointError::io(root.shown_path(OWN_DIR), std::io::ErrorKind::NotFound.into()))?;
-    for (i, e) in journal.entries.iter().enumerate() {
+    // The fail point comes before each rename (`files::during_swap`).
+    let rename = |from_dir: &OwnedFd, from: &[u8], to_dir: &OwnedFd, to: &[u8], shown: &Path| {
         crate::failpoints::failpoint!("files::during_swap");
+        fs::rename_at(from_dir, from, to_dir, to, shown)
+    };
+    for (i, e) in journal.entries.iter().enumerate() {
         let rel = e.rel()?;
         let shown = root.shown_path(&rel);
         if e.write {
@@ -311,9 +301,9 @@ fn swap(root: &Root, journal: &Journal, durable: bool) -> Result<()> {
                 .parent(&rel, true)?
                 .ok_or_else(|| CheckpointError::unsafe_path(&rel, "its directory cannot be created"))?;
             if e.existed {
-                fs::rename_at(&dir, name, &sdir, &backup(i), &shown)?;
+                rename(&dir, name, &sdir, &backup(i), &shown)?;
             }
-            if !fs::rename_at(&sdir, &staged(i), &dir, name, &shown)? {
+            if !rename(&sdir, &staged(i), &dir, name, &shown)? {
                 return Err(CheckpointError::io(
                     &shown,
                     std::io::Error::other("its staged content vanished"),
@@ -323,7 +313,7 @@ fn swap(root: &Root, journal: &Journal, durable: bool) -> Result<()> {
                 fs::sync_fd(&dir, &shown)?;
             }
         } else if let Some((dir, name)) = root.parent(&rel, false)? {
-            fs::rename_at(&dir, name, &sdir, &backup(i), &shown)?;
+            rename(&dir, name, &sdir, &backup(i), &shown)?;
             if durable {
                 fs::sync_fd(&dir, &shown)?;
             }

@@ -57,14 +57,16 @@ fn kind_char(k: FileKind) -> char {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes (a path) as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     })
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// Hex back to bytes; `None` when it is not hex.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

@@ -117,6 +117,13 @@ async fn open_project(cli: &Cli) -> Result<(ProjectService, Project)> {
             opened.reconcile.removed_refs.len()
         );
     }
+    if let Some(settled) = &opened.reconcile.interrupted_restore {
+        eprintln!(
+            "codeframe: a restore of {} file(s) was interrupted by a crash; {}",
+            settled.files,
+            if settled.committed { "it had committed and was completed" } else { "every file was put back" }
+        );
+    }
     Ok((svc, opened.project))
 }
 

@@ -27,8 +27,8 @@ pub struct DoctorReport {
 /// One thing found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `database_damaged`, `root_missing`, `commit_missing`, `checkpoint_damaged`, or
-    /// `orphan_refs_removed` (repaired while checking; no fix needed).
+    /// `database_damaged`, `root_missing`, `commit_missing`, `checkpoint_damaged`, or, repaired
+    /// while checking (no fix needed), `orphan_refs_removed` and `interrupted_restore_settled`.
     pub kind: &'static str,
     /// The project concerned.
     pub project_id: Option<ProjectId>,
@@ -42,8 +42,8 @@ pub struct Finding {
 
 impl ProjectService {
     /// Checks the whole home: the database's integrity, every project's root, every
-    /// checkpoint's objects; removes refs left by transactions that never committed (as opening
-    /// a project does). Changes nothing else.
+    /// checkpoint's objects; removes refs left by transactions that never committed and settles
+    /// file restores a crash interrupted (as opening a project does). Changes nothing else.
     pub async fn doctor(&self) -> Result<DoctorReport> {
         let mut findings = Vec::new();
         let integrity = self.inner.db.integrity_check().await?;
@@ -110,6 +110,23 @@ impl ProjectService {
                 format!(
                     "project {}: removed refs of checkpoints that never committed: {:?}",
                     p.id, reconciled.removed_refs
+                ),
+                None,
+            ));
+        }
+        if let Some(settled) = &reconciled.interrupted_restore {
+            findings.push(on(
+                "interrupted_restore_settled",
+                None,
+                format!(
+                    "project {}: a restore of {} files was interrupted by a crash; {}",
+                    p.id,
+                    settled.files,
+                    if settled.committed {
+                        "it had committed, and was completed"
+                    } else {
+                        "it had not committed, and every file was put back"
+                    }
                 ),
                 None,
             ));

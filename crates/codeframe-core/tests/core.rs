@@ -1468,10 +1468,25 @@ mod crash {
         let project: ProjectId = std::env::var("CF_CRASH_PROJECT").unwrap().parse().unwrap();
         let db = Db::open(&db_path).await.unwrap();
         let svc = ProjectService::with_defaults(db);
-        if std::env::var("CF_CRASH_ACTION").as_deref() == Ok("resume") {
-            svc.resume(project, ResumeOptions::default()).await.unwrap();
-        } else {
-            svc.pause(project, reason("crash test")).await.unwrap();
+        let result: Result<(), CoreError> = match std::env::var("CF_CRASH_ACTION").as_deref() {
+            Ok("resume") => svc.resume(project, ResumeOptions::default()).await.map(drop),
+            Ok("resume_files") => {
+                let options = ResumeOptions { restore_files: true, ..ResumeOptions::default() };
+                svc.resume(project, options).await.map(drop)
+            }
+            Ok("restore") => {
+                let checkpoint: i64 = std::env::var("CF_CRASH_CHECKPOINT").unwrap().parse().unwrap();
+                let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+                svc.restore_checkpoint_with(project, checkpoint, all, RestoreMode::Apply, true)
+                    .await
+                    .map(drop)
+            }
+            _ => svc.pause(project, reason("crash test")).await.map(drop),
+        };
+        // A child expected to fail says how; any other failure is a panic.
+        match std::env::var("CF_CRASH_RESULT") {
+            Ok(path) => std::fs::write(path, format!("{result:?}")).unwrap(),
+            Err(_) => result.unwrap(),
         }
     }
 
@@ -1696,6 +1711,158 @@ mod crash {
         crash_before_commit => "pause::before_commit",
         crash_after_commit => "pause::after_commit",
         crash_before_resume_commit => "resume::before_commit",
+    }
+
+    /// Work since the checkpoint: an edit, a deletion, two new files (one in new directories).
+    /// Restoring it back takes 5 renames: 2 removals, the edit (aside, in), the deletion (in).
+    fn diverge(root: &Path) {
+        std::fs::write(root.join("src/main.rs"), "fn main() { todo!() }\n").unwrap();
+        std::fs::remove_file(root.join("README.md")).unwrap();
+        std::fs::write(root.join("src/new.rs"), "pub fn new() {}\n").unwrap();
+        std::fs::create_dir_all(root.join("extra/deep")).unwrap();
+        std::fs::write(root.join("extra/deep/x.txt"), "x\n").unwrap();
+    }
+
+    fn wait_for_marker_count(marker: &Path, point: &str, n: usize, child: &mut std::process::Child) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let seen =
+                std::fs::read_to_string(marker).unwrap_or_default().lines().filter(|l| *l == point).count();
+            if seen >= n {
+                return;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("child exited ({status}) having reached {point} {seen} times, not {n}");
+            }
+            assert!(std::time::Instant::now() < deadline, "child never reached {point} {n} times");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What is left of file restores in codeframe's folders: staging folders and the journal.
+    fn restore_leftovers(root: &Path) -> Vec<String> {
+        let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        found.retain(|n| n.starts_with("restore-"));
+        if root.join(".codeframe/snapshots.git/codeframe-restore.json").exists() {
+            found.push("codeframe-restore.json".into());
+        }
+        found
+    }
+
+    /// Runs `action` (`resume_files`: resume restoring files; `restore`: restore a checkpoint's
+    /// files, state and context) in a child process with `point` configured as `spec`. A
+    /// `sleep` spec is killed (-9) once the point was reached `reached` times; a `return` spec
+    /// lets the child fail. Then the project is opened as a new process would, and its files
+    /// must be the checkpoint's if `committed`, else exactly as before; rows likewise.
+    async fn file_crash_at(point: &str, action: &str, spec: &str, reached: usize, committed: bool) {
+        let f = fx().await;
+        populate(&f, &["a"], 2, 2, 2).await;
+        set_status(&f, ProjectStatus::Active).await;
+        let checkpoint = if action == "resume_files" {
+            f.svc.pause(f.project, reason("before the crash")).await.unwrap().checkpoint_id
+        } else {
+            f.svc.create_checkpoint(f.project, "base", "").await.unwrap().id
+        };
+        let checkpoint_tree = tree_files(&f.root);
+        diverge(&f.root);
+        let before_tree = tree_files(&f.root);
+        let before_project = f.svc.get(f.project).await.unwrap();
+        let before_items = items(&f).await;
+        let marker = f.db_path.with_file_name("marker");
+        let result_file = f.db_path.with_file_name("result");
+        let killed = spec.contains("sleep");
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
+            .env("CF_CRASH_DB", &f.db_path)
+            .env("CF_CRASH_PROJECT", f.project.to_string())
+            .env("CF_CRASH_ACTION", action)
+            .env("CF_CRASH_CHECKPOINT", checkpoint.to_string())
+            .env("FAILPOINTS", format!("{point}={spec}"))
+            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !killed {
+            child.env("CF_CRASH_RESULT", &result_file);
+        }
+        let mut child = child.spawn().unwrap();
+        if killed {
+            wait_for_marker_count(&marker, point, reached, &mut child);
+            child.kill().unwrap();
+            child.wait().unwrap();
+        } else {
+            assert!(child.wait().unwrap().success());
+            let result = std::fs::read_to_string(&result_file).unwrap();
+            assert!(result.starts_with("Err(") && result.contains(point), "{point}: {result}");
+        }
+
+        // Open as a new process would.
+        let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
+        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+        let opened = svc.open(f.project).await.unwrap();
+        let settled = opened.reconcile.interrupted_restore;
+        if killed {
+            assert_eq!(settled.map(|s| s.committed), Some(committed), "{point} {action}: settled on open");
+        } else {
+            assert_eq!(settled, None, "{point} {action}: undone by the failing process itself");
+        }
+        assert_eq!(restore_leftovers(&f.root), Vec::<String>::new(), "{point} {action}: nothing left");
+        let p = svc.get(f.project).await.unwrap();
+        if committed {
+            assert_eq!(tree_files(&f.root), checkpoint_tree, "{point} {action}: the restore is whole");
+            if action == "resume_files" {
+                assert_ne!(p.status, ProjectStatus::Paused, "{point}: resumed");
+            }
+        } else {
+            assert_eq!(tree_files(&f.root), before_tree, "{point} {action}: every file as before");
+            assert!(!f.root.join("README.md").exists(), "{point} {action}: no restored file left");
+            assert_eq!(p, before_project, "{point} {action}: the project as before");
+            let now_items =
+                context::list_for_project(&mut db.conn().await.unwrap(), f.project).await.unwrap();
+            assert_eq!(now_items, before_items, "{point} {action}: every item as before");
+            // And the project goes on: the same operation now succeeds, whole.
+            if action == "resume_files" {
+                let options = ResumeOptions { restore_files: true, ..ResumeOptions::default() };
+                svc.resume(f.project, options).await.unwrap();
+            } else {
+                let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
+                svc.restore_checkpoint_with(f.project, checkpoint, all, RestoreMode::Apply, true)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(tree_files(&f.root), checkpoint_tree, "{point} {action}: restored on the next try");
+            assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
+        }
+    }
+
+    macro_rules! file_crash_tests {
+        ($($name:ident => ($point:literal, $action:literal, $spec:literal, $reached:literal, $committed:literal)),+ $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                file_crash_at($point, $action, $spec, $reached, $committed).await;
+            }
+        )+};
+    }
+
+    file_crash_tests! {
+        resume_files_killed_during_the_renames => ("files::during_swap", "resume_files", "2*off->sleep(60000)", 3, false),
+        resume_files_killed_after_the_renames => ("files::after_swap", "resume_files", "sleep(60000)", 1, false),
+        resume_files_killed_before_its_commit => ("resume::before_commit", "resume_files", "sleep(60000)", 1, false),
+        resume_files_killed_after_its_commit => ("resume::after_commit", "resume_files", "sleep(60000)", 1, true),
+        resume_files_failing_on_its_last_rename => ("files::during_swap", "resume_files", "4*off->return", 5, false),
+        restore_killed_during_the_renames => ("files::during_swap", "restore", "1*off->sleep(60000)", 2, false),
+        restore_killed_after_its_commit => ("restore::after_commit", "restore", "sleep(60000)", 1, true),
+        restore_failing_after_the_renames => ("files::after_swap", "restore", "return", 1, false),
+    }
+
+    #[test]
+    fn every_file_restore_fail_point_has_a_crash_test() {
+        let source = include_str!("core.rs");
+        for point in codeframe_core::failpoints::FILE_RESTORE {
+            assert!(source.contains(&format!("=> (\"{point}\"")), "{point} has no crash test");
+        }
     }
 
     #[test]
