@@ -300,6 +300,17 @@ pub(crate) fn route_table() -> Vec<(RouteSpec, Handler)> {
         (
             spec(
                 "post",
+                "/api/projects/{id}/checkpoints/gc",
+                "collectGarbage",
+                "Remove snapshot objects no checkpoint needs and pack the rest (409 store_busy while a checkpoint is being written)",
+                false,
+                200,
+            ),
+            post(collect_garbage),
+        ),
+        (
+            spec(
+                "post",
                 "/api/projects/{id}/checkpoints/{cid}/pin",
                 "pinCheckpoint",
                 "Pin a checkpoint",
@@ -816,6 +827,15 @@ async fn prune(
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     ok(s.service.prune_checkpoints(id, body.dry_run).await?)
+}
+
+async fn collect_garbage(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(s.service.collect_garbage(id).await?)
 }
 
 async fn pin(

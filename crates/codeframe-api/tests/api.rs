@@ -746,7 +746,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 38);
+    assert_eq!(documented.len(), 39);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -1121,6 +1121,13 @@ impl CheckpointManager for SlowWrites {
     }
     async fn reconcile(&self, p: ProjectId) -> Result<ReconcileReport, codeframe_core::CheckpointError> {
         self.0.reconcile(p).await
+    }
+    async fn collect_garbage(
+        &self,
+        p: ProjectId,
+        min_packs: usize,
+    ) -> Result<Option<codeframe_core::GcReport>, codeframe_core::CheckpointError> {
+        self.0.collect_garbage(p, min_packs).await
     }
     async fn settle_files(
         &self,

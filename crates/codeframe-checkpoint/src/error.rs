@@ -71,6 +71,12 @@ pub enum CheckpointError {
     /// Another process (or task) is restoring this project's files right now.
     #[error("a restore of the files of project {0} is in progress; try again when it is done")]
     RestoreInProgress(ProjectId),
+    /// The project's snapshot store is in use (a checkpoint is being written or read), so its
+    /// garbage cannot be collected now.
+    #[error(
+        "the snapshot store of project {0} is in use; collect its garbage when no checkpoint is being written"
+    )]
+    StoreBusy(ProjectId),
     /// A fail point made the step fail (crash tests only).
     #[error("injected failure at {0}")]
     Injected(&'static str),

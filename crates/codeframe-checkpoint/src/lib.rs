@@ -21,6 +21,7 @@ mod error;
 #[doc(hidden)]
 pub mod failpoints;
 mod fs;
+mod gc;
 mod journal;
 mod layout;
 mod manager;
@@ -33,6 +34,7 @@ mod store;
 mod worktree;
 
 pub use error::CheckpointError;
+pub use gc::GcReport;
 pub use manager::{
     CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, Durability, FileChange,
     FileDiff, FileDiffEntry, FilesRestored, FilesSettled, GitCheckpointManager, PreparedCheckpoint,

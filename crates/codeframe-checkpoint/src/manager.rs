@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
 
 use crate::fs::Root;
+use crate::gc::{self, GcReport, StoreUse};
 use crate::journal::{self, Journal, RestoreLock};
 use crate::layout::{self, Chunk};
 use crate::restore::{self, Delta};
@@ -50,6 +51,8 @@ pub struct PreparedCheckpoint {
     state: ProjectState,
     chunks: Vec<Chunk>,
     place: Place,
+    /// Keeps garbage collection away from the objects it reuses until its ref is written.
+    hold: Option<StoreUse>,
 }
 
 /// A checkpoint read from the database (through a read transaction) but not yet written,
@@ -63,6 +66,8 @@ pub struct CheckpointDraft {
     chunks: Vec<Chunk>,
     revision: i64,
     place: Place,
+    /// Keeps garbage collection away from the objects it reuses until its ref is written.
+    hold: Option<StoreUse>,
 }
 
 impl CheckpointDraft {
@@ -95,6 +100,9 @@ pub struct WrittenCheckpoint {
     commit: ObjectId,
     revision: i64,
     place: Place,
+    /// Keeps garbage collection away from its objects until its ref is written (dropped with
+    /// it; never read).
+    _hold: Option<Arc<StoreUse>>,
 }
 
 /// What restoring files did.
@@ -402,6 +410,13 @@ pub trait CheckpointManager: Send + Sync {
     /// [`CheckpointManager::reconcile`].
     async fn settle_files(&self, project_id: ProjectId) -> Result<Option<FilesSettled>>;
 
+    /// Removes the objects of the project's store that no checkpoint ref reaches and packs the
+    /// others into one pack, if the store has at least `min_packs` packs (0: always; `None`
+    /// when it has fewer). Never waits: [`CheckpointError::StoreBusy`] while a checkpoint of
+    /// the project is being written or read (it never removes an object one of them needs).
+    /// Refs without a checkpoint row keep their objects: reconcile first.
+    async fn collect_garbage(&self, project_id: ProjectId, min_packs: usize) -> Result<Option<GcReport>>;
+
     /// Removes refs that have no checkpoint row; reports rows whose commit is missing; settles
     /// a file restore that a process left unsettled when it died.
     async fn reconcile(&self, project_id: ProjectId) -> Result<ReconcileReport>;
@@ -466,6 +481,7 @@ struct ReadCheckpoint {
     revision: i64,
     place: Place,
     row: Checkpoint,
+    hold: Option<StoreUse>,
 }
 
 /// Largest file read whole for a unified diff.
@@ -482,7 +498,7 @@ fn write_snapshot(
     message: String,
     unix_seconds: i64,
     max_file_size: u64,
-) -> Result<(ObjectId, worktree::WalkStats, CheckpointMetadata)> {
+) -> Result<(ObjectId, worktree::WalkStats, CheckpointMetadata, Option<StoreUse>)> {
     let store = Store::open_or_init(place)?;
     // Every new object of the snapshot goes into one pack: two file creations, not thousands.
     let mut pack = store.pack()?;
@@ -532,7 +548,7 @@ fn write_snapshot(
     // The pack is in place (and flushed) before any ref can name anything in it.
     pack.finish()?;
     debug!(checkpoint_id = id, commit = %commit, "snapshot objects written");
-    Ok((commit, stats, metadata))
+    Ok((commit, stats, metadata, store.into_hold()))
 }
 
 /// Reads the state stored in a checkpoint commit; a missing object makes it unreadable.
@@ -893,6 +909,12 @@ impl GitCheckpointManager {
         if !place.root.is_dir() {
             return Err(CheckpointError::BadRoot(place.root));
         }
+        // Before a base checkpoint is chosen: its objects are reused from here on.
+        let store = place.store.clone();
+        let hold = blocking(move || {
+            if store.join("HEAD").is_file() { StoreUse::shared(&store).map(Some) } else { Ok(None) }
+        })
+        .await?;
         let (items, chunks) = self.read_context(ex, &place, project_id, revision, will_change).await?;
         state.context_items = items;
         let metadata = Self::metadata(ex, &state, layout::count(&chunks)).await?;
@@ -908,7 +930,7 @@ impl GitCheckpointManager {
             created_at: self.clock.now(),
             pinned: false,
         };
-        Ok(ReadCheckpoint { state, chunks, revision, place, row })
+        Ok(ReadCheckpoint { state, chunks, revision, place, row, hold })
     }
 
     /// The context a snapshot writes: over a usable base, the items of the chunks holding an
@@ -1161,7 +1183,7 @@ impl CheckpointManager for GitCheckpointManager {
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint> {
         let started = Instant::now();
-        let ReadCheckpoint { state, chunks, revision, place, row: draft_row } =
+        let ReadCheckpoint { state, chunks, revision, place, row: draft_row, hold } =
             self.read_for(tx, project_id, checkpoint_id, spec, &[]).await?;
         let checkpoint = checkpoints::insert(
             tx,
@@ -1185,21 +1207,22 @@ impl CheckpointManager for GitCheckpointManager {
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint row written"
         );
-        Ok(PreparedCheckpoint { checkpoint, state, chunks, place })
+        Ok(PreparedCheckpoint { checkpoint, state, chunks, place, hold })
     }
 
     async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint> {
         let started = Instant::now();
-        let PreparedCheckpoint { checkpoint, state, chunks, place } = prepared;
+        let PreparedCheckpoint { checkpoint, state, chunks, place, hold: _hold } = prepared;
         let id = checkpoint.id;
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
         let (commit, stats, metadata) = blocking(move || {
-            let written = write_snapshot(&place, id, state, &chunks, metadata, message, unix_seconds, max)?;
-            Store::open_or_init(&place)?.set_ref(id, written.0)?;
-            Ok(written)
+            let (commit, stats, metadata, _snapshot_hold) =
+                write_snapshot(&place, id, state, &chunks, metadata, message, unix_seconds, max)?;
+            Store::open_or_init(&place)?.set_ref(id, commit)?;
+            Ok((commit, stats, metadata))
         })
         .await?;
         let hex = oid_hex(&commit);
@@ -1231,7 +1254,7 @@ impl CheckpointManager for GitCheckpointManager {
         will_change: &[String],
     ) -> Result<CheckpointDraft> {
         let started = Instant::now();
-        let ReadCheckpoint { state, chunks, revision, place, row: checkpoint } =
+        let ReadCheckpoint { state, chunks, revision, place, row: checkpoint, hold } =
             self.read_for(read, project_id, checkpoint_id, spec, will_change).await?;
         debug!(
             checkpoint_id,
@@ -1239,21 +1262,23 @@ impl CheckpointManager for GitCheckpointManager {
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint state read"
         );
-        Ok(CheckpointDraft { checkpoint, state, chunks, revision, place })
+        Ok(CheckpointDraft { checkpoint, state, chunks, revision, place, hold })
     }
 
     async fn write_objects(&self, draft: CheckpointDraft) -> Result<WrittenCheckpoint> {
         let started = Instant::now();
-        let CheckpointDraft { checkpoint, state, chunks, revision, place } = draft;
+        let CheckpointDraft { checkpoint, state, chunks, revision, place, hold } = draft;
         let id = checkpoint.id;
         let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
         let at = place.clone();
-        let (commit, stats, metadata) =
+        let (commit, stats, metadata, snapshot_hold) =
             blocking(move || write_snapshot(&at, id, state, &chunks, metadata, message, unix_seconds, max))
                 .await?;
+        // A first snapshot made the store: its hold is taken from the moment it opened it.
+        let hold = hold.or(snapshot_hold);
         if !metadata.skipped_files.is_empty() {
             warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
         }
@@ -1268,7 +1293,7 @@ impl CheckpointManager for GitCheckpointManager {
             "checkpoint objects written"
         );
         let checkpoint = Checkpoint { commit_id: Some(oid_hex(&commit)), metadata, ..checkpoint };
-        Ok(WrittenCheckpoint { checkpoint, commit, revision, place })
+        Ok(WrittenCheckpoint { checkpoint, commit, revision, place, _hold: hold.map(Arc::new) })
     }
 
     async fn record(&self, tx: &mut Tx<'_>, written: &WrittenCheckpoint) -> Result<Checkpoint> {
@@ -1541,6 +1566,19 @@ impl CheckpointManager for GitCheckpointManager {
             "files restored"
         );
         Ok(restored)
+    }
+
+    #[instrument(skip(self))]
+    async fn collect_garbage(&self, project_id: ProjectId, min_packs: usize) -> Result<Option<GcReport>> {
+        let place = self.place(&mut self.db.conn().await?, project_id).await?;
+        let durable = self.durable();
+        blocking(move || {
+            if !place.store.join("HEAD").is_file() {
+                return Ok(None); // no store: nothing to collect
+            }
+            gc::collect(&place.store, durable, min_packs, project_id)
+        })
+        .await
     }
 
     async fn settle_files(&self, project_id: ProjectId) -> Result<Option<FilesSettled>> {

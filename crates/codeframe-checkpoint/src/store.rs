@@ -10,6 +10,7 @@ use gix::refs::Target;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use tracing::debug;
 
+use crate::gc::StoreUse;
 use crate::pack::PackWriter;
 use crate::{CheckpointError, Result};
 
@@ -102,6 +103,8 @@ pub(crate) struct Store {
     repo: gix::Repository,
     path: PathBuf,
     durable: bool,
+    /// Garbage collection waits for no one and runs only while nobody holds this.
+    hold: Option<StoreUse>,
 }
 
 #[derive(Default)]
@@ -167,7 +170,19 @@ impl Store {
             debug!(store = %path.display(), "initialising snapshot store");
             gix::init_bare(&path).map_err(|e| CheckpointError::store(&path, e))?
         };
-        Ok(Self { repo, path, durable: place.durable })
+        let hold = StoreUse::shared(&path)?;
+        Ok(Self { repo, path, durable: place.durable, hold: Some(hold) })
+    }
+
+    /// Gives up the store, keeping its hold (garbage collection stays away while it lives).
+    pub(crate) fn into_hold(self) -> Option<StoreUse> {
+        self.hold
+    }
+
+    /// Opens a store without a shared hold (garbage collection holds it exclusively).
+    pub(crate) fn open_unlocked(path: &Path, durable: bool) -> Result<Self> {
+        let repo = gix::open(path).map_err(|e| CheckpointError::store(path, e))?;
+        Ok(Self { repo, path: path.to_path_buf(), durable, hold: None })
     }
 
     /// Opens the project's store if it exists.
@@ -176,8 +191,9 @@ impl Store {
         if !path.join("HEAD").is_file() {
             return Ok(None);
         }
+        let hold = StoreUse::shared(&path)?;
         let repo = gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?;
-        Ok(Some(Self { repo, path, durable: place.durable }))
+        Ok(Some(Self { repo, path, durable: place.durable, hold: Some(hold) }))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -368,6 +384,18 @@ impl Store {
     /// The entry named `name` directly inside `tree`.
     pub(crate) fn child(&self, tree: ObjectId, name: &str) -> Result<Option<RawEntry>> {
         Ok(self.tree_entries(tree)?.into_iter().find(|e| e.path == name.as_bytes()))
+    }
+
+    /// An object's kind and data, checked against its id.
+    pub(crate) fn read_verified(&self, oid: ObjectId) -> Result<(gix::objs::Kind, Vec<u8>)> {
+        let object = self.repo.find_object(oid).map_err(|e| self.err(format!("object {oid}: {e}")))?;
+        self.verified(oid, object.kind, &object.data)?;
+        Ok((object.kind, object.data.clone()))
+    }
+
+    /// An object's size, from its header (its data is not read).
+    pub(crate) fn object_size(&self, oid: ObjectId) -> Result<u64> {
+        Ok(self.repo.find_header(oid).map_err(|e| self.err(format!("object {oid}: {e}")))?.size())
     }
 
     pub(crate) fn read_blob(&self, oid: ObjectId) -> Result<Vec<u8>> {

@@ -1428,3 +1428,169 @@ async fn staging_folders_of_a_process_that_died_while_staging_are_removed() {
     f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(tree(&f.root), checkpoint_tree());
 }
+
+// ---------------------------------------------------------------- garbage collection
+
+/// Whether the store has the object (`git cat-file -e`).
+fn store_has(root: &Path, oid: &str) -> bool {
+    Command::new("git")
+        .args(["--git-dir", ".codeframe/snapshots.git", "cat-file", "-e", oid.trim()])
+        .current_dir(root)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn blob_of(root: &Path, cp: i64, path: &str) -> String {
+    store_git(root, &["rev-parse", &format!("{}:files/{path}", checkpoint_ref(cp))]).trim().to_owned()
+}
+
+#[tokio::test]
+async fn gc_removes_what_only_deleted_checkpoints_used_and_keeps_everything_else_readable() {
+    let f = fx_plain().await;
+    let mut cps = Vec::new();
+    for n in 0..5 {
+        write(&f.root, "a.txt", format!("version {n}\n").as_bytes());
+        write(&f.root, &format!("only-in-{n}.bin"), &vec![n as u8; 4096]);
+        cps.push(create(&f, &format!("c{n}")).await);
+        std::fs::remove_file(f.root.join(format!("only-in-{n}.bin"))).unwrap();
+    }
+    let doomed: Vec<String> = cps[..3].iter().map(|c| blob_of(&f.root, c.id, "a.txt")).collect();
+    let kept_blob = blob_of(&f.root, cps[4].id, "a.txt");
+    for cp in &cps[..3] {
+        f.cm.delete(f.project, cp.id).await.unwrap();
+    }
+    assert!(doomed.iter().all(|b| store_has(&f.root, b)), "deleting a checkpoint removes no object");
+    let report = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    assert_eq!(report.checkpoints_kept, 2);
+    assert_eq!((report.packs_before, report.packs_after), (5, 1));
+    assert!(report.objects_kept < report.objects_before, "{report:?}");
+    assert!(report.bytes_after < report.bytes_before, "{report:?}");
+    for b in &doomed {
+        assert!(!store_has(&f.root, b), "{b}, used only by deleted checkpoints, is gone");
+    }
+    assert!(store_has(&f.root, &kept_blob));
+    for cp in &cps[3..] {
+        assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok(), "checkpoint {} verifies", cp.id);
+    }
+    let fsck = Command::new("git")
+        .args(["--git-dir", ".codeframe/snapshots.git", "fsck", "--full", "--strict", "--no-dangling"])
+        .current_dir(&f.root)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success() && fsck.stdout.is_empty(), "{}", String::from_utf8_lossy(&fsck.stderr));
+    // A kept checkpoint still restores exactly, and a second collection changes nothing.
+    f.cm.restore(f.project, cps[3].id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"version 3\n");
+    assert_eq!(std::fs::read(f.root.join("only-in-3.bin")).unwrap(), vec![3u8; 4096]);
+    let again = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    assert_eq!(
+        (again.objects_before, again.objects_kept, again.packs_after),
+        (report.objects_kept, report.objects_kept, 1)
+    );
+    assert!(
+        f.cm.verify(f.project, cps[4].id).await.unwrap().ok(),
+        "the pack named like its predecessor survives"
+    );
+}
+
+#[tokio::test]
+async fn gc_keeps_large_loose_blobs_and_waits_for_the_pack_threshold() {
+    let f = fx_plain().await;
+    write(&f.root, "big.bin", &vec![7u8; (1 << 20) + 10]);
+    let first = create(&f, "big").await;
+    assert_eq!(f.cm.collect_garbage(f.project, 2).await.unwrap(), None, "one pack: below the threshold");
+    std::fs::remove_file(f.root.join("big.bin")).unwrap();
+    let second = create(&f, "small").await;
+    let report = f.cm.collect_garbage(f.project, 2).await.unwrap().unwrap();
+    assert_eq!(report.loose_removed, 0, "the large blob is still needed and stays loose");
+    assert!(f.cm.verify(f.project, first.id).await.unwrap().ok());
+    f.cm.delete(f.project, first.id).await.unwrap();
+    let report = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    assert_eq!(report.loose_removed, 1, "the large blob no one needs is removed");
+    assert!(f.cm.verify(f.project, second.id).await.unwrap().ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_refuses_while_a_checkpoint_is_being_written_and_never_removes_what_it_reuses() {
+    let f = fx_plain().await;
+    write(&f.root, "a.txt", b"old content\n");
+    let old = create(&f, "old").await;
+    write(&f.root, "a.txt", b"new content\n");
+    let _newer = create(&f, "newer").await;
+    f.cm.delete(f.project, old.id).await.unwrap();
+    // The file goes back to what only the deleted checkpoint had: the next snapshot reuses
+    // that blob, which no ref reaches now.
+    write(&f.root, "a.txt", b"old content\n");
+    let id = f.cm.reserve_id().await.unwrap();
+    let mut read = f.db.read().await.unwrap();
+    let draft = f.cm.draft(&mut read, f.project, id, spec("reusing"), &[]).await.unwrap();
+    drop(read);
+    let written = f.cm.write_objects(draft).await.unwrap();
+    let e = f.cm.collect_garbage(f.project, 0).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::StoreBusy(p) if p == f.project), "{e}");
+    let mut tx = f.db.begin().await.unwrap();
+    f.cm.record(&mut tx, &written).await.unwrap();
+    tx.commit().await.unwrap();
+    f.cm.publish(&written).await.unwrap();
+    drop(written);
+    f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    assert!(f.cm.verify(f.project, id).await.unwrap().ok(), "the reused blob survived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_running_over_and_over_while_checkpoints_come_and_go_loses_nothing() {
+    let f = fx_plain().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (cm, project, stop) = (f.cm.clone(), f.project, stop.clone());
+        tokio::spawn(async move {
+            let (mut ran, mut busy) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match cm.collect_garbage(project, 0).await {
+                    Ok(_) => ran += 1,
+                    Err(CheckpointError::StoreBusy(_)) => busy += 1,
+                    Err(e) => panic!("{e}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            (ran, busy)
+        })
+    };
+    let mut live: Vec<i64> = Vec::new();
+    for n in 0..24 {
+        // Contents cycle through three versions, so snapshots keep reusing blobs that only
+        // deleted checkpoints had.
+        write(&f.root, "a.txt", format!("version {}\n", n % 3).as_bytes());
+        let id = f.cm.reserve_id().await.unwrap();
+        let mut read = f.db.read().await.unwrap();
+        let draft = f.cm.draft(&mut read, f.project, id, spec(&format!("c{n}")), &[]).await.unwrap();
+        drop(read);
+        let written = f.cm.write_objects(draft).await.unwrap();
+        let mut tx = f.db.begin().await.unwrap();
+        f.cm.record(&mut tx, &written).await.unwrap();
+        tx.commit().await.unwrap();
+        f.cm.publish(&written).await.unwrap();
+        drop(written);
+        live.push(id);
+        if live.len() > 2 {
+            f.cm.delete(f.project, live.remove(0)).await.unwrap();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ran, _busy) = collector.await.unwrap();
+    assert!(ran > 0, "collections ran between the checkpoints");
+    for id in &live {
+        assert!(f.cm.verify(f.project, *id).await.unwrap().ok(), "checkpoint {id} verifies");
+    }
+    f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    for id in &live {
+        assert!(f.cm.verify(f.project, *id).await.unwrap().ok(), "checkpoint {id} verifies");
+    }
+    let fsck = Command::new("git")
+        .args(["--git-dir", ".codeframe/snapshots.git", "fsck", "--full", "--strict"])
+        .current_dir(&f.root)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stderr));
+}

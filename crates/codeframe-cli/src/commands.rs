@@ -478,6 +478,20 @@ async fn checkpoints(cli: &Cli, command: &CheckpointCommand) -> Result<()> {
                 format!("{verb} {:?}; {} kept", r.pruned, r.kept)
             })
         }
+        CheckpointCommand::Gc => {
+            let r = svc.collect_garbage(p.id).await?;
+            print(cli.json, &r, || {
+                format!(
+                    "kept {} objects of {} checkpoints; {} → {} bytes, {} → {} packs",
+                    r.objects_kept,
+                    r.checkpoints_kept,
+                    r.bytes_before,
+                    r.bytes_after,
+                    r.packs_before,
+                    r.packs_after
+                )
+            })
+        }
         CheckpointCommand::Undo => {
             let r = svc.undo_restore(p.id).await?;
             print(cli.json, &r, || {

@@ -325,6 +325,11 @@ pub(crate) enum CheckpointCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Remove snapshot objects no checkpoint needs any more and pack the others into one pack
+    /// (`prune` does it too when it deleted something). Refused (exit 3) while a checkpoint
+    /// of the project is being written.
+    #[command(after_help = "Example: codeframe checkpoints gc --json")]
+    Gc,
     /// Take the last restore back: files, rows and context as they were just before it (from
     /// the checkpoint every restore makes first). An undo can itself be undone.
     #[command(after_help = "Example: codeframe checkpoints undo --json")]

@@ -298,6 +298,7 @@ impl CoreError {
                 CheckpointError::Invalid(_) => (Invalid, "invalid"),
                 CheckpointError::UnsafePath { .. } => (Invalid, "unsafe_path"),
                 CheckpointError::RestoreInProgress(_) => (Conflict, "restore_in_progress"),
+                CheckpointError::StoreBusy(_) => (Conflict, "store_busy"),
                 CheckpointError::Injected(_)
                 | CheckpointError::Store { .. }
                 | CheckpointError::Io { .. }

@@ -63,7 +63,7 @@ pub use events::{CollectingSink, EventError, EventSink, NoopSink};
 pub use gate::{GateStatus, Permit, PermitInfo, RemotePermit};
 pub use metrics::ServiceGauges;
 pub use pause::PauseOptions;
-pub use retention::PruneReport;
+pub use retention::{AUTO_GC_PACKS, PruneReport};
 pub use roots::resolve_workspace_roots;
 pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, StatusReport};
 
@@ -71,8 +71,8 @@ pub use service::{AgentTotals, OpenedProject, ProjectAgent, ProjectService, Stat
 // so the API, the command line and embedding applications depend on core (and models) alone.
 pub use codeframe_checkpoint::{
     CheckpointDraft, CheckpointError, CheckpointManager, CheckpointSpec, Durability, FileChange, FileDiff,
-    FileDiffEntry, FilesRestored, FilesSettled, GitCheckpointManager, PreparedCheckpoint, ProjectState,
-    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
+    FileDiffEntry, FilesRestored, FilesSettled, GcReport, GitCheckpointManager, PreparedCheckpoint,
+    ProjectState, ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
 };
 pub use codeframe_context::{
     ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,

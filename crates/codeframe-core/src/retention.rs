@@ -4,7 +4,10 @@
 //! pinned, or when it is the checkpoint of the project's current pause. Pruning runs in one
 //! write transaction (so any number of processes creating checkpoints at once agree), after
 //! every new checkpoint and on demand; each deletion emits `checkpoint_deleted`. It deletes
-//! rows and refs: the objects stay in the store (shared with other checkpoints).
+//! rows and refs; the objects only they used are removed by garbage collection
+//! ([`ProjectService::collect_garbage`]), which a prune on demand runs when it deleted
+//! something, and a prune after a new checkpoint runs once the store has [`AUTO_GC_PACKS`]
+//! packs (each snapshot adds one).
 
 use std::collections::HashSet;
 
@@ -15,7 +18,11 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::event_log::Outbox;
-use crate::{CoreError, ProjectService, Result};
+use crate::{CheckpointError, CoreError, GcReport, ProjectService, Result};
+
+/// After a new checkpoint pruned something, the store's garbage is collected once it has this
+/// many packs (collection rewrites every kept object: worth it only now and then).
+pub const AUTO_GC_PACKS: usize = 32;
 
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +35,9 @@ pub struct PruneReport {
     pub kept: usize,
     /// The policy applied.
     pub policy: RetentionPolicy,
+    /// The garbage collection that followed, if one ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcReport>,
 }
 
 /// The checkpoints to prune from `all` (newest first) under `policy` at `now`; `protected`
@@ -95,8 +105,47 @@ impl ProjectService {
         Ok(self.inner.checkpoints.get(id, checkpoint_id).await?)
     }
 
-    /// Deletes the checkpoints the policy does not keep (with `dry_run`, only says which).
+    /// Deletes the checkpoints the policy does not keep (with `dry_run`, only says which), then
+    /// collects the store's garbage when something was deleted (skipped, with a warning, while
+    /// the store is in use).
     pub async fn prune_checkpoints(&self, id: ProjectId, dry_run: bool) -> Result<PruneReport> {
+        let mut report = self.prune(id, dry_run).await?;
+        if !report.dry_run && !report.pruned.is_empty() {
+            report.gc = self.collect_garbage_if(id, 0).await;
+        }
+        Ok(report)
+    }
+
+    /// Removes the objects of the project's snapshot store that no checkpoint needs any more
+    /// and packs the rest into one pack (refs left by interrupted checkpoints are removed
+    /// first). Never waits and never removes what a checkpoint being written needs: refused
+    /// with `store_busy` ([`CheckpointError::StoreBusy`]) while one is being written or read.
+    pub async fn collect_garbage(&self, id: ProjectId) -> Result<GcReport> {
+        let project = self.get(id).await?;
+        if std::path::Path::new(&project.root_path).is_dir() || project.store_path.is_some() {
+            self.inner.checkpoints.reconcile(id).await?;
+        }
+        let report = self.inner.checkpoints.collect_garbage(id, 0).await?;
+        Ok(report.unwrap_or_default())
+    }
+
+    /// Collects garbage when the store has `min_packs` packs; a busy store or a failure is
+    /// logged, never the caller's error.
+    async fn collect_garbage_if(&self, id: ProjectId, min_packs: usize) -> Option<GcReport> {
+        match self.inner.checkpoints.collect_garbage(id, min_packs).await {
+            Ok(report) => report,
+            Err(CheckpointError::StoreBusy(_)) => {
+                info!(project_id = id, "snapshot store in use; garbage left for the next collection");
+                None
+            }
+            Err(e) => {
+                warn!(project_id = id, error = %e, "garbage collection failed; nothing was removed");
+                None
+            }
+        }
+    }
+
+    async fn prune(&self, id: ProjectId, dry_run: bool) -> Result<PruneReport> {
         // Decided without the write lock first: most new checkpoints prune nothing.
         let report = self.prune_plan(&mut self.inner.db.read().await?, id, dry_run).await?;
         if dry_run || report.pruned.is_empty() {
@@ -141,13 +190,20 @@ impl ProjectService {
         let protected =
             if project.status == ProjectStatus::Paused { project.pause_checkpoint_id } else { None };
         let pruned = to_prune(&all, &policy, protected, self.now());
-        Ok(PruneReport { dry_run, kept: all.len() - pruned.len(), pruned, policy })
+        Ok(PruneReport { dry_run, kept: all.len() - pruned.len(), pruned, policy, gc: None })
     }
 
-    /// Prunes after a new checkpoint; a failure is logged, never the caller's error.
+    /// Prunes after a new checkpoint, collecting garbage when the store has
+    /// [`AUTO_GC_PACKS`] packs; a failure is logged, never the caller's error.
     pub(crate) async fn prune_after_checkpoint(&self, id: ProjectId) {
-        if let Err(e) = self.prune_checkpoints(id, false).await {
-            warn!(project_id = id, error = %e, "pruning after a new checkpoint failed; the next one retries");
+        match self.prune(id, false).await {
+            Ok(report) if !report.pruned.is_empty() => {
+                self.collect_garbage_if(id, AUTO_GC_PACKS).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(project_id = id, error = %e, "pruning after a new checkpoint failed; the next one retries")
+            }
         }
     }
 }

@@ -913,6 +913,13 @@ impl CheckpointManager for FailingWrite {
     async fn reconcile(&self, p: ProjectId) -> codeframe_checkpoint::Result<ReconcileReport> {
         self.inner.reconcile(p).await
     }
+    async fn collect_garbage(
+        &self,
+        p: ProjectId,
+        min_packs: usize,
+    ) -> codeframe_checkpoint::Result<Option<codeframe_checkpoint::GcReport>> {
+        self.inner.collect_garbage(p, min_packs).await
+    }
     async fn settle_files(
         &self,
         p: ProjectId,
