@@ -1696,3 +1696,35 @@ async fn a_restore_over_http_can_be_undone() {
     assert_eq!(u["checkpoint_id"], r["safety_checkpoint_id"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn changed() {}\n");
 }
+
+#[tokio::test]
+async fn garbage_collection_over_http_keeps_every_remaining_checkpoint_readable() {
+    let srv = start().await;
+    let id = srv.project("collected").await;
+    let file = srv.root("collected").join("src/lib.rs");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        std::fs::write(&file, format!("pub fn v{n}() {{}}\n")).unwrap();
+        let (s, cp) = srv
+            .alice("POST", &format!("/api/projects/{id}/checkpoints"), Some(json!({"name": format!("c{n}")})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{cp}");
+        ids.push(cp["id"].as_i64().unwrap());
+    }
+    let (s, _) = srv.alice("DELETE", &format!("/api/projects/{id}/checkpoints/{}", ids[0]), None).await;
+    assert!(s.is_success());
+    let (s, gc) = srv.alice("POST", &format!("/api/projects/{id}/checkpoints/gc"), None).await;
+    assert_eq!(s, StatusCode::OK, "{gc}");
+    assert_eq!(gc["checkpoints_kept"], 2, "{gc}");
+    assert_eq!((gc["packs_before"].as_i64(), gc["packs_after"].as_i64()), (Some(3), Some(1)), "{gc}");
+    assert!(gc["bytes_after"].as_u64() < gc["bytes_before"].as_u64(), "{gc}");
+    // What the kept checkpoints hold is still there: restoring the older one brings it back.
+    let restore = format!("/api/projects/{id}/checkpoints/{}/restore", ids[1]);
+    let (s, r) = srv.alice("POST", &restore, Some(json!({"files": true, "force": true}))).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn v1() {}\n");
+    // Someone else's project is not theirs to collect.
+    let bob = srv.bob.clone();
+    let (s, _) = srv.call("POST", &format!("/api/projects/{id}/checkpoints/gc"), Some(&bob), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

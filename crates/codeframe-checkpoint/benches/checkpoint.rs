@@ -1,7 +1,8 @@
 //! Checkpoint benchmarks: create for 1k and 10k files (first snapshot, then after 1% of the
 //! files changed), restore, store size after ten unchanged checkpoints vs one, and the peak
 //! memory of a snapshot holding a 1 GiB file (streamed, not read whole), and the first snapshot
-//! of 10k files beside stock `git add -A && git commit` of the same tree (for the ratio only).
+//! of 10k files beside stock `git add -A && git commit` of the same tree (for the ratio only),
+//! and the store after garbage collection beside a fresh store of the same kept checkpoints.
 //! One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -278,13 +279,74 @@ async fn durability_cost(files: usize) -> Res<()> {
     Ok(())
 }
 
+/// Objects only: what garbage collection is about (the stat cache and refs are beside).
+fn objects_bytes(root: &Path) -> f64 {
+    disk_usage(&root.join(".codeframe/snapshots.git/objects")) as f64
+}
+
+/// A history of `history` checkpoints, 5% of the files changing between them, pruned to the
+/// newest `kept` and collected; beside a fresh store made of just those `kept` states.
+async fn store_bytes_after_gc(files: usize, history: usize, kept: usize) -> Res<()> {
+    let params = serde_json::json!({"f": files, "checkpoints": history, "kept": kept});
+    let (_dir, db, project, root) = setup(files).await?;
+    let cm = GitCheckpointManager::new(db.clone());
+    let mut versions = vec![0usize; files];
+    let mut states = Vec::new();
+    let mut ids = Vec::new();
+    for step in 0..history {
+        for k in 0..(files / 20).max(1) {
+            let n = (step * 131 + k * 97) % files;
+            versions[n] = step + 1;
+            write_file(&root, n, step + 1)?;
+        }
+        states.push(versions.clone());
+        ids.push(checkpoint(&db, &cm, project).await?.1);
+    }
+    for id in &ids[..history - kept] {
+        cm.delete(project, *id).await?;
+    }
+    let before = objects_bytes(&root);
+    let started = Instant::now();
+    cm.collect_garbage(project, 0).await?.ok_or("no store")?;
+    let gc_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let after = objects_bytes(&root);
+
+    // The same kept states, checkpointed into a fresh store.
+    let (_fresh_dir, fresh_db, fresh_project, fresh_root) = setup(files).await?;
+    let fresh_cm = GitCheckpointManager::new(fresh_db.clone());
+    let mut current = vec![0usize; files];
+    for state in &states[history - kept..] {
+        for (n, v) in state.iter().enumerate() {
+            if current[n] != *v {
+                write_file(&fresh_root, n, *v)?;
+                current[n] = *v;
+            }
+        }
+        checkpoint(&fresh_db, &fresh_cm, fresh_project).await?;
+    }
+    let fresh = objects_bytes(&fresh_root);
+    emit("store_bytes_before_gc", params.clone(), vec![before / 1e6], "MB");
+    emit("store_bytes_after_gc", params.clone(), vec![after / 1e6], "MB");
+    emit("store_bytes_fresh", params.clone(), vec![fresh / 1e6], "MB");
+    emit("store_gc_ratio", params.clone(), vec![after / fresh], "x");
+    emit("gc_duration", params, vec![gc_ms], "ms");
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
+        // `CODEFRAME_BENCH_ONLY=gc` runs the garbage collection measures alone.
+        if std::env::var("CODEFRAME_BENCH_ONLY").as_deref() == Ok("gc") {
+            store_bytes_after_gc(1_000, 20, 5).await?;
+            return store_bytes_after_gc(10_000, 20, 5).await;
+        }
         snapshot_of_a_large_file().await?;
         first_snapshot_vs_git(10_000).await?;
         bench(1_000).await?;
         durability_cost(1_000).await?;
+        store_bytes_after_gc(1_000, 20, 5).await?;
+        store_bytes_after_gc(10_000, 20, 5).await?;
         bench(10_000).await
     })
 }

@@ -1352,3 +1352,36 @@ fn checkpoints_undo_takes_a_restore_back_from_the_command_line() {
     assert_eq!(undone["checkpoint_id"], restored["safety_checkpoint_id"]);
     assert_eq!(std::fs::read_to_string(d.join("src/main.rs")).unwrap(), "fn main() { later() }\n");
 }
+
+#[test]
+fn checkpoints_gc_removes_what_deleted_checkpoints_used_and_keeps_the_rest_readable() {
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init"]);
+    json(&d, &["start"]);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        std::fs::write(d.join("src/lib.rs"), format!("pub fn v{n}() {{}}\n")).unwrap();
+        ids.push(
+            json(&d, &["checkpoints", "create", "--name", &format!("c{n}")])["id"]
+                .as_i64()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    json(&d, &["checkpoints", "delete", &ids[0]]);
+    let gc = json(&d, &["checkpoints", "gc"]);
+    assert_eq!(gc["checkpoints_kept"], 2, "{gc}");
+    assert_eq!(gc["packs_after"], 1, "{gc}");
+    assert!(gc["bytes_after"].as_u64() < gc["bytes_before"].as_u64(), "{gc}");
+    for id in &ids[1..] {
+        assert_eq!(json(&d, &["checkpoints", "verify", id])["ok"], true);
+    }
+    let out = run_in(&d, &["checkpoints", "gc"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kept"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
