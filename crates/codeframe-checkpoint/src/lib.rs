@@ -22,26 +22,32 @@ mod error;
 pub mod failpoints;
 mod fs;
 mod gc;
+mod git;
 mod journal;
 mod layout;
 mod manager;
 mod pack;
 mod paths;
 mod restore;
+mod rows;
+mod snapshot;
 mod statcache;
 mod state;
 mod store;
+mod types;
 mod worktree;
 
 pub use error::CheckpointError;
 pub use gc::GcReport;
-pub use manager::{
-    CheckpointDraft, CheckpointManager, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, Durability, FileChange,
-    FileDiff, FileDiffEntry, FilesRestored, FilesSettled, GitCheckpointManager, PreparedCheckpoint,
-    ReconcileReport, RestoreMode, RestoreReport, RestoreWhat, VerifyReport, WrittenCheckpoint,
-};
+pub use git::GitCheckpointManager;
+pub use manager::CheckpointManager;
 pub use state::ProjectState;
 pub use store::{Place, STORE_DIR, checkpoint_ref};
+pub use types::{
+    CheckpointDraft, CheckpointSpec, DEFAULT_MAX_FILE_SIZE, Durability, FileChange, FileDiff, FileDiffEntry,
+    FilesRestored, FilesSettled, PreparedCheckpoint, ReconcileReport, RestoreMode, RestoreReport,
+    RestoreWhat, VerifyReport, WrittenCheckpoint,
+};
 
 /// Result of a checkpoint operation.
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
