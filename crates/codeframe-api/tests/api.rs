@@ -746,7 +746,53 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         codeframe_api::routes().iter().map(|r| (r.method.to_uppercase(), r.path.to_owned())).collect();
     table.sort();
     assert_eq!(documented, table);
-    assert_eq!(documented.len(), 39);
+    // The contract, written out independently of the route table: a route added, removed or
+    // renamed there must be added here too, on purpose.
+    let contract: Vec<(String, String)> = [
+        ("DELETE", "/api/projects/{id}/agents/{agent}"),
+        ("DELETE", "/api/projects/{id}/checkpoints/{cid}"),
+        ("DELETE", "/api/projects/{id}/permits/{permit_id}"),
+        ("DELETE", "/api/tokens/{token_id}"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/projects"),
+        ("GET", "/api/projects/{id}"),
+        ("GET", "/api/projects/{id}/agents"),
+        ("GET", "/api/projects/{id}/agents/{agent}/context"),
+        ("GET", "/api/projects/{id}/agents/{agent}/context/stats"),
+        ("GET", "/api/projects/{id}/checkpoints"),
+        ("GET", "/api/projects/{id}/checkpoints/policy"),
+        ("GET", "/api/projects/{id}/checkpoints/{cid}"),
+        ("GET", "/api/projects/{id}/checkpoints/{cid}/diff"),
+        ("GET", "/api/projects/{id}/events"),
+        ("GET", "/api/projects/{id}/pause-status"),
+        ("GET", "/api/projects/{id}/permits"),
+        ("GET", "/api/tokens"),
+        ("GET", "/healthz"),
+        ("POST", "/api/projects"),
+        ("POST", "/api/projects/{id}/agents"),
+        ("POST", "/api/projects/{id}/agents/{agent}/context"),
+        ("POST", "/api/projects/{id}/agents/{agent}/context/bulk"),
+        ("POST", "/api/projects/{id}/agents/{agent}/context/restore"),
+        ("POST", "/api/projects/{id}/agents/{agent}/flash-save"),
+        ("POST", "/api/projects/{id}/checkpoints"),
+        ("POST", "/api/projects/{id}/checkpoints/gc"),
+        ("POST", "/api/projects/{id}/checkpoints/prune"),
+        ("POST", "/api/projects/{id}/checkpoints/undo"),
+        ("POST", "/api/projects/{id}/checkpoints/{cid}/pin"),
+        ("POST", "/api/projects/{id}/checkpoints/{cid}/restore"),
+        ("POST", "/api/projects/{id}/checkpoints/{cid}/unpin"),
+        ("POST", "/api/projects/{id}/move"),
+        ("POST", "/api/projects/{id}/pause"),
+        ("POST", "/api/projects/{id}/permits"),
+        ("POST", "/api/projects/{id}/permits/{permit_id}/renew"),
+        ("POST", "/api/projects/{id}/resume"),
+        ("POST", "/api/projects/{id}/start"),
+        ("PUT", "/api/projects/{id}/checkpoints/policy"),
+    ]
+    .iter()
+    .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+    .collect();
+    assert_eq!(documented, contract);
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {

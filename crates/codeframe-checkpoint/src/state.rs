@@ -192,7 +192,26 @@ mod tests {
 
     #[test]
     fn keys_are_sorted_at_every_level() {
-        let v = serde_json::json!({"b": 1, "a": {"z": [ {"y": 1, "x": 2} ], "c": null}});
+        // Structs serialize their fields in declaration order: these are declared unsorted, so
+        // plain serde_json output differs from the canonical form.
+        #[derive(Serialize)]
+        struct Inner {
+            z: Vec<Leaf>,
+            c: Option<u8>,
+        }
+        #[derive(Serialize)]
+        struct Leaf {
+            y: u8,
+            x: u8,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            b: u8,
+            a: Inner,
+        }
+        let v = Outer { b: 1, a: Inner { z: vec![Leaf { y: 1, x: 2 }], c: None } };
+        let plain = serde_json::to_string(&v).ok();
+        assert_eq!(plain.as_deref(), Some(r#"{"b":1,"a":{"z":[{"y":1,"x":2}],"c":null}}"#));
         let out = canonical_json("t", &v).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
         assert_eq!(out.as_deref(), Some(r#"{"a":{"c":null,"z":[{"x":2,"y":1}]},"b":1}"#));
     }

@@ -2,19 +2,30 @@
 //! embedded in the crate, so this works offline; it is loaded once per process.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tiktoken_rs::CoreBPE;
 
 use crate::ContextError;
 
 static CL100K: OnceLock<Result<CoreBPE, String>> = OnceLock::new();
+static LOADS: AtomicUsize = AtomicUsize::new(0);
 
 /// The process-wide `cl100k_base` tokenizer, loaded on first use.
 pub fn tokenizer() -> Result<&'static CoreBPE, ContextError> {
     CL100K
-        .get_or_init(|| tiktoken_rs::cl100k_base().map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            LOADS.fetch_add(1, Ordering::Relaxed);
+            tiktoken_rs::cl100k_base().map_err(|e| e.to_string())
+        })
         .as_ref()
         .map_err(|e| ContextError::Tokenizer(e.clone()))
+}
+
+/// How many times this process built the tokenizer (loading the vocabulary takes ~100 ms; it
+/// should happen once).
+pub fn loads() -> usize {
+    LOADS.load(Ordering::Relaxed)
 }
 
 /// Number of `cl100k_base` tokens in `text`. Special-token markers such as `<|endoftext|>`

@@ -845,7 +845,7 @@ async fn deleting_a_project_cascades_to_its_rows_only() {
 }
 
 #[test]
-fn timestamps_are_stored_in_the_fixed_format() {
+fn the_fixed_timestamp_format_is_utc_with_microseconds() {
     assert_eq!(timestamp::format(T0), "2026-03-01T12:00:00.123456Z");
 }
 
