@@ -50,8 +50,23 @@ fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     // All features: the crash tests need the core's fail points compiled in.
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
-    cargo(&["test", "--workspace", "--all-features"])
+    cargo(&["test", "--workspace", "--all-features"])?;
+    // Each library crate can be packaged on its own (its files, migrations included).
+    for krate in LIBRARY_CRATES {
+        cargo(&["package", "--quiet", "--list", "--allow-dirty", "-p", krate]).map(drop)?;
+    }
+    Ok(())
 }
+
+/// The crates other teams may take alone.
+const LIBRARY_CRATES: [&str; 6] = [
+    "codeframe-models",
+    "codeframe-persistence",
+    "codeframe-context",
+    "codeframe-checkpoint",
+    "codeframe-core",
+    "codeframe-api",
+];
 
 fn bench(which: &str) -> Result<(), String> {
     let selected: Vec<_> = BENCHES.iter().filter(|(name, _, _)| which == "all" || *name == which).collect();

@@ -9,7 +9,7 @@ use tracing::{debug, info};
 use crate::error::BackendError;
 use crate::{DbError, Result};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How to open a database. The defaults suit an embedded, single-machine deployment.
 #[derive(Debug, Clone)]
