@@ -336,10 +336,14 @@ async fn store_bytes_after_gc(files: usize, history: usize, kept: usize) -> Res<
 fn main() -> Res<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        // `CODEFRAME_BENCH_ONLY=gc` runs the garbage collection measures alone.
-        if std::env::var("CODEFRAME_BENCH_ONLY").as_deref() == Ok("gc") {
-            store_bytes_after_gc(1_000, 20, 5).await?;
-            return store_bytes_after_gc(10_000, 20, 5).await;
+        // `CODEFRAME_BENCH_ONLY=gc|durability` runs those measures alone.
+        match std::env::var("CODEFRAME_BENCH_ONLY").as_deref() {
+            Ok("gc") => {
+                store_bytes_after_gc(1_000, 20, 5).await?;
+                return store_bytes_after_gc(10_000, 20, 5).await;
+            }
+            Ok("durability") => return durability_cost(1_000).await,
+            _ => {}
         }
         snapshot_of_a_large_file().await?;
         first_snapshot_vs_git(10_000).await?;
