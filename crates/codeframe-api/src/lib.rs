@@ -19,6 +19,7 @@
 //! This crate uses `codeframe-core` and `codeframe-models` only: core is the only door.
 
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod metrics;
@@ -209,6 +210,7 @@ pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Rou
         .merge(public)
         .merge(protected)
         .route("/ws", get(ws::handler))
+        .merge(dashboard::routes())
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(shape_bare_errors))

@@ -1385,3 +1385,180 @@ fn checkpoints_gc_removes_what_deleted_checkpoints_used_and_keeps_the_rest_reada
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+// ---------------------------------------------------------------- the dashboard, in a browser
+
+#[path = "browser/webdriver.rs"]
+mod webdriver;
+
+/// Where the browser tests leave their screenshots (under `target/`).
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser_follows_the_project_live() {
+    let Some(browser) =
+        webdriver::Driver::start_or_skip("the_dashboard_in_a_real_browser_follows_the_project_live")
+    else {
+        return;
+    };
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init", ".", "--name", "shop"]);
+    json(&d, &["agent", "add", "coder-1"]);
+    json(&d, &["start"]);
+    json(&d, &["checkpoints", "create", "--name", "before the browser"]);
+    let token = json(&d, &["token", "create", "--name", "browser"])["token"].as_str().unwrap().to_owned();
+    let server = Server::start(&d);
+    let base = format!("http://{}/", server.addr);
+    // Some context for the chart: items of every tier's kind.
+    let items: Vec<Value> = (0..12)
+        .map(|n| {
+            let kind = ["TASK", "CODE", "PRD_SECTION"][n % 3];
+            serde_json::json!({"item_type": kind, "content": format!("item {n}: {}", "some words of context ".repeat(n + 1))})
+        })
+        .collect();
+    let (status, body) = http_post(
+        &server.addr,
+        "/api/projects/1/agents/coder-1/context/bulk",
+        &token,
+        &serde_json::json!({ "items": items }).to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // A wrong token: the API's own words are shown, and nothing else.
+    browser.goto(&base);
+    browser.type_into("#token", "cf_wrong");
+    browser.click("#sign-in button");
+    let refused = browser.wait_text("#errors", |t| !t.is_empty());
+    assert!(refused.contains("unauthorized"), "{refused}");
+
+    // Sign in; the project is listed with its status.
+    browser.type_into("#token", &token);
+    browser.click("#sign-in button");
+    browser.wait_text("#projects li", |t| t.contains("shop") && t.contains("planning"));
+    browser.click("#projects li a");
+    browser.wait_text("#status-text", |t| t == "planning");
+    browser.wait_text("#agents-table", |t| t.contains("coder-1"));
+    browser.wait_text("#checkpoints", |t| t.contains("before the browser"));
+    // Marks this page load: a reload would lose it.
+    browser.script("window.__sameLoad = true; return null;", serde_json::json!([]));
+
+    // Pause from the page, with a reason: the result, the badge and the checkpoint appear.
+    browser.type_into("#pause-reason", "lunch break");
+    browser.click("#pause-button");
+    let paused = browser.wait_text("#pause-result", |t| t.starts_with("Paused: checkpoint"));
+    assert!(paused.contains("items archived") && paused.contains("tokens"), "{paused}");
+    browser.wait_text("#status-text", |t| t == "paused");
+    browser.wait_text("#project-status", |t| t.contains("lunch break"));
+    browser.wait_text("#checkpoints", |t| t.contains("pause"));
+    browser.wait_text("#event-feed", |t| t.contains("project_paused"));
+    browser.script("window.scrollTo(0, 0); return null;", serde_json::json!([]));
+    browser.screenshot(&screenshot_dir().join("dashboard-project.png"));
+
+    // Another process resumes, then pauses again: the page follows without a reload.
+    json(&d, &["resume"]);
+    browser.wait_text("#status-text", |t| t == "planning");
+    json(&d, &["pause", "--reason", "from the terminal"]);
+    browser.wait_text("#status-text", |t| t == "paused");
+    browser.wait_text("#project-status", |t| t.contains("from the terminal"));
+    assert_eq!(browser.script("return window.__sameLoad === true;", serde_json::json!([])), true);
+
+    // A dropped connection: what happens meanwhile is caught up on reconnection.
+    browser.script(
+        "state.ws.onclose = null; state.ws.close(); state.ws = null; return null;",
+        serde_json::json!([]),
+    );
+    json(&d, &["checkpoints", "create", "--name", "made while disconnected"]);
+    browser.script("connect(); return null;", serde_json::json!([]));
+    browser.wait_text("#event-feed", |t| t.contains("made while disconnected"));
+    browser.wait_text("#checkpoints", |t| t.contains("made while disconnected"));
+
+    // A diff: the file edited while paused, as a unified diff.
+    std::fs::write(d.join("src/main.rs"), "fn main() { println!(\"edited while paused\"); }\n").unwrap();
+    browser.click("tr[data-checkpoint-id] .diff-button");
+    browser.wait_text("#diff-files", |t| t.contains("src/main.rs"));
+    browser.click("#diff-files button[data-path='src/main.rs']");
+    let diff = browser.wait_text("#diff-text", |t| t.contains("edited while paused"));
+    assert!(diff.contains("+fn main() { println!"), "{diff}");
+    browser.screenshot(&screenshot_dir().join("dashboard-diff.png"));
+
+    // Resume from the page (files kept): the result lists the file changed while paused.
+    browser.click("#resume-button");
+    let resumed = browser.wait_text("#resume-result", |t| t.starts_with("Resumed"));
+    assert!(resumed.contains("src/main.rs") && resumed.contains("kept"), "{resumed}");
+    browser.wait_text("#status-text", |t| t == "planning");
+    let feed = browser.wait_text("#event-feed", |t| t.contains("project_resumed"));
+    for kind in ["project_paused", "checkpoint_created", "status_changed", "project_resumed"] {
+        assert!(feed.contains(kind), "{kind} in the feed: {feed}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("src/main.rs")).unwrap(),
+        "fn main() { println!(\"edited while paused\"); }\n"
+    );
+
+    // Restore with a preview and a confirmation.
+    browser.click("tr[data-checkpoint-id] .restore-button");
+    browser.wait_text("[role=dialog]", |t| t.contains("src/main.rs"));
+    browser.click("#confirm-restore");
+    browser.wait_text("#restore-result", |t| t.starts_with("Restored checkpoint"));
+
+    // Readable on a 360 px wide screen: nothing wider than the window.
+    browser.resize(360, 800);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let fits = browser.script(
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+        serde_json::json!([]),
+    );
+    assert_eq!(fits, true, "the page fits 360 px");
+    browser.screenshot(&screenshot_dir().join("dashboard-360.png"));
+
+    // Sign out: the token is gone from the tab.
+    browser.click("#sign-out");
+    browser.find("#sign-in");
+    assert_eq!(browser.script("return sessionStorage.length;", serde_json::json!([])), 0);
+}
+
+#[test]
+fn the_dashboard_assets_are_cached_properly_and_load_nothing_from_elsewhere() {
+    let r = repo();
+    let d = r.root.clone();
+    json(&d, &["init", ".", "--name", "shop"]);
+    let server = Server::start(&d);
+    let page = raw_get(&server.addr, "/", &[]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let header = |resp: &str, name: &str| {
+        resp.lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header(&page, "cache-control"), "no-cache");
+    assert!(header(&page, "content-security-policy").contains("default-src 'none'"));
+    assert!(header(&page, "content-type").starts_with("text/html"));
+    let script = page.split("src=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+    assert!(script.starts_with("/assets/app.js?v="), "{script}");
+    let js = raw_get(&server.addr, &script, &[]);
+    assert!(js.starts_with("HTTP/1.1 200"), "{js}");
+    assert!(header(&js, "cache-control").contains("immutable"));
+    let etag = header(&js, "etag");
+    let again = raw_get(&server.addr, &script, &[("If-None-Match", &etag)]);
+    assert!(again.starts_with("HTTP/1.1 304"), "{again}");
+    // The API stays behind its token.
+    assert!(raw_get(&server.addr, "/api/projects", &[]).starts_with("HTTP/1.1 401"));
+}
+
+/// A GET with the given headers; the whole answer (status line, headers, body) as text.
+fn raw_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
