@@ -11,6 +11,7 @@ const state = {
   ws: null,
   wsRetry: 0,
   refreshTimer: null,
+  filesChanged: new Map(), // checkpoint id -> { text, at }: changed-file counts, asked rarely
 };
 
 // ------------------------------------------------------------------ helpers
@@ -374,15 +375,27 @@ function renderCheckpoints(id, cps) {
           el('button', { type: 'button', class: 'secondary restore-button', onclick: (ev) => previewRestore(id, c, ev.currentTarget) }, 'Restore…')));
       return row;
     })));
-  // Changed-file counts, for the newest checkpoints.
-  for (const c of cps.slice(0, 20)) {
-    api('GET', `/api/projects/${id}/checkpoints/${c.id}/diff`).then((d) => {
-      const cell = table.querySelector(`tr[data-checkpoint-id="${c.id}"] .files-changed`);
-      if (cell) cell.textContent = number((d.files || []).length);
-    }).catch(() => {
-      const cell = table.querySelector(`tr[data-checkpoint-id="${c.id}"] .files-changed`);
-      if (cell) cell.textContent = '?';
-    });
+  // Changed-file counts (a diff walks the whole tree): the ten newest checkpoints, each asked
+  // again at most every 30 s, whatever the number of events.
+  const now = Date.now();
+  for (const c of cps.slice(0, 10)) {
+    const cell = () => table.querySelector(`tr[data-checkpoint-id="${c.id}"] .files-changed`);
+    const known = state.filesChanged.get(c.id);
+    if (known) cell().textContent = known.text;
+    if (known && now - known.at < 30000) continue;
+    state.filesChanged.set(c.id, { text: known ? known.text : '…', at: now });
+    api('GET', `/api/projects/${id}/checkpoints/${c.id}/diff`)
+      .then((d) => number((d.files || []).length))
+      .catch(() => '?')
+      .then((text) => {
+        state.filesChanged.set(c.id, { text, at: Date.now() });
+        const td = cell();
+        if (td) td.textContent = text;
+      });
+  }
+  for (const c of cps.slice(10)) {
+    const td = table.querySelector(`tr[data-checkpoint-id="${c.id}"] .files-changed`);
+    if (td) td.textContent = '—';
   }
 }
 

@@ -1438,6 +1438,11 @@ fn the_dashboard_in_a_real_browser_follows_the_project_live() {
     browser.type_into("#token", &token);
     browser.click("#sign-in button");
     browser.wait_text("#projects li", |t| t.contains("shop") && t.contains("planning"));
+    // The list follows another process's pause and resume.
+    json(&d, &["pause", "--reason", "seen from the list"]);
+    browser.wait_text("#projects li", |t| t.contains("paused") && t.contains("seen from the list"));
+    json(&d, &["resume"]);
+    browser.wait_text("#projects li", |t| t.contains("planning"));
     browser.click("#projects li a");
     browser.wait_text("#status-text", |t| t == "planning");
     browser.wait_text("#agents-table", |t| t.contains("coder-1"));
