@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use codeframe_api::{AppState, EventHub, router};
 use codeframe_core::{
     CheckpointManager, CheckpointSpec, ContextError, ContextManager, Db, FileDiff, FlashSavePlan,
-    GitCheckpointManager, ItemPage, ListQuery, NoopSink, ProjectService, ReadTx, ReconcileReport,
-    RestoreMode, RestoreReport, RestoreWhat, ServiceConfig, SqlContextManager, Tx, VerifyReport,
+    GitCheckpointManager, ItemPage, ListQuery, ProjectService, ReadTx, ReconcileReport, RestoreMode,
+    RestoreReport, RestoreWhat, ServiceConfig, SqlContextManager, Tx, VerifyReport,
 };
 use codeframe_models::{
     Checkpoint, CheckpointId, ContextItem, FlashSaveId, FlashSaveReport, NewContextItem, ProjectId,
-    SystemClock, TierTotals,
+    TierTotals,
 };
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -93,14 +93,14 @@ async fn start() -> Srv {
 async fn start_with(checkpoints: fn(Db) -> Arc<dyn CheckpointManager>, config: ServiceConfig) -> Srv {
     let tmp = tempfile::tempdir().unwrap();
     let db = open_home(&tmp).await;
-    let service = ProjectService::new(
-        db.clone(),
-        Arc::new(SqlContextManager::new(db.clone())),
-        checkpoints(db.clone()),
-        Arc::new(NoopSink),
-        Arc::new(SystemClock),
-        served(tmp.path(), config),
-    );
+    let service = ProjectService::builder()
+        .db(db.clone())
+        .context_manager(Arc::new(SqlContextManager::new(db.clone())))
+        .checkpoint_manager(checkpoints(db.clone()))
+        .config(served(tmp.path(), config))
+        .build()
+        .await
+        .unwrap();
     serve(AppState::from_service(service).await.unwrap(), db, tmp).await
 }
 
@@ -518,14 +518,14 @@ impl ContextManager for PanickingContext {
 async fn a_panic_in_a_handler_is_a_500_without_internals() {
     let tmp = tempfile::tempdir().unwrap();
     let db = open_home(&tmp).await;
-    let service = ProjectService::new(
-        db.clone(),
-        Arc::new(PanickingContext(SqlContextManager::new(db.clone()))),
-        Arc::new(GitCheckpointManager::new(db.clone())),
-        Arc::new(NoopSink),
-        Arc::new(SystemClock),
-        served(tmp.path(), ServiceConfig::default()),
-    );
+    let service = ProjectService::builder()
+        .db(db.clone())
+        .context_manager(Arc::new(PanickingContext(SqlContextManager::new(db.clone()))))
+        .checkpoint_manager(Arc::new(GitCheckpointManager::new(db.clone())))
+        .config(served(tmp.path(), ServiceConfig::default()))
+        .build()
+        .await
+        .unwrap();
     let hub = EventHub::follow(&service).await.unwrap();
     let srv = serve(AppState::with(service, hub), db, tmp).await;
     let id = srv.project("boom").await;
@@ -1476,14 +1476,14 @@ async fn a_server_without_workspace_roots_refuses_to_create_projects() {
 async fn start_limited(limits: codeframe_api::Limits) -> Srv {
     let tmp = tempfile::tempdir().unwrap();
     let db = open_home(&tmp).await;
-    let service = ProjectService::new(
-        db.clone(),
-        Arc::new(SqlContextManager::new(db.clone())),
-        slow_writes(db.clone()),
-        Arc::new(NoopSink),
-        Arc::new(SystemClock),
-        served(tmp.path(), ServiceConfig::default()),
-    );
+    let service = ProjectService::builder()
+        .db(db.clone())
+        .context_manager(Arc::new(SqlContextManager::new(db.clone())))
+        .checkpoint_manager(slow_writes(db.clone()))
+        .config(served(tmp.path(), ServiceConfig::default()))
+        .build()
+        .await
+        .unwrap();
     let hub = EventHub::follow(&service).await.unwrap();
     serve(AppState::with_limits(service, hub, limits), db, tmp).await
 }

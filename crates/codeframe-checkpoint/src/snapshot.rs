@@ -202,10 +202,15 @@ pub(crate) fn snapshot_belongs_to(
 /// The validated files of a checkpoint commit.
 pub(crate) fn checkpoint_files(store: &Store, id: CheckpointId, commit: ObjectId) -> Result<Vec<FileEntry>> {
     let tree = store.commit_tree(commit)?;
-    let files = store
-        .child(tree, "files")?
-        .ok_or_else(|| CheckpointError::Unreadable { id, reason: "no files/ in the snapshot".into() })?;
-    paths::files_of(store, files.oid)
+    // A snapshot of an empty working tree has no `files/` (a git tree holds no empty
+    // directory): it restores to no file at all. Its `meta.json` says it is ours.
+    match store.child(tree, "files")? {
+        Some(files) => paths::files_of(store, files.oid),
+        None if store.child(tree, "meta.json")?.is_some() => Ok(Vec::new()),
+        None => {
+            Err(CheckpointError::Unreadable { id, reason: "no files/ nor meta.json in the snapshot".into() })
+        }
+    }
 }
 
 pub(crate) fn diff_of(

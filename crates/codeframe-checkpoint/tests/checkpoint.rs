@@ -1594,3 +1594,18 @@ async fn gc_running_over_and_over_while_checkpoints_come_and_go_loses_nothing() 
         .unwrap();
     assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stderr));
 }
+
+#[tokio::test]
+async fn a_checkpoint_of_an_empty_directory_diffs_and_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("empty");
+    std::fs::create_dir_all(&root).unwrap();
+    let f = fx_at(tmp, root).await;
+    let cp = create(&f, "nothing yet").await;
+    assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok());
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().paths().is_empty());
+    write(&f.root, "new.txt", b"made after\n");
+    assert_eq!(f.cm.diff(f.project, cp.id, false).await.unwrap().paths(), ["new.txt"]);
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert!(!f.root.join("new.txt").exists(), "restoring the empty checkpoint removes the file made since");
+}

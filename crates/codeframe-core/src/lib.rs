@@ -20,11 +20,11 @@
 //! as the change it reports ([`ProjectService::events_since`], [`ProjectService::tail_events`]).
 //!
 //! ```no_run
-//! use codeframe_core::{Db, ProjectService};
+//! use codeframe_core::ProjectService;
 //! use codeframe_models::{PauseRequest, ResumeOptions};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let service = ProjectService::with_defaults(Db::open(".codeframe/state.db").await?);
+//! let service = ProjectService::builder().database_url(".codeframe/state.db").build().await?;
 //! let project = service.create("shop", std::path::Path::new(".")).await?;
 //! service.start(project.id).await?;
 //! let _permit = service.enter(project.id, "coder-1").await?; // agents work inside permits
@@ -38,6 +38,7 @@
 
 pub mod auth;
 mod backup;
+mod builder;
 mod checkpoints;
 mod config;
 mod context;
@@ -55,6 +56,7 @@ mod roots;
 mod service;
 
 pub use backup::{RestoredDatabase, restore_database};
+pub use builder::ProjectServiceBuilder;
 pub use config::{EventRetention, ServiceConfig};
 pub use doctor::{DoctorReport, Finding};
 pub use error::{ConflictKind, CoreError, ErrorClass};

@@ -111,8 +111,8 @@ impl std::fmt::Debug for ProjectService {
 }
 
 impl ProjectService {
-    /// A service from its parts.
-    pub fn new(
+    /// A service from its parts ([`ProjectService::builder`] is the public way).
+    pub(crate) fn from_parts(
         db: Db,
         context: Arc<dyn ContextManager>,
         checkpoints: Arc<dyn CheckpointManager>,
@@ -149,7 +149,7 @@ impl ProjectService {
                 .with_max_file_size(config.max_snapshot_file_size)
                 .with_durability(config.durability),
         );
-        Self::new(db, context, checkpoints, Arc::new(NoopSink), clock, config)
+        Self::from_parts(db, context, checkpoints, Arc::new(NoopSink), clock, config)
     }
 
     /// [`ProjectService::with_defaults`] feeding `events` (in-process observers; other processes
@@ -158,7 +158,7 @@ impl ProjectService {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let context = Arc::new(SqlContextManager::with(db.clone(), clock.clone(), Default::default()));
         let checkpoints = Arc::new(GitCheckpointManager::with_clock(db.clone(), clock.clone()));
-        Self::new(db, context, checkpoints, events, clock, ServiceConfig::default())
+        Self::from_parts(db, context, checkpoints, events, clock, ServiceConfig::default())
     }
 
     /// The settings in force.

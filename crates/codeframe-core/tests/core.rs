@@ -69,7 +69,7 @@ fn make_root(tmp: &Path) -> PathBuf {
     root
 }
 
-fn service(
+async fn service(
     db: &Db,
     clock: &ManualClock,
     sink: Arc<dyn EventSink>,
@@ -82,14 +82,16 @@ fn service(
     });
     let checkpoints = checkpoints
         .unwrap_or_else(|| Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc.clone())));
-    ProjectService::new(
-        db.clone(),
-        context,
-        checkpoints,
-        sink,
-        clock_arc,
-        ServiceConfig { drain_timeout: Duration::from_secs(5), ..ServiceConfig::default() },
-    )
+    ProjectService::builder()
+        .db(db.clone())
+        .context_manager(context)
+        .checkpoint_manager(checkpoints)
+        .event_sink(sink)
+        .clock(clock_arc)
+        .drain_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap()
 }
 
 async fn fx() -> Fx {
@@ -111,7 +113,7 @@ async fn fx_with(ctx: CtxWrap, cp: CpWrap) -> Fx {
         Arc::new(SqlContextManager::with(db.clone(), clock_arc.clone(), ContextConfig::default()));
     let base_cp: Arc<dyn CheckpointManager> =
         Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc));
-    let svc = service(&db, &clock, sink.clone(), ctx(&db, &clock, base_ctx), cp(&db, base_cp));
+    let svc = service(&db, &clock, sink.clone(), ctx(&db, &clock, base_ctx), cp(&db, base_cp)).await;
     let project = svc.create("demo", &root).await.unwrap().id;
     Fx { _tmp: tmp, root, db_path, db, clock, sink, svc, project }
 }
@@ -650,7 +652,7 @@ impl EventSink for FailingSink {
 #[tokio::test]
 async fn a_failing_event_sink_never_fails_the_pause() {
     let f = fx().await;
-    let svc = service(&f.db, &f.clock, Arc::new(FailingSink), None, None);
+    let svc = service(&f.db, &f.clock, Arc::new(FailingSink), None, None).await;
     set_status(&f, ProjectStatus::Active).await;
     let out = svc.pause(f.project, PauseRequest::default()).await.unwrap();
     assert!(out.success);
@@ -972,7 +974,7 @@ async fn permits_are_refused_while_paused_and_resume_reopens_the_gate() {
     f.svc.pause(f.project, PauseRequest::default()).await.unwrap();
     assert!(matches!(f.svc.enter(f.project, "a").await, Err(CoreError::Paused(id)) if id == f.project));
     // A fresh service on the same database starts with the gate closed for a paused project.
-    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
     assert!(other.enter(f.project, "a").await.is_err());
     f.svc.resume(f.project, ResumeOptions::default()).await.unwrap();
     assert!(f.svc.enter(f.project, "a").await.is_ok());
@@ -1088,7 +1090,7 @@ async fn concurrent_pauses_exactly_one_wins_across_two_services() {
     let f = fx().await;
     populate(&f, &["a"], 1, 1, 1).await;
     set_status(&f, ProjectStatus::Active).await;
-    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+    let other = service(&f.db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
     let mut handles = Vec::new();
     for n in 0..8 {
         let svc = if n % 2 == 0 { f.svc.clone() } else { other.clone() };
@@ -1556,7 +1558,7 @@ mod crash {
 
         // Reopen as a new process would.
         let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
-        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
         svc.open(f.project).await.unwrap();
         let p = svc.get(f.project).await.unwrap();
         let now_items = context::list_for_project(&mut db.conn().await.unwrap(), f.project).await.unwrap();
@@ -1807,7 +1809,7 @@ mod crash {
 
         // Open as a new process would.
         let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
-        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None);
+        let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
         let opened = svc.open(f.project).await.unwrap();
         let settled = opened.reconcile.interrupted_restore;
         if killed {
