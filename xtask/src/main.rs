@@ -51,6 +51,17 @@ fn ci() -> Result<(), String> {
     // All features: the crash tests need the core's fail points compiled in.
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
     cargo(&["test", "--workspace", "--all-features"])?;
+    // The documentation builds without a warning (broken links, bad HTML).
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("xtask: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps");
+    let doc = Command::new(&cargo_bin)
+        .args(["doc", "--workspace", "--no-deps", "--quiet"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .status()
+        .map_err(|e| format!("cannot run {cargo_bin}: {e}"))?;
+    if !doc.success() {
+        return Err(format!("`cargo doc --workspace --no-deps` has warnings ({doc})"));
+    }
     // Each library crate can be packaged on its own (its files, migrations included).
     for krate in LIBRARY_CRATES {
         cargo(&["package", "--quiet", "--list", "--allow-dirty", "-p", krate]).map(drop)?;

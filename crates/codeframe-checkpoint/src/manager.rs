@@ -170,7 +170,7 @@ pub trait CheckpointManager: Send + Sync {
 
     /// Removes the objects of the project's store that no checkpoint ref reaches and packs the
     /// others into one pack, if the store has at least `min_packs` packs (0: always; `None`
-    /// when it has fewer). Never waits: [`CheckpointError::StoreBusy`] while a checkpoint of
+    /// when it has fewer). Never waits: [`CheckpointError::StoreBusy`](crate::CheckpointError::StoreBusy) while a checkpoint of
     /// the project is being written or read (it never removes an object one of them needs).
     /// Refs without a checkpoint row keep their objects: reconcile first.
     async fn collect_garbage(&self, project_id: ProjectId, min_packs: usize) -> Result<Option<GcReport>>;

@@ -28,8 +28,8 @@ pub struct CheckpointSpec {
 }
 
 /// A checkpoint whose row is written (in the caller's transaction) and whose state is read,
-/// but whose snapshot is not yet in the store. Made by [`CheckpointManager::prepare`],
-/// finished by [`CheckpointManager::write`].
+/// but whose snapshot is not yet in the store. Made by [`CheckpointManager::prepare`](crate::CheckpointManager::prepare),
+/// finished by [`CheckpointManager::write`](crate::CheckpointManager::write).
 #[derive(Debug)]
 pub struct PreparedCheckpoint {
     /// The row as inserted (no commit yet).
@@ -42,7 +42,7 @@ pub struct PreparedCheckpoint {
 }
 
 /// A checkpoint read from the database (through a read transaction) but not yet written,
-/// made by [`CheckpointManager::draft`]. The items it will write may be adjusted to what the
+/// made by [`CheckpointManager::draft`](crate::CheckpointManager::draft). The items it will write may be adjusted to what the
 /// caller's transaction will make of them (a pause marks the items its flash saves archive).
 #[derive(Debug)]
 pub struct CheckpointDraft {
@@ -77,7 +77,7 @@ impl CheckpointDraft {
 }
 
 /// A snapshot whose objects are in the store, named by no ref and no row yet, made by
-/// [`CheckpointManager::write_objects`]. If nothing records it, its objects are unreachable
+/// [`CheckpointManager::write_objects`](crate::CheckpointManager::write_objects). If nothing records it, its objects are unreachable
 /// and harmless (content-addressed; a later snapshot may share them).
 #[derive(Debug, Clone)]
 pub struct WrittenCheckpoint {
@@ -226,7 +226,7 @@ pub struct ReconcileReport {
 }
 
 /// A file restore settled once the transaction that ran it was decided (see
-/// [`CheckpointManager::settle_files`]).
+/// [`CheckpointManager::settle_files`](crate::CheckpointManager::settle_files)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilesSettled {
     /// The restore's token (its journal's, and its `file_restores` row's).

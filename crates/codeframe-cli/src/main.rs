@@ -220,7 +220,7 @@ pub(crate) enum Command {
         to: PathBuf,
     },
     /// Put a backup in place of the home's database (every codeframe process on the home must be
-    /// stopped; the replaced database is kept beside it as state.db.replaced-<time>).
+    /// stopped; the replaced database is kept beside it as `state.db.replaced-<time>`).
     #[command(
         after_help = "Example: codeframe --home /srv/codeframe restore-backup /backups/codeframe-2026-11-30.db --yes"
     )]
