@@ -6,6 +6,7 @@ use thiserror::Error;
 
 /// Why a checkpoint operation failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// No project with this id.
     #[error("project {0} not found")]

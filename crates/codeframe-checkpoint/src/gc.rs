@@ -76,6 +76,7 @@ impl Drop for StoreUse {
 
 /// What a garbage collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GcReport {
     /// Checkpoint refs whose objects were kept.
     pub checkpoints_kept: usize,

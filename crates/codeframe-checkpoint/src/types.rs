@@ -93,6 +93,7 @@ pub struct WrittenCheckpoint {
 
 /// What restoring files did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FilesRestored {
     /// Differences before the restore.
     pub diff: FileDiff,
@@ -168,6 +169,7 @@ pub enum RestoreMode {
 
 /// What a restore did (or, previewed, would do).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RestoreReport {
     /// The checkpoint.
     pub checkpoint_id: CheckpointId,
@@ -195,6 +197,7 @@ pub struct RestoreReport {
 
 /// The result of checking a checkpoint's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The checkpoint.
     pub checkpoint_id: CheckpointId,
@@ -215,6 +218,7 @@ impl VerifyReport {
 
 /// What reconciliation found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReconcileReport {
     /// Refs without a checkpoint row (left by a transaction that never committed), removed.
     pub removed_refs: Vec<CheckpointId>,
@@ -228,6 +232,7 @@ pub struct ReconcileReport {
 /// A file restore settled once the transaction that ran it was decided (see
 /// [`CheckpointManager::settle_files`](crate::CheckpointManager::settle_files)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FilesSettled {
     /// The restore's token (its journal's, and its `file_restores` row's).
     pub token: String,

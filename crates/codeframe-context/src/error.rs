@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Why a context operation failed. Nothing was changed when one is returned.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ContextError {
     /// No project with this id.
     #[error("project {0} not found")]

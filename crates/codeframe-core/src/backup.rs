@@ -14,6 +14,7 @@ use crate::{CoreError, ProjectService, Result};
 
 /// What [`restore_database`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RestoredDatabase {
     /// The database file now holding the backup.
     pub database: PathBuf,

@@ -11,6 +11,7 @@ use crate::{ProjectService, Result};
 
 /// What [`ProjectService::doctor`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DoctorReport {
     /// No finding needs a fix.
     pub healthy: bool,
@@ -26,6 +27,7 @@ pub struct DoctorReport {
 
 /// One thing found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// `database_damaged`, `root_missing`, `commit_missing`, `checkpoint_damaged`, or, repaired
     /// while checking (no fix needed), `orphan_refs_removed` and `interrupted_restore_settled`.

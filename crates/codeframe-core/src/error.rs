@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 /// Why a state transition was refused. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ConflictKind {
     /// The project is already paused.
     AlreadyPaused {
@@ -97,6 +98,7 @@ impl std::fmt::Display for ConflictKind {
 
 /// An error of the project service.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// Something named does not exist.
     #[error("{entity} {id} not found")]
@@ -289,6 +291,8 @@ impl CoreError {
                 | ContextError::Invalid(_) => (Invalid, "invalid"),
                 ContextError::Stale { .. } => (Conflict, "concurrent_update"),
                 ContextError::Tokenizer(_) | ContextError::Storage(_) => (Internal, "internal"),
+                // A kind added to the (non-exhaustive) context errors is internal until mapped.
+                _ => (Internal, "internal"),
             },
             Self::Checkpoint(e) => match e {
                 CheckpointError::NotFound(_) | CheckpointError::UnknownProject(_) => (NotFound, "not_found"),
@@ -305,6 +309,8 @@ impl CoreError {
                 | CheckpointError::State { .. }
                 | CheckpointError::Db(_)
                 | CheckpointError::Worker(_) => (Internal, "internal"),
+                // A kind added to the (non-exhaustive) checkpoint errors is internal until mapped.
+                _ => (Internal, "internal"),
             },
             Self::FileExists(_) => (Invalid, "exists"),
             Self::Db(DbError::InUse { .. }) => (Conflict, "database_in_use"),

@@ -26,6 +26,7 @@ pub const AUTO_GC_PACKS: usize = 32;
 
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PruneReport {
     /// Nothing was deleted: `pruned` lists what would be.
     pub dry_run: bool,

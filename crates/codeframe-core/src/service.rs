@@ -29,6 +29,7 @@ pub struct AgentTotals {
 
 /// Everything `status` reports about a project.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct StatusReport {
     /// Project id.
     pub project_id: ProjectId,
@@ -75,6 +76,7 @@ pub struct ProjectAgent {
 
 /// A project as opened, with what reconciliation of its checkpoint store found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct OpenedProject {
     /// The project.
     pub project: Project,

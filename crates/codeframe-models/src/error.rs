@@ -2,6 +2,7 @@ use thiserror::Error;
 
 /// Why a value of the domain was rejected. Returned by parsing and by [`crate::validate`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A required string was empty or only whitespace.
     #[error("{field} must not be empty")]

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// An error from the persistence layer. sqlx errors never cross this crate's boundary.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// The database could not be opened or created.
     #[error("cannot open database {location}: {source}")]
@@ -110,6 +111,7 @@ impl DbError {
 
 /// Kind of schema constraint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConstraintKind {
     /// UNIQUE or PRIMARY KEY.
     Unique,
