@@ -8,6 +8,7 @@
 //! - `permit_http`: the same over HTTP, as an agent in another language does it.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_testkit::bench::percentile;
 use std::error::Error;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -36,13 +37,6 @@ const CHILD_PROJECT: &str = "CODEFRAME_BENCH_WRITER_PROJECT";
 const LOAD_ADDR: &str = "CODEFRAME_BENCH_LOAD_ADDR";
 const LOAD_PATH: &str = "CODEFRAME_BENCH_LOAD_PATH";
 const LOAD_TOKEN: &str = "CODEFRAME_BENCH_LOAD_TOKEN";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() as f64) * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
 
 fn r(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0

@@ -6,6 +6,7 @@
 //! One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_testkit::bench::{emit, peak_rss_mb};
 use std::error::Error;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -59,17 +60,6 @@ fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
-fn emit(name: &str, params: serde_json::Value, mut samples: Vec<f64>, unit: &str) {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let median = samples[samples.len() / 2];
-    let p95 = samples[((samples.len() as f64 * 0.95).ceil() as usize).clamp(1, samples.len()) - 1];
-    let r = |v: f64| (v * 100.0).round() / 100.0;
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "params": params, "median": r(median), "p95": r(p95), "unit": unit, "runs": samples.len()})
-    );
-}
-
 async fn setup(files: usize) -> Res<(tempfile::TempDir, Db, i64, std::path::PathBuf)> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("project");
@@ -119,7 +109,7 @@ async fn bench(files: usize) -> Res<()> {
         settle();
         first.push(checkpoint(&db, &cm, project).await?.0);
     }
-    emit("checkpoint_create", params.clone(), first, "ms");
+    emit("checkpoint_create", &params, first, "ms");
 
     // After 1% of the files changed.
     let changed = (files / 100).max(1);
@@ -133,7 +123,7 @@ async fn bench(files: usize) -> Res<()> {
         incremental.push(ms);
         last = id;
     }
-    emit("checkpoint_create_incremental", params.clone(), incremental, "ms");
+    emit("checkpoint_create_incremental", &params, incremental, "ms");
 
     // Restore files, state and context after 1% of the files changed again.
     let mut restore = Vec::new();
@@ -147,7 +137,7 @@ async fn bench(files: usize) -> Res<()> {
         restore.push(started.elapsed().as_secs_f64() * 1000.0);
         assert!(report.files_written >= 1);
     }
-    emit("checkpoint_restore", params.clone(), restore, "ms");
+    emit("checkpoint_restore", &params, restore, "ms");
 
     // Disk: one checkpoint vs ten of an unchanged project.
     let _ = std::fs::remove_dir_all(&store);
@@ -157,21 +147,10 @@ async fn bench(files: usize) -> Res<()> {
         checkpoint(&db, &cm, project).await?;
     }
     let ten = disk_usage(&store) as f64;
-    emit("store_size_one", params.clone(), vec![one / 1e6], "MB");
-    emit("store_size_ten_unchanged", params.clone(), vec![ten / 1e6], "MB");
-    emit("store_size_ratio", params, vec![ten / one], "x");
+    emit("store_size_one", &params, vec![one / 1e6], "MB");
+    emit("store_size_ten_unchanged", &params, vec![ten / 1e6], "MB");
+    emit("store_size_ratio", &params, vec![ten / one], "x");
     Ok(())
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
 }
 
 /// A tree holding one 1 GiB sparse file: the snapshot streams it into the store, so its peak
@@ -187,8 +166,8 @@ async fn snapshot_of_a_large_file() -> Res<()> {
     let cp = cm.get(project, id).await?;
     assert!(cp.metadata.skipped_files.is_empty(), "the file was snapshotted, not skipped");
     let params = serde_json::json!({"file_bytes": 1u64 << 30, "sparse": true});
-    emit("snapshot_peak_rss", params.clone(), vec![peak], "MB");
-    emit("snapshot_large_file", params, vec![ms], "ms");
+    emit("snapshot_peak_rss", &params, vec![peak], "MB");
+    emit("snapshot_large_file", &params, vec![ms], "ms");
     Ok(())
 }
 
@@ -239,8 +218,8 @@ async fn first_snapshot_vs_git(files: usize) -> Res<()> {
         settle();
         git.push(git_add_commit(&root)?);
     }
-    emit("snapshot_first", params.clone(), ours, "ms");
-    emit("git_add_commit", params, git, "ms");
+    emit("snapshot_first", &params, ours, "ms");
+    emit("git_add_commit", &params, git, "ms");
     Ok(())
 }
 
@@ -273,7 +252,7 @@ async fn durability_cost(files: usize) -> Res<()> {
         }
         for (kind, samples) in [("first", first), ("incremental", incremental), ("restore_files", restore)] {
             let params = serde_json::json!({"f": files, "durability": level, "operation": kind});
-            emit("durability_cost", params, samples, "ms");
+            emit("durability_cost", &params, samples, "ms");
         }
     }
     Ok(())
@@ -325,11 +304,11 @@ async fn store_bytes_after_gc(files: usize, history: usize, kept: usize) -> Res<
         checkpoint(&fresh_db, &fresh_cm, fresh_project).await?;
     }
     let fresh = objects_bytes(&fresh_root);
-    emit("store_bytes_before_gc", params.clone(), vec![before / 1e6], "MB");
-    emit("store_bytes_after_gc", params.clone(), vec![after / 1e6], "MB");
-    emit("store_bytes_fresh", params.clone(), vec![fresh / 1e6], "MB");
-    emit("store_gc_ratio", params.clone(), vec![after / fresh], "x");
-    emit("gc_duration", params, vec![gc_ms], "ms");
+    emit("store_bytes_before_gc", &params, vec![before / 1e6], "MB");
+    emit("store_bytes_after_gc", &params, vec![after / 1e6], "MB");
+    emit("store_bytes_fresh", &params, vec![fresh / 1e6], "MB");
+    emit("store_gc_ratio", &params, vec![after / fresh], "x");
+    emit("gc_duration", &params, vec![gc_ms], "ms");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Checkpoint tests on real git repositories (made with stock git) and plain directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use codeframe_testkit::{files_under, git, tree_files};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -25,22 +26,6 @@ struct Fx {
     db: Db,
     cm: GitCheckpointManager,
     project: i64,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn store_git(root: &Path, args: &[&str]) -> String {
@@ -878,23 +863,6 @@ async fn a_snapshot_holding_another_projects_rows_is_refused_and_changes_nothing
 
 // ---------------------------------------------------------------- races with code in the tree
 
-/// Every file under `dir`, recursively (what an attack would have written there).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_swapped_for_a_symlink_during_restore_never_redirects_a_write() {
     let f = fx_plain().await;
@@ -1266,18 +1234,6 @@ async fn with_full_durability_snapshots_restores_and_refs_work_the_same() {
 
 // ---------------------------------------------------------------- all-or-nothing file restore
 
-/// Every file of the tree outside `.git` and `.codeframe`, path → bytes, sorted.
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = files_under(root)
-        .into_iter()
-        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p))
-        .filter(|(rel, _)| !rel.starts_with(".git/") && !rel.starts_with(".codeframe/"))
-        .map(|(rel, p)| (rel, std::fs::read(p).unwrap()))
-        .collect();
-    out.sort();
-    out
-}
-
 /// What a file restore leaves behind in codeframe's folders: staging folders and the journal.
 fn restore_leftovers(root: &Path) -> Vec<String> {
     let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
@@ -1314,10 +1270,10 @@ async fn a_restore_that_fails_on_its_last_file_leaves_every_file_as_before() {
     unpack_store(&f.root);
     let forged = store_git(&f.root, &["hash-object", "-w", "--stdin"]);
     std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
-    let (before_tree, before_rows) = (tree(&f.root), rows(&f).await);
+    let (before_tree, before_rows) = (tree_files(&f.root), rows(&f).await);
     let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
-    assert_eq!(tree(&f.root), before_tree, "every file as before");
+    assert_eq!(tree_files(&f.root), before_tree, "every file as before");
     assert_eq!(rows(&f).await, before_rows, "every row as before");
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new(), "nothing staged is left");
 }
@@ -1327,7 +1283,7 @@ async fn a_restore_is_swapped_in_whole_and_leaves_nothing_behind() {
     let (f, cp) = diverged().await;
     let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!((r.files_written, r.files_removed), (2, 1));
-    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert_eq!(tree_files(&f.root), checkpoint_tree());
     assert!(!f.root.join("new").exists(), "the directory its removal emptied is gone");
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
     let mut c = f.db.conn().await.unwrap();
@@ -1350,7 +1306,7 @@ async fn restore_and_die(f: &Fx, cp: i64, commit: bool) {
     let mut tx = f.db.begin().await.unwrap();
     let restored = dying.restore_files(&mut tx, f.project, cp).await.unwrap();
     assert_eq!((restored.written, restored.removed), (2, 1));
-    assert_eq!(tree(&f.root), checkpoint_tree(), "swapped in before the transaction is decided");
+    assert_eq!(tree_files(&f.root), checkpoint_tree(), "swapped in before the transaction is decided");
     if commit {
         tx.commit().await.unwrap();
         let mut c = f.db.conn().await.unwrap();
@@ -1365,13 +1321,13 @@ async fn restore_and_die(f: &Fx, cp: i64, commit: bool) {
 #[tokio::test]
 async fn a_restore_whose_transaction_rolled_back_is_undone_by_the_next_open() {
     let (f, cp) = diverged().await;
-    let before = tree(&f.root);
+    let before = tree_files(&f.root);
     restore_and_die(&f, cp.id, false).await;
     let report = f.cm.reconcile(f.project).await.unwrap();
     let settled = report.interrupted_restore.expect("an interrupted restore was settled");
     assert!(!settled.committed);
     assert_eq!(settled.files, 3);
-    assert_eq!(tree(&f.root), before, "every file put back");
+    assert_eq!(tree_files(&f.root), before, "every file put back");
     assert!(!f.root.join("dir").exists(), "the directory made for dir/b.txt is gone again");
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
     assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None, "settled once");
@@ -1383,7 +1339,7 @@ async fn a_restore_whose_transaction_committed_is_completed_by_the_next_open() {
     restore_and_die(&f, cp.id, true).await;
     let settled = f.cm.reconcile(f.project).await.unwrap().interrupted_restore.unwrap();
     assert!(settled.committed);
-    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert_eq!(tree_files(&f.root), checkpoint_tree());
     assert!(!f.root.join("new").exists());
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
     let mut c = f.db.conn().await.unwrap();
@@ -1412,7 +1368,7 @@ async fn a_restore_is_refused_while_another_process_holds_an_unsettled_one() {
     assert!(settled.committed);
     assert_eq!(other.settle_files(f.project).await.unwrap(), None, "nothing left to settle");
     f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
-    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert_eq!(tree_files(&f.root), checkpoint_tree());
 }
 
 #[tokio::test]
@@ -1421,12 +1377,12 @@ async fn staging_folders_of_a_process_that_died_while_staging_are_removed() {
     let stale = f.root.join(".codeframe/restore-0123456789abcdef0123456789abcdef");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("new-0"), b"half staged").unwrap();
-    let before = tree(&f.root);
+    let before = tree_files(&f.root);
     assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None);
     assert!(!stale.exists(), "the staging folder is gone");
-    assert_eq!(tree(&f.root), before, "the tree is untouched");
+    assert_eq!(tree_files(&f.root), before, "the tree is untouched");
     f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
-    assert_eq!(tree(&f.root), checkpoint_tree());
+    assert_eq!(tree_files(&f.root), checkpoint_tree());
 }
 
 // ---------------------------------------------------------------- garbage collection

@@ -1,6 +1,7 @@
 //! End to end: the built `codeframe` binary, run as a user would, in real git repositories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use codeframe_testkit::git;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,21 +12,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_codeframe");
 struct Repo {
     _tmp: tempfile::TempDir,
     root: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 fn repo() -> Repo {

@@ -2,6 +2,7 @@
 //! memory), and adding 10k items in bulk (tokenizing included). One JSON object per measure.
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_testkit::bench::{emit, peak_rss_mb, reset_peak_rss};
 use std::error::Error;
 use std::time::Instant;
 
@@ -22,40 +23,6 @@ fn content(n: usize) -> String {
     }
     s.push_str("}\n");
     s
-}
-
-/// Peak resident memory of this process in MB since the last reset.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-/// Resets the peak-RSS counter to the current RSS (Linux `clear_refs` value 5).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn stats(mut ms: Vec<f64>) -> (f64, f64) {
-    ms.sort_by(|a, b| a.total_cmp(b));
-    let median = ms[ms.len() / 2];
-    let p95 = ms[((ms.len() as f64 * 0.95).ceil() as usize).clamp(1, ms.len()) - 1];
-    (median, p95)
-}
-
-fn emit(name: &str, params: serde_json::Value, samples: Vec<f64>, unit: &str) {
-    let runs = samples.len();
-    let (median, p95) = stats(samples);
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "params": params, "median": (median * 100.0).round() / 100.0,
-            "p95": (p95 * 100.0).round() / 100.0, "unit": unit, "runs": runs})
-    );
 }
 
 async fn setup(n: usize) -> Res<(tempfile::TempDir, Db, i64)> {
@@ -133,8 +100,8 @@ async fn bench_flash_save(n: usize) -> Res<()> {
         }
     }
     let params = serde_json::json!({"n": n, "a": AGENTS.len()});
-    emit("flash_save", params.clone(), times, "ms");
-    emit("flash_save_peak_rss", params, peaks, "MB");
+    emit("flash_save", &params, times, "ms");
+    emit("flash_save_peak_rss", &params, peaks, "MB");
     Ok(())
 }
 
@@ -159,7 +126,7 @@ async fn bench_bulk_add(n: usize) -> Res<()> {
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(ids.len(), n);
     }
-    emit("add_items_bulk", serde_json::json!({"n": n}), times, "ms");
+    emit("add_items_bulk", &serde_json::json!({"n": n}), times, "ms");
     Ok(())
 }
 

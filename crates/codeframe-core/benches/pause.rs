@@ -7,6 +7,7 @@
 //! (`resume_unchanged`), and the peak RSS of the pause. One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_testkit::bench::{emit, peak_rss_mb, reset_peak_rss};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,32 +50,6 @@ fn item_content(i: usize) -> String {
     }
     s.push_str("}\n");
     s
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn emit(name: &str, params: &serde_json::Value, mut samples: Vec<f64>, unit: &str) {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let median = samples[samples.len() / 2];
-    let p95 = samples[((samples.len() as f64 * 0.95).ceil() as usize).clamp(1, samples.len()) - 1];
-    let r = |v: f64| (v * 100.0).round() / 100.0;
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "params": params, "median": r(median), "p95": r(p95), "unit": unit, "runs": samples.len()})
-    );
 }
 
 struct Scenario {

@@ -1,6 +1,7 @@
 //! ProjectService tests: real SQLite files, real git repositories, real snapshot stores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use codeframe_testkit::{git, tree_files};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -40,22 +41,6 @@ struct Fx {
     sink: Arc<CollectingSink>,
     svc: ProjectService,
     project: ProjectId,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn make_root(tmp: &Path) -> PathBuf {
@@ -1884,28 +1869,6 @@ mod crash {
 }
 
 // ---------------------------------------------------------------- undoable restore
-
-/// Every file of the tree (not `.git`, not `.codeframe`), path → bytes, sorted.
-fn tree_files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if rel == ".git" || rel == ".codeframe" {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 async fn everything(f: &Fx) -> (Vec<(String, Vec<u8>)>, Vec<ContextItem>, ProjectStatus) {
     (tree_files(&f.root), items(f).await, f.svc.get(f.project).await.unwrap().status)
