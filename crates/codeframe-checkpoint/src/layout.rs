@@ -63,7 +63,11 @@ pub(crate) fn full(len: usize) -> Vec<Chunk> {
 /// caller then writes a full snapshot.
 pub(crate) fn read_base(store: &Store, commit: ObjectId) -> Result<Option<Vec<BaseChunk>>> {
     match read_index(store, commit)? {
-        Some(chunks) if chunks.iter().all(|c| store.has_object(&c.oid)) => Ok(Some(chunks)),
+        // A base without a chunk (no item when it was made) has no range to put new items
+        // in: the snapshot is made whole.
+        Some(chunks) if !chunks.is_empty() && chunks.iter().all(|c| store.has_object(&c.oid)) => {
+            Ok(Some(chunks))
+        }
         _ => Ok(None),
     }
 }

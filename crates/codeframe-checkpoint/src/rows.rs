@@ -38,7 +38,10 @@ impl GitCheckpointManager {
         let (place, checkpoint_id) = (place.clone(), cp.id);
         let read = blocking(move || {
             let store = open_store(&place, checkpoint_id)?;
-            let Some(chunks) = layout::read_index(&store, commit)? else { return Ok(None) };
+            // No index, or one without a chunk (no item then): the whole read decides.
+            let Some(chunks) = layout::read_index(&store, commit)?.filter(|c| !c.is_empty()) else {
+                return Ok(None);
+            };
             let dirty: std::collections::BTreeSet<usize> =
                 written.iter().map(|id| layout::chunk_of(&chunks, id)).collect();
             let mut snapshot = read_state_rows(&store, checkpoint_id, commit)?;

@@ -1565,3 +1565,30 @@ async fn a_checkpoint_of_an_empty_directory_diffs_and_restores() {
     f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert!(!f.root.join("new.txt").exists(), "restoring the empty checkpoint removes the file made since");
 }
+
+#[tokio::test]
+async fn items_added_after_a_checkpoint_that_had_none_are_in_the_next_one() {
+    let f = fx_plain().await;
+    context::replace_for_project(&mut f.db.conn().await.unwrap(), f.project, &[]).await.unwrap();
+    let empty = create(&f, "no context yet").await;
+    assert_eq!(empty.metadata.context_items_count, 0);
+    // Items written after a base that had no chunk at all.
+    add_items(&f, "n", 12).await;
+    let next = create(&f, "twelve").await;
+    assert_eq!(next.metadata.context_items_count, 12, "the snapshot holds every item");
+    let before = rows(&f).await.1;
+    let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
+    f.cm.restore(f.project, next.id, what, RestoreMode::Apply).await.unwrap();
+    assert_eq!(rows(&f).await.1, before, "restoring it keeps every item");
+}
+
+#[tokio::test]
+async fn context_written_after_a_checkpoint_that_had_none_is_kept_by_a_resume() {
+    let f = fx_plain().await;
+    context::replace_for_project(&mut f.db.conn().await.unwrap(), f.project, &[]).await.unwrap();
+    let empty = create(&f, "paused with no context").await;
+    add_items(&f, "w", 3).await; // written while paused (under permits)
+    let before = rows(&f).await.1;
+    assert_eq!(restore_context_keeping_new(&f, empty.id).await, 0, "nothing to bring back");
+    assert_eq!(rows(&f).await.1, before, "the items written since are kept");
+}

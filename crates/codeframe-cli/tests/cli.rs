@@ -1494,6 +1494,8 @@ fn the_dashboard_in_a_real_browser_follows_the_project_live() {
     browser.wait_text("[role=dialog]", |t| t.contains("src/main.rs"));
     browser.click("#confirm-restore");
     browser.wait_text("#restore-result", |t| t.starts_with("Restored checkpoint"));
+    // The checkpoint held the context added at the start: it is all there after the restore.
+    browser.wait_text("#context-chart", |t| t.contains("4 items") && t.contains("8 items"));
 
     // Readable on a 360 px wide screen: nothing wider than the window.
     browser.resize(360, 800);
