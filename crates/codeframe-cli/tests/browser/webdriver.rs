@@ -162,15 +162,34 @@ impl Driver {
         }
     }
 
+    /// Runs `steps` on the element matching `css`; again, on a fresh match, when the live page
+    /// re-rendered it in between (a stale element), for up to 15 s.
+    fn on_element(&self, css: &str, steps: &[(&str, Value)]) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        'again: loop {
+            let id = self.find(css);
+            for (action, body) in steps {
+                let path = format!("/session/{}/element/{id}/{action}", self.session);
+                let v = self.raw("POST", &path, Some(body));
+                match v["value"]["error"].as_str() {
+                    None => {}
+                    Some("stale element reference") if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue 'again;
+                    }
+                    Some(err) => panic!("webdriver {action} on {css:?}: {err}: {}", v["value"]["message"]),
+                }
+            }
+            return;
+        }
+    }
+
     pub fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        self.on_element(css, &[("click", json!({}))]);
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css);
-        self.call("POST", &format!("/element/{id}/clear"), Some(json!({})));
-        self.call("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
+        self.on_element(css, &[("clear", json!({})), ("value", json!({"text": text}))]);
     }
 
     /// Waits until the text of `css` satisfies `ok` (within 15 s); the text.
