@@ -74,7 +74,8 @@ impl Root {
         Ok(Self { fd, path: path.to_path_buf() })
     }
 
-    fn shown(&self, rel: &[u8]) -> PathBuf {
+    /// Where a message should say `rel` is.
+    pub(crate) fn shown(&self, rel: &[u8]) -> PathBuf {
         self.path.join(OsStr::from_bytes(rel))
     }
 
@@ -187,11 +188,6 @@ impl Root {
                 break; // not empty (or gone): stop climbing
             }
         }
-    }
-
-    /// Where a message should say `rel` is.
-    pub(crate) fn shown_path(&self, rel: &[u8]) -> PathBuf {
-        self.shown(rel)
     }
 }
 

@@ -182,8 +182,8 @@ fn own_dir(root: &Root) -> Result<OwnedFd> {
         .open_dir(OWN_DIR, true)?
         .ok_or_else(|| CheckpointError::unsafe_path(OWN_DIR, "codeframe's folder cannot be created"))?;
     if !fs::exists_at(&dir, b".gitignore") {
-        let body = b"# codeframe's private data (snapshots, state)\n*\n";
-        let shown = root.shown_path(b".codeframe/.gitignore");
+        let body = crate::store::OWN_DIR_GITIGNORE.as_bytes();
+        let shown = root.shown(b".codeframe/.gitignore");
         match fs::create_at(
             &dir,
             b".gitignore",
@@ -222,7 +222,7 @@ pub(crate) fn stage(store: &Store, root: &Root, d: &Delta<'_>, durable: bool) ->
     let mut journal = Journal { token, entries: Vec::new() };
     let own = own_dir(root)?;
     let name = journal.staging_name();
-    let shown = root.shown_path(&[OWN_DIR, b"/", &name].concat());
+    let shown = root.shown(&[OWN_DIR, b"/", &name].concat());
     rustix::fs::mkdirat(&own, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700))
         .map_err(|e| CheckpointError::io(&shown, std::io::Error::from(e)))?;
     let staged_all = (|| {
@@ -246,7 +246,7 @@ pub(crate) fn stage(store: &Store, root: &Root, d: &Delta<'_>, durable: bool) ->
             };
             let last = e.path.rsplit(|b| *b == b'/').next().unwrap_or_default();
             let mode = fs::restored_mode(target.map(|(dir, _)| dir), last, executable);
-            fs::create_at(&sdir, &staged(i), &bytes, kind, mode, durable, &root.shown_path(&e.path))?;
+            fs::create_at(&sdir, &staged(i), &bytes, kind, mode, durable, &root.shown(&e.path))?;
             let new_dirs = root.missing_dirs(&e.path);
             journal.entries.push(Entry { path: hex(&e.path), write: true, existed, new_dirs });
         }
@@ -281,13 +281,13 @@ pub(crate) fn swap_in(root: &Root, lock: &RestoreLock, journal: &Journal, durabl
 fn staging(root: &Root, journal: &Journal) -> Result<Option<(OwnedFd, OwnedFd, PathBuf)>> {
     let Some(own) = root.open_dir(OWN_DIR, false)? else { return Ok(None) };
     let name = journal.staging_name();
-    let shown = root.shown_path(&[OWN_DIR, b"/", &name].concat());
+    let shown = root.shown(&[OWN_DIR, b"/", &name].concat());
     Ok(open_sub(&own, &name, &shown)?.map(|sdir| (own, sdir, shown)))
 }
 
 fn swap(root: &Root, journal: &Journal, durable: bool) -> Result<()> {
     let (_, sdir, staging_shown) = staging(root, journal)?
-        .ok_or_else(|| CheckpointError::io(root.shown_path(OWN_DIR), std::io::ErrorKind::NotFound.into()))?;
+        .ok_or_else(|| CheckpointError::io(root.shown(OWN_DIR), std::io::ErrorKind::NotFound.into()))?;
     // The fail point comes before each rename (`files::during_swap`).
     let rename = |from_dir: &OwnedFd, from: &[u8], to_dir: &OwnedFd, to: &[u8], shown: &Path| {
         crate::failpoints::failpoint!("files::during_swap");
@@ -295,7 +295,7 @@ fn swap(root: &Root, journal: &Journal, durable: bool) -> Result<()> {
     };
     for (i, e) in journal.entries.iter().enumerate() {
         let rel = e.rel()?;
-        let shown = root.shown_path(&rel);
+        let shown = root.shown(&rel);
         if e.write {
             let (dir, name) = root
                 .parent(&rel, true)?
@@ -355,7 +355,7 @@ pub(crate) fn settle(
 fn complete(root: &Root, sdir: &OwnedFd, journal: &Journal) -> Result<()> {
     for (i, e) in journal.entries.iter().enumerate() {
         let rel = e.rel()?;
-        let shown = root.shown_path(&rel);
+        let shown = root.shown(&rel);
         if e.write {
             if fs::exists_at(sdir, &staged(i)) {
                 let (dir, name) = root
@@ -382,7 +382,7 @@ fn complete(root: &Root, sdir: &OwnedFd, journal: &Journal) -> Result<()> {
 fn undo(root: &Root, sdir: &OwnedFd, journal: &Journal) -> Result<()> {
     for (i, e) in journal.entries.iter().enumerate().rev() {
         let rel = e.rel()?;
-        let shown = root.shown_path(&rel);
+        let shown = root.shown(&rel);
         let backed_up = fs::exists_at(sdir, &backup(i));
         // Staged content no longer staged is in place: take it out.
         if e.write && !fs::exists_at(sdir, &staged(i)) {
@@ -407,11 +407,11 @@ fn undo(root: &Root, sdir: &OwnedFd, journal: &Journal) -> Result<()> {
 /// Call it holding the lock, with no journal pending.
 pub(crate) fn sweep(root: &Root) -> Result<usize> {
     let Some(own) = root.open_dir(OWN_DIR, false)? else { return Ok(0) };
-    let shown = root.shown_path(OWN_DIR);
+    let shown = root.shown(OWN_DIR);
     let mut removed = 0;
     for name in fs::names_in(&own, &shown)? {
         if name.starts_with(STAGING_PREFIX.as_bytes()) {
-            fs::remove_flat_dir(&own, &name, &root.shown_path(&[OWN_DIR, b"/", &name].concat()))?;
+            fs::remove_flat_dir(&own, &name, &root.shown(&[OWN_DIR, b"/", &name].concat()))?;
             removed += 1;
         }
     }

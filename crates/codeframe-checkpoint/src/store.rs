@@ -17,6 +17,9 @@ use crate::{CheckpointError, Result};
 /// Where the store lives, relative to the project root.
 pub const STORE_DIR: &str = ".codeframe/snapshots.git";
 const REF_PREFIX: &str = "refs/codeframe/checkpoints/";
+/// `.codeframe/.gitignore`: hides codeframe's folder from the user's `git status` without
+/// touching anything of the user's repository.
+pub(crate) const OWN_DIR_GITIGNORE: &str = "# codeframe's private data (snapshots, state)\n*\n";
 
 /// The ref naming a checkpoint's commit.
 pub fn checkpoint_ref(id: CheckpointId) -> String {
@@ -154,14 +157,11 @@ impl Store {
     /// Opens the project's store, creating it on first use.
     pub(crate) fn open_or_init(place: &Place) -> Result<Self> {
         let path = place.store.clone();
-        // `.codeframe/.gitignore` holding `*` hides codeframe's folder from the user's
-        // `git status` without touching anything of the user's repository.
         let own_dir = place.root.join(".codeframe");
         let ignore = own_dir.join(".gitignore");
         if place.store_in_tree() && !ignore.exists() {
             std::fs::create_dir_all(&own_dir).map_err(|e| CheckpointError::io(&own_dir, e))?;
-            std::fs::write(&ignore, "# codeframe's private data (snapshots, state)\n*\n")
-                .map_err(|e| CheckpointError::io(&ignore, e))?;
+            std::fs::write(&ignore, OWN_DIR_GITIGNORE).map_err(|e| CheckpointError::io(&ignore, e))?;
         }
         let repo = if path.join("HEAD").is_file() {
             gix::open(&path).map_err(|e| CheckpointError::store(&path, e))?

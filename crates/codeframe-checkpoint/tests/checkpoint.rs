@@ -1,7 +1,7 @@
 //! Checkpoint tests on real git repositories (made with stock git) and plain directories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use codeframe_testkit::{files_under, git, tree_files};
+use codeframe_testkit::{files_under, git, restore_leftovers, tree_files};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -1233,18 +1233,6 @@ async fn with_full_durability_snapshots_restores_and_refs_work_the_same() {
 }
 
 // ---------------------------------------------------------------- all-or-nothing file restore
-
-/// What a file restore leaves behind in codeframe's folders: staging folders and the journal.
-fn restore_leftovers(root: &Path) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    found.retain(|n| n.starts_with("restore-"));
-    if root.join(".codeframe/snapshots.git/codeframe-restore.json").exists() {
-        found.push("codeframe-restore.json".into());
-    }
-    found
-}
 
 /// A checkpoint of a.txt and dir/b.txt, then a tree where a.txt is edited, dir/b.txt deleted
 /// and new/c.txt added: restoring rewrites a.txt, writes dir/b.txt (last), removes new/c.txt.

@@ -1452,6 +1452,7 @@ async fn a_restore_into_a_project_another_process_just_paused_is_refused() {
 #[cfg(feature = "failpoints")]
 mod crash {
     use super::*;
+    use codeframe_testkit::restore_leftovers;
     use std::process::Stdio;
 
     #[tokio::test]
@@ -1482,6 +1483,22 @@ mod crash {
             Ok(path) => std::fs::write(path, format!("{result:?}")).unwrap(),
             Err(_) => result.unwrap(),
         }
+    }
+
+    /// This test binary re-run as `crash_child`: `action` on the fixture's project, with the
+    /// fail point `point` configured as `spec`, marking points reached in `marker`.
+    fn crash_child_command(f: &Fx, action: &str, point: &str, spec: &str, marker: &Path) -> Command {
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
+            .env("CF_CRASH_DB", &f.db_path)
+            .env("CF_CRASH_PROJECT", f.project.to_string())
+            .env("CF_CRASH_ACTION", action)
+            .env("FAILPOINTS", format!("{point}={spec}"))
+            .env("CODEFRAME_FAILPOINT_MARKER", marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        child
     }
 
     #[derive(Clone, Copy, PartialEq, Debug)]
@@ -1517,17 +1534,10 @@ mod crash {
         let before_log = f.svc.events_since(f.project, 0, 1000).await.unwrap().events;
         let marker = f.db_path.with_file_name("marker");
         let action = if stop == Stop::Panic { "panic" } else { "sleep(60000)" };
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
-            .env("CF_CRASH_DB", &f.db_path)
-            .env("CF_CRASH_PROJECT", f.project.to_string())
-            .env("CF_CRASH_ACTION", if resume { "resume" } else { "pause" })
-            .env("FAILPOINTS", format!("{point}={action}"))
-            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            crash_child_command(&f, if resume { "resume" } else { "pause" }, point, action, &marker)
+                .spawn()
+                .unwrap();
         match stop {
             Stop::Panic => {
                 let status = child.wait().unwrap();
@@ -1612,19 +1622,32 @@ mod crash {
     /// A child process pausing, held at `point`; returns it and its marker file.
     fn pause_held_at(f: &Fx, point: &str) -> (std::process::Child, PathBuf) {
         let marker = f.db_path.with_file_name("held-marker");
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
-            .env("CF_CRASH_DB", &f.db_path)
-            .env("CF_CRASH_PROJECT", f.project.to_string())
-            .env("CF_CRASH_ACTION", "pause")
-            .env("FAILPOINTS", format!("{point}=sleep(1500)"))
-            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = crash_child_command(f, "pause", point, "sleep(1500)", &marker).spawn().unwrap();
         wait_for_marker(&marker, point, &mut child);
         (child, marker)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_is_not_collected_while_another_process_writes_a_checkpoint() {
+        let f = fx().await;
+        populate(&f, &["a"], 1, 1, 1).await;
+        set_status(&f, ProjectStatus::Active).await;
+        let old = f.svc.create_checkpoint(f.project, "old", "").await.unwrap();
+        f.svc.delete_checkpoint(f.project, old.id).await.unwrap();
+        // The other process has written its snapshot's objects (reusing what the deleted
+        // checkpoint had) and not yet its ref.
+        let (mut child, _) = pause_held_at(&f, "pause::after_objects_written");
+        let refused = f.svc.collect_garbage(f.project).await.unwrap_err();
+        assert_eq!(refused.code(), "store_busy", "{refused}");
+        assert!(child.wait().unwrap().success());
+        let report = f.svc.collect_garbage(f.project).await.unwrap();
+        assert_eq!(report.checkpoints_kept, 1);
+        let p = f.svc.get(f.project).await.unwrap();
+        let cp = p.pause_checkpoint_id.unwrap();
+        assert!(
+            f.svc.checkpoints().verify(f.project, cp).await.unwrap().ok(),
+            "the pause checkpoint is whole"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1733,18 +1756,6 @@ mod crash {
         }
     }
 
-    /// What is left of file restores in codeframe's folders: staging folders and the journal.
-    fn restore_leftovers(root: &Path) -> Vec<String> {
-        let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        found.retain(|n| n.starts_with("restore-"));
-        if root.join(".codeframe/snapshots.git/codeframe-restore.json").exists() {
-            found.push("codeframe-restore.json".into());
-        }
-        found
-    }
-
     /// Runs `action` (`resume_files`: resume restoring files; `restore`: restore a checkpoint's
     /// files, state and context) in a child process with `point` configured as `spec`. A
     /// `sleep` spec is killed (-9) once the point was reached `reached` times; a `return` spec
@@ -1767,17 +1778,8 @@ mod crash {
         let marker = f.db_path.with_file_name("marker");
         let result_file = f.db_path.with_file_name("result");
         let killed = spec.contains("sleep");
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
-            .env("CF_CRASH_DB", &f.db_path)
-            .env("CF_CRASH_PROJECT", f.project.to_string())
-            .env("CF_CRASH_ACTION", action)
-            .env("CF_CRASH_CHECKPOINT", checkpoint.to_string())
-            .env("FAILPOINTS", format!("{point}={spec}"))
-            .env("CODEFRAME_FAILPOINT_MARKER", &marker)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut child = crash_child_command(&f, action, point, spec, &marker);
+        child.env("CF_CRASH_CHECKPOINT", checkpoint.to_string());
         if !killed {
             child.env("CF_CRASH_RESULT", &result_file);
         }

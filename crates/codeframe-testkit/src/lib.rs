@@ -57,6 +57,20 @@ pub fn tree_files(root: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// What file restores left in codeframe's places of a project rooted at `root` (store in the
+/// tree): staging folders `.codeframe/restore-*` and the journal `codeframe-restore.json`.
+/// Empty once every restore is settled.
+pub fn restore_leftovers(root: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(root.join(".codeframe"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    found.retain(|n| n.starts_with("restore-"));
+    if root.join(".codeframe/snapshots.git/codeframe-restore.json").exists() {
+        found.push("codeframe-restore.json".into());
+    }
+    found
+}
+
 /// Figures of the benchmarks.
 pub mod bench {
     /// The `p` quantile (0–1) of `sorted` (nearest rank); 0 for no samples.
