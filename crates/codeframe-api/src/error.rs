@@ -48,7 +48,14 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message, "details": self.details}})
+        let body = crate::openapi::ErrorBody {
+            error: crate::openapi::ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
+        };
+        serde_json::to_value(body).unwrap_or_else(|_| json!({"error": {"code": self.code}}))
     }
 }
 

@@ -4,6 +4,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
@@ -69,7 +70,7 @@ fn query_rejection(r: &QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
 }
 
-/// An optional JSON body: no body at all means `T::default()`.
+/// An optional JSON body: no body at all, or `null`, means `T::default()`.
 pub struct ApiJsonOrDefault<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
@@ -112,10 +113,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
     }
 }
 
-fn serde_path_to_error<T: DeserializeOwned>(
+fn serde_path_to_error<T: DeserializeOwned + Default>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
 ) -> Result<T, serde_json::Error> {
-    let v = T::deserialize(&mut *de)?;
+    // The document describes these bodies as optional and nullable: `null` is "not given".
+    let v = Option::<T>::deserialize(&mut *de)?.unwrap_or_default();
     de.end()?;
     Ok(v)
 }

@@ -35,7 +35,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use codeframe_core::{Db, DbOptions, ProjectService, ServiceConfig};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -209,7 +208,6 @@ pub fn router_with(state: AppState, body_limit: usize, timeout: Duration) -> Rou
     Router::new()
         .merge(public)
         .merge(protected)
-        .route("/ws", get(ws::handler))
         .merge(dashboard::routes())
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(body_limit))

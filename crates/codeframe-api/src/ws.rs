@@ -242,25 +242,39 @@ impl Drop for Slot {
     }
 }
 
-#[derive(Deserialize)]
+/// A message a client sends over the WebSocket (JSON text frames).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum ClientMessage {
+#[schema(as = WsClientMessage)]
+pub(crate) enum ClientMessage {
+    /// Authenticates in-band (first message, within 5 s, at most 4 KiB) when the upgrade
+    /// carried no token.
     Auth {
+        /// A bearer token.
         token: String,
     },
+    /// Streams a project's events: those after `since` from the log first, then live ones.
     Subscribe {
+        /// One of the caller's projects.
         project_id: ProjectId,
+        /// The last `seq` handled (omitted: live events only).
         #[serde(default)]
         since: Option<EventSeq>,
     },
+    /// Stops a subscription.
     Unsubscribe {
+        /// The project.
         project_id: ProjectId,
     },
+    /// Answered with `{"type":"pong"}`.
     Ping,
 }
 
-#[derive(Deserialize)]
+/// `GET /ws?token=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
+    /// A bearer token, for clients that cannot set the `Authorization` header.
     #[serde(default)]
     token: Option<String>,
 }
@@ -272,6 +286,25 @@ fn too_many() -> Response {
 
 /// `GET /ws`: a bearer token in the header or `?token=`, or `{"type":"auth","token":…}` as the
 /// first message.
+#[utoipa::path(get, path = "/ws", operation_id = "subscribeEvents", tag = "events",
+    summary = "Live events over a WebSocket",
+    description = "Upgrades to a WebSocket. The token goes in the `Authorization` header, in \
+`?token=`, or in a first message `{\"type\":\"auth\",\"token\":…}` (answered \
+`{\"type\":\"authenticated\"}`). The client sends `WsClientMessage`s; the server sends \
+`{\"type\":\"subscribed\",\"project_id\",\"seq\"|\"since\"}`, then each event of the \
+project as a `ProjectEvent`, `{\"type\":\"gap\",\"project_id\",\"message\"}` when events \
+after `since` were removed (reload the project's state), `{\"type\":\"unsubscribed\"}`, \
+`{\"type\":\"pong\"}` and `{\"type\":\"error\",\"error\":{…}}`. Frames over 64 KiB close \
+the socket; a client that stops reading is dropped after 10 s.",
+    params(WsQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = crate::openapi::ErrorBody),
+        (status = 401, description = "The token given is unknown, revoked or expired", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many WebSocket connections (`too_many_connections`)", body = crate::openapi::ErrorBody),
+        crate::openapi::ServerErrors,
+    ),
+    security((), ("bearer" = [])))]
 pub(crate) async fn handler(
     State(state): State<AppState>,
     headers: HeaderMap,

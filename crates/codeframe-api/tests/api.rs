@@ -24,6 +24,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "api/schema_fuzz.rs"]
+mod schema_fuzz;
+
 struct Srv {
     hub: EventHub,
     tmp: TempDir,
@@ -33,10 +36,12 @@ struct Srv {
     bob: String,
     http: reqwest::Client,
     db: Db,
+    service: ProjectService,
 }
 
 async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
     let hub = state.hub.clone();
+    let service = state.service.clone();
     let alice = state.service.create_token("alice", "test", None).await.unwrap();
     let bob = state.service.create_token("bob", "test", None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,6 +56,7 @@ async fn serve(state: AppState, db: Db, tmp: TempDir) -> Srv {
         bob,
         http: reqwest::Client::new(),
         db,
+        service,
     }
 }
 
@@ -720,7 +726,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     let srv = start().await;
     let (s, doc) = srv.call("GET", "/api/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
@@ -754,6 +760,7 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         ("GET", "/api/projects/{id}/permits"),
         ("GET", "/api/tokens"),
         ("GET", "/healthz"),
+        ("GET", "/ws"),
         ("POST", "/api/projects"),
         ("POST", "/api/projects/{id}/agents"),
         ("POST", "/api/projects/{id}/agents/{agent}/context"),
@@ -779,6 +786,51 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
     .collect();
     assert_eq!(documented, contract);
+    // Every reference resolves; every operation is named; every route that needs a token says
+    // so and documents 401; every error answer has the error shape.
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("$ref") {
+                    out.push(r);
+                }
+                o.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all_refs = Vec::new();
+    refs(&doc, &mut all_refs);
+    for r in all_refs {
+        let name = r.strip_prefix("#/components/schemas/").unwrap();
+        assert!(doc["components"]["schemas"][name].is_object(), "dangling {r}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    for route in codeframe_api::routes() {
+        let op = &doc["paths"][route.path][route.method];
+        assert!(op["operationId"].is_string(), "{} {}", route.method, route.path);
+        let secured = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        assert_eq!(secured, route.auth || route.path == "/ws", "{} {}", route.method, route.path);
+        assert_eq!(op["responses"]["401"].is_object(), route.auth || route.path == "/ws", "{}", route.path);
+        for (status, answer) in op["responses"].as_object().unwrap() {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                    "{status} of {} {}",
+                    route.method, route.path
+                );
+            }
+        }
+        if route.agent_write {
+            let params = op["parameters"].as_array().unwrap();
+            assert!(
+                params.iter().any(|p| p["name"] == "Codeframe-Permit" && p["in"] == "header"),
+                "{}",
+                route.path
+            );
+        }
+    }
     // Every documented route is served (its answer is never the router's own 404 or 405).
     let id = srv.project("probe").await;
     for (method, path) in &documented {
@@ -1759,4 +1811,30 @@ async fn garbage_collection_over_http_keeps_every_remaining_checkpoint_readable(
     let bob = srv.bob.clone();
     let (s, _) = srv.call("POST", &format!("/api/projects/{id}/checkpoints/gc"), Some(&bob), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn restoring_a_checkpoint_that_does_not_exist_is_not_found_and_makes_no_safety_checkpoint() {
+    // Found by the schema-driven tester: the safety checkpoint took the id asked for, and the
+    // restore then "restored" it.
+    let srv = start().await;
+    let id = srv.project("ghost").await;
+    let (s, list) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["checkpoints"].as_array().unwrap().len(), 0);
+    for next in [1, 2] {
+        let (s, v) = srv
+            .alice(
+                "POST",
+                &format!("/api/projects/{id}/checkpoints/{next}/restore"),
+                Some(json!({"state": true})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+    let (_, list) = srv.alice("GET", &format!("/api/projects/{id}/checkpoints"), None).await;
+    assert_eq!(list["checkpoints"].as_array().unwrap().len(), 0, "{list}");
+    let (_, events) = srv.alice("GET", &format!("/api/projects/{id}/events"), None).await;
+    assert!(!events.to_string().contains("checkpoint_restored"), "{events}");
 }

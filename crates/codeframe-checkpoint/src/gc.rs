@@ -77,6 +77,7 @@ impl Drop for StoreUse {
 /// What a garbage collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcReport {
     /// Checkpoint refs whose objects were kept.
     pub checkpoints_kept: usize,

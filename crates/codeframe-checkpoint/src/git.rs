@@ -416,7 +416,7 @@ impl CheckpointManager for GitCheckpointManager {
         let started = Instant::now();
         let PreparedCheckpoint { checkpoint, state, chunks, place, hold: _hold } = prepared;
         let id = checkpoint.id;
-        let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
+        let message = commit_message(&checkpoint);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
@@ -471,7 +471,7 @@ impl CheckpointManager for GitCheckpointManager {
         let started = Instant::now();
         let CheckpointDraft { checkpoint, state, chunks, revision, place, hold } = draft;
         let id = checkpoint.id;
-        let message = format!("Checkpoint {id}: {}\n\ntrigger: {}\n", checkpoint.name, checkpoint.trigger);
+        let message = commit_message(&checkpoint);
         let metadata = checkpoint.metadata.clone();
         let unix_seconds = checkpoint.created_at.unix_timestamp();
         let max = self.max_file_size;
@@ -848,4 +848,13 @@ impl CheckpointManager for GitCheckpointManager {
         }
         Ok(report)
     }
+}
+
+/// The snapshot commit's message. A commit cannot hold NUL, and control characters only garble
+/// `git log`: the name (a user's, or a pause reason) is kept as given in the database and
+/// shown here with each control character (but the line breaks) as U+FFFD.
+fn commit_message(checkpoint: &Checkpoint) -> String {
+    let name: String =
+        checkpoint.name.chars().map(|c| if c.is_control() && c != '\n' { '\u{fffd}' } else { c }).collect();
+    format!("Checkpoint {}: {name}\n\ntrigger: {}\n", checkpoint.id, checkpoint.trigger)
 }

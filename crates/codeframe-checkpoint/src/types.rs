@@ -94,6 +94,7 @@ pub struct WrittenCheckpoint {
 /// What restoring files did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FilesRestored {
     /// Differences before the restore.
     pub diff: FileDiff,
@@ -106,6 +107,7 @@ pub struct FilesRestored {
 /// How a file differs between a checkpoint and the working tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FileChange {
     /// Present now, absent from the checkpoint.
     Added,
@@ -117,6 +119,7 @@ pub enum FileChange {
 
 /// One changed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDiffEntry {
     /// Path relative to the project root (non-UTF-8 bytes replaced).
     pub path: String,
@@ -129,6 +132,7 @@ pub struct FileDiffEntry {
 
 /// Differences between a checkpoint's files and the working tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileDiff {
     /// Changed files, by path.
     pub files: Vec<FileDiffEntry>,
@@ -170,6 +174,7 @@ pub enum RestoreMode {
 /// What a restore did (or, previewed, would do).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RestoreReport {
     /// The checkpoint.
     pub checkpoint_id: CheckpointId,

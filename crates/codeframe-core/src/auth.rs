@@ -58,6 +58,7 @@ pub struct Authenticated {
 
 /// A token as listed (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     /// Its id (to revoke it).
     pub id: i64,
@@ -66,12 +67,15 @@ pub struct TokenInfo {
     /// Its label.
     pub name: String,
     /// When it was made.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When it was last used (to the minute).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
     /// When it stops working, if it expires.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }

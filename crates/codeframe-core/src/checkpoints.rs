@@ -3,7 +3,7 @@
 
 use codeframe_checkpoint::{CheckpointSpec, FileDiff, RestoreMode, RestoreReport, RestoreWhat, VerifyReport};
 use codeframe_models::{Checkpoint, CheckpointId, CheckpointTrigger, EventKind, ProjectId, ProjectStatus};
-use codeframe_persistence::{permits, projects};
+use codeframe_persistence::{checkpoints, permits, projects};
 use tracing::{error, info, warn};
 
 use crate::event_log::Outbox;
@@ -150,6 +150,12 @@ impl ProjectService {
             if gate.pausing_at(lease_now()) && !self.clear_dead_pause(&mut tx, &mut outbox, id, &gate).await?
             {
                 return Err(CoreError::Pausing(id));
+            }
+            // The checkpoint asked for must exist before the safety checkpoint is made, or the
+            // safety checkpoint could take its id and be "restored" in its place.
+            match checkpoints::find(&mut tx, checkpoint_id).await? {
+                Some(c) if c.project_id == id => {}
+                _ => return Err(crate::CheckpointError::NotFound(checkpoint_id).into()),
             }
             // Everything as it is now, first: what `undo_restore` brings back.
             let spec = CheckpointSpec {

@@ -45,6 +45,7 @@ impl Outbox {
 
 /// A page of a project's events (see [`ProjectService::events_since`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPage {
     /// The events, oldest first.
     pub events: Vec<ProjectEvent>,

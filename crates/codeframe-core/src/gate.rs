@@ -29,6 +29,7 @@ use crate::{ConflictKind, CoreError, ProjectService, Result};
 
 /// One permit of a project, as the database has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PermitInfo {
     /// The permit's id.
     pub permit_id: i64,
@@ -37,9 +38,11 @@ pub struct PermitInfo {
     /// Who holds it (`host:pid:instance:node` of a service).
     pub holder: String,
     /// When it was taken.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub acquired_at: OffsetDateTime,
     /// When it lapses unless renewed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
@@ -59,6 +62,7 @@ impl From<Lease> for PermitInfo {
 /// A permit held outside any process: an agent speaking HTTP, a shell script. Its holder
 /// renews it explicitly ([`ProjectService::renew_permit`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemotePermit {
     /// The permit's id (pass it with the agent's writes while a pause drains).
     pub permit_id: i64,
@@ -67,6 +71,7 @@ pub struct RemotePermit {
     /// The agent doing the work.
     pub agent_id: String,
     /// When it lapses unless renewed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub expires_at: OffsetDateTime,
     /// Whether a pause has begun: finish or stop the unit, then release.
@@ -87,6 +92,7 @@ impl RemotePermit {
 
 /// The run gate of a project, as every process sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GateStatus {
     /// The project.
     pub project_id: ProjectId,

@@ -25,10 +25,11 @@ pub struct PauseOptions {
     pub drain_timeout: Option<Duration>,
 }
 
-/// The pause checkpoint's name: `Project paused[: reason]`, at most 100 characters.
+/// The pause checkpoint's name: `Project paused[: reason]`, at most 100 characters; a NUL of
+/// the reason (which a checkpoint name may not hold) shown as U+FFFD.
 pub(crate) fn checkpoint_name(reason: Option<&str>) -> String {
     let name = match reason {
-        Some(r) if !r.trim().is_empty() => format!("Project paused: {r}"),
+        Some(r) if !r.trim().is_empty() => format!("Project paused: {}", r.replace('\0', "\u{fffd}")),
         _ => "Project paused".to_owned(),
     };
     validate::truncate_chars(&name, validate::CHECKPOINT_NAME_MAX)
@@ -552,6 +553,8 @@ mod tests {
     fn checkpoint_name_and_description_follow_the_reference() {
         assert_eq!(checkpoint_name(None), "Project paused");
         assert_eq!(checkpoint_name(Some("lunch")), "Project paused: lunch");
+        // Found by the API's schema-driven tester: a reason with NUL made the pause fail.
+        assert_eq!(checkpoint_name(Some("a\0b")), "Project paused: a\u{fffd}b");
         assert_eq!(checkpoint_name(Some(&"r".repeat(200))).chars().count(), 100);
         let at = datetime!(2025-11-23 14:30:00 UTC);
         assert_eq!(checkpoint_description(at, None), "Project paused at 2025-11-23 14:30:00 UTC");

@@ -27,6 +27,7 @@ pub const AUTO_GC_PACKS: usize = 32;
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PruneReport {
     /// Nothing was deleted: `pruned` lists what would be.
     pub dry_run: bool,
@@ -50,12 +51,15 @@ pub(crate) fn to_prune(
     now: OffsetDateTime,
 ) -> Vec<CheckpointId> {
     let within = time::Duration::seconds(i64::try_from(policy.keep_within_seconds).unwrap_or(i64::MAX / 2));
-    let daily_from = (now - time::Duration::days(i64::from(policy.keep_daily_days))).date();
+    // A window reaching past the calendar's range (keep_daily_days near u32::MAX) covers every
+    // day there is.
+    let daily_from =
+        now.checked_sub(time::Duration::days(i64::from(policy.keep_daily_days))).map(|t| t.date());
     let mut days_kept = HashSet::new();
     let mut prune = Vec::new();
     for (n, c) in all.iter().enumerate() {
         let newest_of_its_day = policy.keep_daily_days > 0
-            && c.created_at.date() > daily_from
+            && daily_from.is_none_or(|from| c.created_at.date() > from)
             && days_kept.insert(c.created_at.to_offset(time::UtcOffset::UTC).date());
         let keep = c.pinned
             || protected == Some(c.id)
@@ -239,6 +243,23 @@ mod tests {
             created_at: at,
             pinned,
         }
+    }
+
+    #[test]
+    fn the_largest_windows_keep_everything_instead_of_overflowing_the_calendar() {
+        // Found by the API's schema-driven tester: `now - keep_daily_days` panicked.
+        let now = datetime!(2026-06-30 12:00 UTC);
+        let all = [
+            cp(3, now, false),
+            cp(2, datetime!(2001-01-01 0:00 UTC), false),
+            cp(1, datetime!(1970-01-01 0:00 UTC), false),
+        ];
+        let policy = RetentionPolicy { keep_last: 0, keep_within_seconds: 0, keep_daily_days: u32::MAX };
+        assert_eq!(to_prune(&all, &policy, None, now), Vec::<CheckpointId>::new());
+        let policy = RetentionPolicy { keep_last: 0, keep_within_seconds: u64::MAX, keep_daily_days: 0 };
+        assert_eq!(to_prune(&all, &policy, None, now), Vec::<CheckpointId>::new());
+        let policy = RetentionPolicy { keep_last: 0, keep_within_seconds: 0, keep_daily_days: 0 };
+        assert_eq!(to_prune(&all, &policy, None, now), vec![3, 2, 1]);
     }
 
     #[test]

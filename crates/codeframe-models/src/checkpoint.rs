@@ -7,6 +7,7 @@ use crate::{CheckpointId, ProjectId, ProjectPhase, timestamp};
 /// What made a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CheckpointTrigger {
     /// Asked for by a person.
     Manual,
@@ -27,6 +28,7 @@ wire_enum!(CheckpointTrigger, "checkpoint trigger", {
 
 /// Summary of the project stored with a checkpoint (the reference's fields).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckpointMetadata {
     /// Project.
     pub project_id: ProjectId,
@@ -51,6 +53,7 @@ pub struct CheckpointMetadata {
 
 /// A file left out of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SkippedFile {
     /// Path relative to the project root (non-UTF-8 bytes replaced).
     pub path: String,
@@ -60,6 +63,7 @@ pub struct SkippedFile {
 
 /// A checkpoint, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkpoint {
     /// Row id.
     pub id: CheckpointId,
@@ -78,6 +82,7 @@ pub struct Checkpoint {
     /// Summary of the project.
     pub metadata: CheckpointMetadata,
     /// When it was made.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Pinned: never pruned by retention.
@@ -89,8 +94,10 @@ pub struct Checkpoint {
 /// pinned ones, and the checkpoint of the project's current pause, always).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionPolicy {
     /// The newest N (at least 1).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub keep_last: u32,
     /// Every checkpoint younger than this many seconds.
     pub keep_within_seconds: u64,

@@ -7,6 +7,7 @@ use crate::{AgentId, ContextItemId, FlashSaveId, ModelError, ProjectId, timestam
 /// Kind of a context item; decides its weight in the importance score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ItemType {
     /// A task description or note (weight 1.0).
     Task,
@@ -28,6 +29,7 @@ wire_enum!(ItemType, "item type", {
 /// Importance tier of a context item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Tier {
     /// Score ≥ 0.8: always kept in the agent's working context.
     Hot,
@@ -41,6 +43,7 @@ wire_enum!(Tier, "tier", { Hot => "hot", Warm => "warm", Cold => "cold" });
 
 /// One item of an agent's context, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContextItem {
     /// UUID of the item.
     pub id: ContextItemId,
@@ -61,12 +64,15 @@ pub struct ContextItem {
     /// Number of accesses.
     pub access_count: i64,
     /// When the item was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When the item was last accessed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub last_accessed: OffsetDateTime,
     /// When a flash save archived the item; `None` while active.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub archived_at: Option<OffsetDateTime>,
     /// The flash save that archived the item.
@@ -82,6 +88,7 @@ impl ContextItem {
 
 /// What a caller supplies to add a context item; the rest is computed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewContextItem {
     /// Agent whose context receives the item.
     pub agent_id: AgentId,
@@ -90,6 +97,7 @@ pub struct NewContextItem {
     /// The text.
     pub content: String,
     /// Creation time, for imports; defaults to now.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(default, with = "timestamp::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub created_at: Option<OffsetDateTime>,
     /// Access count, for imports; defaults to 0.
@@ -99,6 +107,7 @@ pub struct NewContextItem {
 
 /// Item counts and token sums per tier, over active items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierTotals {
     /// Active HOT items.
     pub hot_items: i64,
@@ -138,6 +147,7 @@ impl TierTotals {
 
 /// The record a flash save leaves (one `flash_saves` row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlashSave {
     /// Row id.
     pub id: FlashSaveId,
@@ -158,12 +168,14 @@ pub struct FlashSave {
     /// WARM items kept active.
     pub warm_items_retained: i64,
     /// When it ran.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
 /// The result of one flash save, with the reference's fields plus the record's id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlashSaveReport {
     /// Id of the `flash_saves` row (the reference's `checkpoint_id`).
     pub flash_save_id: FlashSaveId,

@@ -12,6 +12,7 @@ pub type EventSeq = i64;
 /// On the wire it is one flat JSON object: `seq`, `type`, `project_id`, `timestamp` and the
 /// fields of the [`EventKind`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectEvent {
     /// Its position in the event log (0 for an event not yet written to it).
     #[serde(default)]
@@ -19,6 +20,7 @@ pub struct ProjectEvent {
     /// The project.
     pub project_id: ProjectId,
     /// When it happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub timestamp: OffsetDateTime,
     /// What happened.
@@ -29,6 +31,7 @@ pub struct ProjectEvent {
 /// What happened, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// The project was paused.
     ProjectPaused {
@@ -119,6 +122,7 @@ pub enum EventKind {
     /// or stop their unit (and release their permits) before `deadline`.
     PauseRequested {
         /// When the pause stops waiting and goes on (units still running are interrupted).
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         #[serde(with = "timestamp::rfc3339")]
         deadline: OffsetDateTime,
     },

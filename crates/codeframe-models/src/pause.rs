@@ -29,6 +29,7 @@ pub struct ResumeOptions {
 
 /// One agent's part of a pause: its flash-save report, or the error that stopped it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentFlashSaveEntry {
     /// The agent.
     pub agent_id: AgentId,
@@ -40,6 +41,7 @@ pub struct AgentFlashSaveEntry {
 
 /// The result of a pause: the reference's seven fields, plus per-agent detail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PauseOutcome {
     /// Always true for a returned outcome (a failed pause is an error).
     pub success: bool,
@@ -54,6 +56,7 @@ pub struct PauseOutcome {
     /// Items archived over all agents.
     pub items_archived: i64,
     /// When the project was paused (the same instant as stored).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub paused_at: OffsetDateTime,
     /// Per-agent flash-save entries.
@@ -64,6 +67,7 @@ pub struct PauseOutcome {
 
 /// The result of a resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResumeOutcome {
     /// Always true for a returned outcome (a failed resume is an error).
     pub success: bool,
@@ -79,6 +83,7 @@ pub struct ResumeOutcome {
     /// Whether files were restored.
     pub files_restored: bool,
     /// When the project was resumed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub resumed_at: OffsetDateTime,
     /// How long it was paused, in seconds.

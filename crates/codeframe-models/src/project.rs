@@ -8,6 +8,7 @@ use crate::{
 
 /// A project, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     /// Row id.
     pub id: ProjectId,
@@ -24,12 +25,15 @@ pub struct Project {
     /// Owning user (API); `None` for projects made by the local CLI.
     pub owner_id: Option<i64>,
     /// When the project was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When the row last changed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// When the project was paused; `None` unless paused.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub paused_at: Option<OffsetDateTime>,
     /// Why it was paused, if a reason was given.
@@ -64,6 +68,7 @@ pub struct NewProject {
 
 /// An agent known to the system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Chosen identifier.
     pub id: AgentId,
@@ -74,12 +79,14 @@ pub struct Agent {
     /// Reported status.
     pub status: AgentStatus,
     /// When it was registered.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
 /// An agent's assignment to a project. At most one active assignment per (project, agent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentAssignment {
     /// Row id.
     pub id: i64,
@@ -90,9 +97,11 @@ pub struct AgentAssignment {
     /// Role in the project, e.g. `worker`.
     pub role: String,
     /// When assigned.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub assigned_at: OffsetDateTime,
     /// When unassigned; `None` while active.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub unassigned_at: Option<OffsetDateTime>,
     /// Whether the assignment is active.
@@ -101,6 +110,7 @@ pub struct AgentAssignment {
 
 /// A task of a project (used by checkpoint metadata).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     /// Row id.
     pub id: i64,
@@ -115,9 +125,11 @@ pub struct Task {
     /// Agent working on it, if any.
     pub assigned_agent: Option<AgentId>,
     /// When created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When completed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "timestamp::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
 }
@@ -137,6 +149,7 @@ pub struct NewTask {
 /// Purpose of a model call, for token accounting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CallType {
     /// Doing a task.
     TaskExecution,
@@ -155,6 +168,7 @@ wire_enum!(CallType, "call type", {
 
 /// One model call's token usage and cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenUsage {
     /// Row id.
     pub id: i64,
@@ -177,6 +191,7 @@ pub struct TokenUsage {
     /// Purpose of the call.
     pub call_type: CallType,
     /// When the call was made.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "timestamp::rfc3339")]
     pub timestamp: OffsetDateTime,
 }

@@ -41,6 +41,7 @@ pub(crate) use wire_enum;
 /// Lifecycle status of a project (the reference's values; `stopped` is not one of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProjectStatus {
     /// Created, not started.
     Init,
@@ -71,6 +72,7 @@ impl ProjectStatus {
 /// Phase of a project's work, independent of its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProjectPhase {
     /// Requirements are being discovered.
     Discovery,
@@ -92,6 +94,7 @@ wire_enum!(ProjectPhase, "project phase", {
 /// What an agent is doing (reported by the agent; not used by pause).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AgentStatus {
     /// Waiting for work.
     Idle,
@@ -110,6 +113,7 @@ wire_enum!(AgentStatus, "agent status", {
 /// Status of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TaskStatus {
     /// Not yet assigned.
     Pending,

@@ -66,10 +66,15 @@ pub fn pause_reason(reason: &str) -> Result<(), ModelError> {
     bounded("pause reason", reason, PAUSE_REASON_MAX)
 }
 
-/// A checkpoint name: 1–100 characters, not blank.
+/// A checkpoint name: 1–100 characters, not blank, no NUL (SQL counts a string only up to its
+/// first NUL, so the database would see another name than the one given).
 pub fn checkpoint_name(name: &str) -> Result<(), ModelError> {
     non_empty("checkpoint name", name)?;
-    bounded("checkpoint name", name, CHECKPOINT_NAME_MAX)
+    bounded("checkpoint name", name, CHECKPOINT_NAME_MAX)?;
+    if name.contains('\0') {
+        return Err(ModelError::Invalid { field: "checkpoint name", reason: "contains NUL".into() });
+    }
+    Ok(())
 }
 
 /// A checkpoint description: at most 500 characters.
@@ -115,6 +120,10 @@ mod tests {
         assert!(matches!(checkpoint_name(&"n".repeat(101)), Err(ModelError::TooLong { max: 100, .. })));
         assert_eq!(checkpoint_name("  "), Err(ModelError::Empty { field: "checkpoint name" }));
         assert!(checkpoint_description(&"d".repeat(501)).is_err());
+        // Found by the API's schema-driven tester: a name of "\0" reached the database's check.
+        assert!(matches!(checkpoint_name("\0"), Err(ModelError::Invalid { .. })));
+        assert!(matches!(checkpoint_name("a\0b"), Err(ModelError::Invalid { .. })));
+        assert!(checkpoint_name("tab\there").is_ok());
     }
 
     #[test]

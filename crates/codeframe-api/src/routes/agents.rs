@@ -2,39 +2,70 @@
 
 use super::*;
 
-pub(super) async fn list_agents(
-    State(s): State<AppState>,
-    Extension(c): Extension<Caller>,
-    ApiPath(id): ApiPath<i64>,
-) -> ApiResult {
-    visible_project(&s, c, id).await?;
-    ok(json!({"agents": s.service.active_agents(id).await?}))
+/// A project's active agents.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentList {
+    /// Their ids.
+    agents: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/projects/{id}/agents`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AssignAgent {
+pub(crate) struct AssignAgent {
+    /// 1–128 ASCII letters, digits, `.`, `_` and `-` (not `.` or `..`).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)$"
+    )]
     agent_id: String,
+    /// 1–64 characters, no control characters (default `worker`).
     #[serde(default = "default_agent_type")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\p{Cc}]*[^\s\p{Cc}][^\p{Cc}]*$")]
     agent_type: String,
+    /// 1–64 characters, no control characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\p{Cc}]*[^\s\p{Cc}][^\p{Cc}]*$")]
     provider: Option<String>,
+    /// 1–64 characters, no control characters (default `worker`).
     #[serde(default = "default_role")]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\p{Cc}]*[^\s\p{Cc}][^\p{Cc}]*$")]
     role: String,
 }
 
-pub(super) fn default_agent_type() -> String {
+pub(crate) fn default_agent_type() -> String {
     "worker".into()
 }
 
-pub(super) fn default_role() -> String {
+pub(crate) fn default_role() -> String {
     "worker".into()
 }
 
-pub(super) async fn assign_agent(
+/// Active agents of a project.
+#[utoipa::path(get, path = "/api/projects/{id}/agents", operation_id = "listAgents", tag = "agents",
+    params(ProjectPath),
+    responses((status = 200, description = "The agents", body = AgentList), BadRequest, NotFound, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn list_agents(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(ProjectPath { id }): ApiPath<ProjectPath>,
+) -> ApiResult {
+    visible_project(&s, c, id).await?;
+    ok(AgentList { agents: s.service.active_agents(id).await? })
+}
+
+/// Register (if new) and assign an agent.
+#[utoipa::path(post, path = "/api/projects/{id}/agents", operation_id = "assignAgent", tag = "agents",
+    params(ProjectPath), request_body = AssignAgent,
+    responses((status = 201, description = "Assigned", body = codeframe_models::AgentAssignment),
+        BadRequest, BodyErrors, NotFound, Conflict, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn assign_agent(
+    State(s): State<AppState>,
+    Extension(c): Extension<Caller>,
+    ApiPath(ProjectPath { id }): ApiPath<ProjectPath>,
     ApiJson(body): ApiJson<AssignAgent>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
@@ -45,10 +76,15 @@ pub(super) async fn assign_agent(
     created(assigned)
 }
 
-pub(super) async fn deactivate_agent(
+/// End an agent's assignment.
+#[utoipa::path(delete, path = "/api/projects/{id}/agents/{agent}", operation_id = "deactivateAgent", tag = "agents",
+    params(AgentPath),
+    responses((status = 204, description = "Ended"), BadRequest, NotFound, Invalid, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn deactivate_agent(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiPath((id, agent)): ApiPath<(i64, String)>,
+    ApiPath(AgentPath { id, agent }): ApiPath<AgentPath>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     s.service.deactivate(id, &agent).await?;

@@ -2,16 +2,36 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+/// `POST /api/projects`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateProject {
+pub(crate) struct CreateProject {
+    /// 1–100 characters, not blank, no control characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\p{Cc}]*[^\s\p{Cc}][^\p{Cc}]*$")]
     name: String,
+    /// An existing directory inside one of the server's workspace roots (at most 4096 bytes).
+    #[schema(format = "directory")]
     root_path: String,
+    /// At most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
 }
 
-pub(super) async fn create_project(
+/// The caller's projects.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProjectList {
+    /// Oldest first.
+    projects: Vec<codeframe_models::Project>,
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/api/projects", operation_id = "createProject", tag = "projects",
+    request_body = CreateProject,
+    responses((status = 201, description = "Created", body = codeframe_models::Project),
+        BadRequest, BodyErrors, Conflict, NotFound, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn create_project(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
     ApiJson(body): ApiJson<CreateProject>,
@@ -25,37 +45,63 @@ pub(super) async fn create_project(
     created(s.service.create_served_project(new).await?)
 }
 
-pub(super) async fn list_projects(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {
-    ok(json!({"projects": s.service.list_owned(c.user_id).await?}))
+/// List the caller's projects.
+#[utoipa::path(get, path = "/api/projects", operation_id = "listProjects", tag = "projects",
+    responses((status = 200, description = "The projects", body = ProjectList), Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn list_projects(State(s): State<AppState>, Extension(c): Extension<Caller>) -> ApiResult {
+    ok(ProjectList { projects: s.service.list_owned(c.user_id).await? })
 }
 
-pub(super) async fn get_project(
+/// Get a project.
+#[utoipa::path(get, path = "/api/projects/{id}", operation_id = "getProject", tag = "projects",
+    params(ProjectPath),
+    responses((status = 200, description = "The project", body = codeframe_models::Project),
+        BadRequest, NotFound, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn get_project(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(ProjectPath { id }): ApiPath<ProjectPath>,
 ) -> ApiResult {
     ok(visible_project(&s, c, id).await?)
 }
 
-pub(super) async fn start(
+/// Start a project (planning → active).
+#[utoipa::path(post, path = "/api/projects/{id}/start", operation_id = "startProject", tag = "projects",
+    params(ProjectPath),
+    responses((status = 200, description = "The project, started", body = codeframe_models::Project),
+        BadRequest, NotFound, Conflict, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn start(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(ProjectPath { id }): ApiPath<ProjectPath>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
     ok(s.service.start(id).await?)
 }
 
-#[derive(Deserialize)]
+/// `POST /api/projects/{id}/move`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MoveBody {
+pub(crate) struct MoveBody {
+    /// The project's directory now: an existing directory inside one of the server's workspace
+    /// roots (at most 4096 bytes).
+    #[schema(format = "directory")]
     root_path: String,
 }
 
-pub(super) async fn move_project(
+/// Re-point a project whose directory moved.
+#[utoipa::path(post, path = "/api/projects/{id}/move", operation_id = "moveProject", tag = "projects",
+    params(ProjectPath), request_body = MoveBody,
+    responses((status = 200, description = "The project, moved", body = codeframe_models::Project),
+        BadRequest, BodyErrors, NotFound, Conflict, Unauthorized, ServerErrors),
+    security(("bearer" = [])))]
+pub(crate) async fn move_project(
     State(s): State<AppState>,
     Extension(c): Extension<Caller>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(ProjectPath { id }): ApiPath<ProjectPath>,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult {
     visible_project(&s, c, id).await?;
