@@ -8,6 +8,7 @@
 //! - `permit_http`: the same over HTTP, as an agent in another language does it.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_models::ProjectId;
 use codeframe_testkit::bench::percentile;
 use std::error::Error;
 use std::io::{BufRead, Write};
@@ -175,9 +176,9 @@ async fn subscriber(ws_url: &str, token: &str, project: i64) -> Res<Ws> {
 /// its event in one transaction).
 async fn one_event(service: &ProjectService, project: i64, n: usize) -> Res<()> {
     if n.is_multiple_of(2) {
-        service.assign(project, "bench-agent", "worker").await?;
+        service.assign(ProjectId(project), "bench-agent", "worker").await?;
     } else {
-        service.deactivate(project, "bench-agent").await?;
+        service.deactivate(ProjectId(project), "bench-agent").await?;
     }
     Ok(())
 }
@@ -298,7 +299,7 @@ async fn permit_enter(service: &ProjectService, project: i64) -> Res<()> {
     let mut us = Vec::with_capacity(PERMITS);
     for _ in 0..PERMITS {
         let t = Instant::now();
-        let permit = service.enter(project, "bench-agent").await?;
+        let permit = service.enter(ProjectId(project), "bench-agent").await?;
         permit.release().await?;
         us.push(t.elapsed().as_secs_f64() * 1e6);
     }
@@ -375,11 +376,11 @@ fn main() -> Res<()> {
         let addr = listener.local_addr()?;
         let app = router(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        load(addr, token.clone(), project).await?;
-        permit_enter(&state.service, project).await?;
-        permit_http(&format!("http://{addr}"), &token, project).await?;
-        cross_process(format!("ws://{addr}/ws"), token.clone(), project, &db_path).await?;
-        fanout(format!("ws://{addr}/ws"), token, project, state).await?;
+        load(addr, token.clone(), project.into()).await?;
+        permit_enter(&state.service, project.into()).await?;
+        permit_http(&format!("http://{addr}"), &token, project.into()).await?;
+        cross_process(format!("ws://{addr}/ws"), token.clone(), project.into(), &db_path).await?;
+        fanout(format!("ws://{addr}/ws"), token, project.into(), state).await?;
         Ok(())
     })
 }

@@ -104,7 +104,9 @@ async fn scrape(State((state, handle)): State<(AppState, PrometheusHandle)>) -> 
                 "Database connections of this server.",
                 &[("state=\"open\"", f64::from(g.pool.open)), ("state=\"idle\"", f64::from(g.pool.idle))],
             );
-            let labels = |p: i64, t: codeframe_models::Tier| format!("project_id=\"{p}\",tier=\"{t}\"");
+            let labels = |p: codeframe_models::ProjectId, t: codeframe_models::Tier| {
+                format!("project_id=\"{p}\",tier=\"{t}\"")
+            };
             let items: Vec<(String, f64)> =
                 g.context.iter().map(|(p, t, n, _)| (labels(*p, *t), *n as f64)).collect();
             let tokens: Vec<(String, f64)> =

@@ -147,7 +147,7 @@ impl EventHub {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     info!(
                         session,
-                        project_id = event.project_id,
+                        project_id = %event.project_id,
                         "a websocket subscriber fell behind; dropping it"
                     );
                     queue.lagged.notify_one();
@@ -259,6 +259,7 @@ pub(crate) enum ClientMessage {
         project_id: ProjectId,
         /// The last `seq` handled (omitted: live events only).
         #[serde(default)]
+        #[schema(value_type = Option<i64>)]
         since: Option<EventSeq>,
     },
     /// Stops a subscription.
@@ -527,7 +528,7 @@ async fn subscribe(
                 }
                 cursor = page.next_since;
                 if !page.has_more {
-                    debug!(project_id, since, until = cursor, "events replayed");
+                    debug!(project_id = %project_id, since, until = cursor, "events replayed");
                     return Ok(cursor);
                 }
             }

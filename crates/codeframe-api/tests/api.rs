@@ -807,6 +807,13 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
         assert!(doc["components"]["schemas"][name].is_object(), "dangling {r}");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    // Ids are components of their own (integers on the wire); no Rust alias leaks in as a
+    // schema named after its primitive.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for id in ["ProjectId", "CheckpointId", "FlashSaveId"] {
+        assert_eq!(schemas[id]["type"], "integer", "{id}");
+    }
+    assert!(schemas.keys().all(|k| k.starts_with(char::is_uppercase)) && !schemas.contains_key("String"));
     for route in codeframe_api::routes() {
         let op = &doc["paths"][route.path][route.method];
         assert!(op["operationId"].is_string(), "{} {}", route.method, route.path);
@@ -876,14 +883,19 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_close_frame() {
         let mut tx = srv.db.begin().await.unwrap();
         for _ in 0..256 {
             let kind = EventKind::ProjectPaused {
-                checkpoint_id: n as i64,
+                checkpoint_id: CheckpointId(n as i64),
                 reason: Some(reason.clone()),
                 items_archived: 0,
                 reduction_percentage: 0.0,
             };
-            codeframe_persistence::events::append(&mut tx, id, kind, codeframe_models::timestamp::now_utc())
-                .await
-                .unwrap();
+            codeframe_persistence::events::append(
+                &mut tx,
+                ProjectId(id),
+                kind,
+                codeframe_models::timestamp::now_utc(),
+            )
+            .await
+            .unwrap();
             n += 1;
         }
         tx.commit().await.unwrap();
@@ -933,9 +945,14 @@ async fn append_elsewhere(db: &Db, project: i64, from: usize, count: usize) {
     for n in from..from + count {
         let kind =
             codeframe_models::EventKind::ContextAdded { agents: vec![format!("a{n}")], items_added: 1 };
-        codeframe_persistence::events::append(&mut tx, project, kind, codeframe_models::timestamp::now_utc())
-            .await
-            .unwrap();
+        codeframe_persistence::events::append(
+            &mut tx,
+            ProjectId(project),
+            kind,
+            codeframe_models::timestamp::now_utc(),
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
 }
@@ -1088,7 +1105,7 @@ impl CheckpointManager for SlowWrites {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let cp = self.0.write(tx, prepared).await?;
         if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            FAILED_ID.store(cp.id, std::sync::atomic::Ordering::SeqCst);
+            FAILED_ID.store(cp.id.into(), std::sync::atomic::Ordering::SeqCst);
             return Err(codeframe_core::CheckpointError::Worker("disk full (injected)".into()));
         }
         Ok(cp)
@@ -1123,7 +1140,7 @@ impl CheckpointManager for SlowWrites {
     ) -> Result<(), codeframe_core::CheckpointError> {
         self.0.publish(w).await?;
         if FAIL_NEXT_WRITE.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            FAILED_ID.store(w.checkpoint.id, std::sync::atomic::Ordering::SeqCst);
+            FAILED_ID.store(w.checkpoint.id.into(), std::sync::atomic::Ordering::SeqCst);
             return Err(codeframe_core::CheckpointError::Worker("disk full (injected)".into()));
         }
         Ok(())
@@ -1248,7 +1265,7 @@ async fn pause_and_hang_up(srv: &Srv, id: i64) {
 /// Waits until no pause holds the project's gate (the detached pause has ended).
 async fn settled(svc: &ProjectService, id: i64) -> codeframe_core::GateStatus {
     for _ in 0..200 {
-        let gate = svc.gate_status(id).await.unwrap();
+        let gate = svc.gate_status(ProjectId(id)).await.unwrap();
         if !gate.pausing {
             return gate;
         }
@@ -1264,19 +1281,19 @@ async fn a_pause_whose_http_client_disconnects_runs_to_completion() {
     let svc = ProjectService::with_defaults(srv.db.clone());
     pause_and_hang_up(&srv, id).await;
     let gate = settled(&svc, id).await;
-    let p = svc.get(id).await.unwrap();
+    let p = svc.get(ProjectId(id)).await.unwrap();
     assert_eq!(p.status, codeframe_models::ProjectStatus::Paused, "the pause finished on its own task");
     assert!(gate.closed);
     let cp = p.pause_checkpoint_id.unwrap();
-    assert!(svc.verify_checkpoint(id, cp).await.unwrap().ok(), "its checkpoint is readable");
+    assert!(svc.verify_checkpoint(ProjectId(id), cp).await.unwrap().ok(), "its checkpoint is readable");
     assert_eq!(store_refs(&srv.store(id)), [format!("refs/codeframe/checkpoints/{cp}")], "no orphan ref");
-    assert!(matches!(svc.enter(id, "agent").await, Err(codeframe_core::CoreError::Paused(_))));
+    assert!(matches!(svc.enter(ProjectId(id), "agent").await, Err(codeframe_core::CoreError::Paused(_))));
     let (s, v) = srv.alice("POST", &format!("/api/projects/{id}/resume"), None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    drop(svc.enter(id, "agent").await.unwrap());
+    drop(svc.enter(ProjectId(id), "agent").await.unwrap());
     let (s, again) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
     assert_eq!(s, StatusCode::OK, "{again}");
-    assert!(again["checkpoint_id"].as_i64().unwrap() > cp, "a fresh id");
+    assert!(again["checkpoint_id"].as_i64().unwrap() > cp.into(), "a fresh id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1284,17 +1301,17 @@ async fn a_pause_that_fails_after_its_client_disconnected_rolls_back_cleanly() {
     let srv = start_with(slow_writes, ServiceConfig::default()).await;
     let id = srv.project("hang-up-fail").await;
     let svc = ProjectService::with_defaults(srv.db.clone());
-    let before = svc.get(id).await.unwrap();
+    let before = svc.get(ProjectId(id)).await.unwrap();
     FAIL_NEXT_WRITE.store(true, std::sync::atomic::Ordering::SeqCst);
     pause_and_hang_up(&srv, id).await;
     let gate = settled(&svc, id).await;
     let failed = FAILED_ID.load(std::sync::atomic::Ordering::SeqCst);
     assert!(failed > 0, "the injected failure happened");
-    assert_eq!(svc.get(id).await.unwrap(), before, "exactly as before");
+    assert_eq!(svc.get(ProjectId(id)).await.unwrap(), before, "exactly as before");
     assert!(!gate.closed, "the gate is open again");
-    assert!(svc.list_checkpoints(id).await.unwrap().is_empty());
+    assert!(svc.list_checkpoints(ProjectId(id)).await.unwrap().is_empty());
     assert!(store_refs(&srv.store(id)).is_empty(), "the rolled-back ref was discarded");
-    drop(svc.enter(id, "agent").await.expect("permits work"));
+    drop(svc.enter(ProjectId(id), "agent").await.expect("permits work"));
     let (s, next) = srv.alice("POST", &format!("/api/projects/{id}/pause"), None).await;
     assert_eq!(s, StatusCode::OK, "{next}");
     let fresh = next["checkpoint_id"].as_i64().unwrap();
@@ -1644,14 +1661,14 @@ async fn a_burst_in_one_users_project_never_drops_another_users_subscribers() {
         let mut tx = srv.db.begin().await.unwrap();
         for n in 0..codeframe_api::HUB_CAPACITY {
             let kind = EventKind::ProjectPaused {
-                checkpoint_id: n as i64,
+                checkpoint_id: CheckpointId(n as i64),
                 reason: Some(reason.clone()),
                 items_archived: 0,
                 reduction_percentage: 0.0,
             };
             codeframe_persistence::events::append(
                 &mut tx,
-                alices,
+                ProjectId(alices),
                 kind,
                 codeframe_models::timestamp::now_utc(),
             )

@@ -6,6 +6,7 @@
 //! One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_models::{CheckpointId, ProjectId};
 use codeframe_testkit::bench::{emit, peak_rss_mb};
 use std::error::Error;
 use std::os::unix::fs::MetadataExt;
@@ -78,7 +79,7 @@ async fn setup(files: usize) -> Res<(tempfile::TempDir, Db, i64, std::path::Path
         timestamp::now_utc(),
     )
     .await?;
-    Ok((dir, db, p.id, root))
+    Ok((dir, db, p.id.into(), root))
 }
 
 async fn checkpoint(db: &Db, cm: &GitCheckpointManager, project: i64) -> Res<(f64, i64)> {
@@ -91,9 +92,9 @@ async fn checkpoint(db: &Db, cm: &GitCheckpointManager, project: i64) -> Res<(f6
     let started = Instant::now();
     let id = cm.reserve_id().await?;
     let mut tx = db.begin().await?;
-    let cp = cm.create(&mut tx, project, id, spec).await?;
+    let cp = cm.create(&mut tx, ProjectId(project), id, spec).await?;
     tx.commit().await?;
-    Ok((started.elapsed().as_secs_f64() * 1000.0, cp.id))
+    Ok((started.elapsed().as_secs_f64() * 1000.0, cp.id.into()))
 }
 
 async fn bench(files: usize) -> Res<()> {
@@ -133,7 +134,7 @@ async fn bench(files: usize) -> Res<()> {
             write_file(&root, (run * changed + k * 89) % files, 100 + run)?;
         }
         let started = Instant::now();
-        let report = cm.restore(project, last, what, RestoreMode::Apply).await?;
+        let report = cm.restore(ProjectId(project), CheckpointId(last), what, RestoreMode::Apply).await?;
         restore.push(started.elapsed().as_secs_f64() * 1000.0);
         assert!(report.files_written >= 1);
     }
@@ -163,7 +164,7 @@ async fn snapshot_of_a_large_file() -> Res<()> {
     let _ = std::fs::write("/proc/self/clear_refs", "5"); // the peak from here on
     let (ms, id) = checkpoint(&db, &cm, project).await?;
     let peak = peak_rss_mb();
-    let cp = cm.get(project, id).await?;
+    let cp = cm.get(ProjectId(project), CheckpointId(id)).await?;
     assert!(cp.metadata.skipped_files.is_empty(), "the file was snapshotted, not skipped");
     let params = serde_json::json!({"file_bytes": 1u64 << 30, "sparse": true});
     emit("snapshot_peak_rss", &params, vec![peak], "MB");
@@ -247,7 +248,7 @@ async fn durability_cost(files: usize) -> Res<()> {
             }
             let what = RestoreWhat { files: true, state: false, context: false, keep_new_items: false };
             let started = Instant::now();
-            cm.restore(project, base, what, RestoreMode::Apply).await?;
+            cm.restore(ProjectId(project), CheckpointId(base), what, RestoreMode::Apply).await?;
             restore.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         for (kind, samples) in [("first", first), ("incremental", incremental), ("restore_files", restore)] {
@@ -282,11 +283,11 @@ async fn store_bytes_after_gc(files: usize, history: usize, kept: usize) -> Res<
         ids.push(checkpoint(&db, &cm, project).await?.1);
     }
     for id in &ids[..history - kept] {
-        cm.delete(project, *id).await?;
+        cm.delete(ProjectId(project), CheckpointId(*id)).await?;
     }
     let before = objects_bytes(&root);
     let started = Instant::now();
-    cm.collect_garbage(project, 0).await?.ok_or("no store")?;
+    cm.collect_garbage(ProjectId(project), 0).await?.ok_or("no store")?;
     let gc_ms = started.elapsed().as_secs_f64() * 1000.0;
     let after = objects_bytes(&root);
 

@@ -151,7 +151,7 @@ impl GitCheckpointManager {
                     }
                     None if must_lock => return Err(CheckpointError::RestoreInProgress(project_id)),
                     None => {
-                        debug!(project_id, "a file restore is in progress in another process; left alone");
+                        debug!(project_id = %project_id, "a file restore is in progress in another process; left alone");
                         return Ok((None, None));
                     }
                 }
@@ -168,7 +168,7 @@ impl GitCheckpointManager {
         };
         let (lock, settled) = self.settle(ex, lock, journal, root).await?;
         warn!(
-            project_id,
+            project_id = %project_id,
             token = %settled.token,
             committed = settled.committed,
             files = settled.files,
@@ -299,7 +299,7 @@ impl GitCheckpointManager {
             }
         }
         debug!(
-            project_id,
+            project_id = %project_id,
             base_revision,
             chunks = base.len(),
             rewritten = dirty.len(),
@@ -323,8 +323,8 @@ impl GitCheckpointManager {
         let deleted = revisions::deleted_revision(ex, project_id).await?;
         if base_revision > revision || deleted > base_revision {
             debug!(
-                project_id,
-                checkpoint_id = id,
+                project_id = %project_id,
+                checkpoint_id = %id,
                 base_revision,
                 deleted,
                 "items deleted since the last checkpoint; full context snapshot"
@@ -343,7 +343,7 @@ impl GitCheckpointManager {
             Ok(None) => Ok(None),
             Err(e) => {
                 // A damaged base is verify's business; this snapshot just reads everything.
-                warn!(project_id, checkpoint_id = id, error = %e, "previous checkpoint unusable as a base; full context snapshot");
+                warn!(project_id = %project_id, checkpoint_id = %id, error = %e, "previous checkpoint unusable as a base; full context snapshot");
                 Ok(None)
             }
         }
@@ -404,7 +404,7 @@ impl CheckpointManager for GitCheckpointManager {
         .await?;
         checkpoints::set_revision(tx, checkpoint_id, revision).await?;
         debug!(
-            checkpoint_id = checkpoint.id,
+            checkpoint_id = %checkpoint.id,
             items = state.context_items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint row written"
@@ -430,12 +430,12 @@ impl CheckpointManager for GitCheckpointManager {
         let hex = oid_hex(&commit);
         checkpoints::set_commit(tx, id, &hex).await?;
         if !metadata.skipped_files.is_empty() {
-            warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
+            warn!(checkpoint_id = %id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
             checkpoints::set_metadata(tx, id, &metadata).await?;
         }
         info!(
-            project_id = checkpoint.project_id,
-            checkpoint_id = id,
+            project_id = %checkpoint.project_id,
+            checkpoint_id = %id,
             commit = %hex,
             files = stats.files,
             hashed = stats.hashed,
@@ -459,7 +459,7 @@ impl CheckpointManager for GitCheckpointManager {
         let ReadCheckpoint { state, chunks, revision, place, row: checkpoint, hold } =
             self.read_for(read, project_id, checkpoint_id, spec, will_change).await?;
         debug!(
-            checkpoint_id,
+            checkpoint_id = %checkpoint_id,
             items = state.context_items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "checkpoint state read"
@@ -482,11 +482,11 @@ impl CheckpointManager for GitCheckpointManager {
         // A first snapshot made the store: its hold is taken from the moment it opened it.
         let hold = hold.or(snapshot_hold);
         if !metadata.skipped_files.is_empty() {
-            warn!(checkpoint_id = id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
+            warn!(checkpoint_id = %id, skipped = ?metadata.skipped_files, "files over the size limit left out of the snapshot");
         }
         info!(
-            project_id = checkpoint.project_id,
-            checkpoint_id = id,
+            project_id = %checkpoint.project_id,
+            checkpoint_id = %id,
             commit = %commit,
             files = stats.files,
             hashed = stats.hashed,
@@ -522,7 +522,7 @@ impl CheckpointManager for GitCheckpointManager {
     async fn publish(&self, written: &WrittenCheckpoint) -> Result<()> {
         let (place, id, commit) = (written.place.clone(), written.checkpoint.id, written.commit);
         blocking(move || Store::open_or_init(&place)?.set_ref(id, commit)).await?;
-        debug!(checkpoint_id = id, "checkpoint ref written");
+        debug!(checkpoint_id = %id, "checkpoint ref written");
         Ok(())
     }
 
@@ -533,7 +533,7 @@ impl CheckpointManager for GitCheckpointManager {
             None => Ok(false),
         })
         .await?;
-        info!(project_id, checkpoint_id, removed, "checkpoint ref discarded");
+        info!(project_id = %project_id, checkpoint_id = %checkpoint_id, removed, "checkpoint ref discarded");
         Ok(())
     }
 
@@ -552,7 +552,7 @@ impl CheckpointManager for GitCheckpointManager {
         self.delete_row(&mut tx, project_id, checkpoint_id).await?;
         tx.commit().await?;
         self.discard(project_id, checkpoint_id).await?;
-        info!(project_id, checkpoint_id, "checkpoint deleted");
+        info!(project_id = %project_id, checkpoint_id = %checkpoint_id, "checkpoint deleted");
         Ok(())
     }
 
@@ -651,13 +651,13 @@ impl CheckpointManager for GitCheckpointManager {
             Ok(report) => tx.commit().await.map(|()| report).map_err(CheckpointError::from),
             Err(e) => {
                 if let Err(rb) = tx.rollback().await {
-                    warn!(project_id, error = %rb, "rollback failed (the transaction is abandoned)");
+                    warn!(project_id = %project_id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
                 Err(e)
             }
         };
         if let Err(e) = self.settle_files(project_id).await {
-            warn!(project_id, error = %e, "cannot settle the file restore now; the next restore or open will");
+            warn!(project_id = %project_id, error = %e, "cannot settle the file restore now; the next restore or open will");
         }
         result
     }
@@ -708,15 +708,15 @@ impl CheckpointManager for GitCheckpointManager {
             match self.swap_files_in(tx, project_id, checkpoint_id, commit, place).await {
                 Ok(a) => (report.files_written, report.files_removed) = (a.written, a.removed),
                 Err(e) => {
-                    warn!(project_id, checkpoint_id, error = %e, "file restore failed; rows to be rolled back");
+                    warn!(project_id = %project_id, checkpoint_id = %checkpoint_id, error = %e, "file restore failed; rows to be rolled back");
                     return Err(e);
                 }
             }
         }
         report.applied = true;
         info!(
-            project_id,
-            checkpoint_id,
+            project_id = %project_id,
+            checkpoint_id = %checkpoint_id,
             files_written = report.files_written,
             files_removed = report.files_removed,
             items_restored = report.items_restored,
@@ -761,8 +761,8 @@ impl CheckpointManager for GitCheckpointManager {
         let commit = parse_oid(checkpoint_id, cp.commit_id.as_deref())?;
         let restored = self.swap_files_in(tx, project_id, checkpoint_id, commit, place).await?;
         info!(
-            project_id,
-            checkpoint_id,
+            project_id = %project_id,
+            checkpoint_id = %checkpoint_id,
             written = restored.written,
             removed = restored.removed,
             "files restored"
@@ -787,7 +787,7 @@ impl CheckpointManager for GitCheckpointManager {
         let Some(pending) = self.pending().remove(&project_id) else { return Ok(None) };
         let mut conn = self.db.conn().await?;
         let (_, settled) = self.settle(&mut conn, pending.lock, pending.journal, pending.root).await?;
-        debug!(project_id, committed = settled.committed, files = settled.files, "file restore settled");
+        debug!(project_id = %project_id, committed = settled.committed, files = settled.files, "file restore settled");
         Ok(Some(settled))
     }
 
@@ -842,9 +842,9 @@ impl CheckpointManager for GitCheckpointManager {
         .await?;
         tx.commit().await?;
         if !report.removed_refs.is_empty() || !report.missing_commits.is_empty() {
-            warn!(project_id, removed_refs = ?report.removed_refs, missing_commits = ?report.missing_commits, "checkpoint store reconciled");
+            warn!(project_id = %project_id, removed_refs = ?report.removed_refs, missing_commits = ?report.missing_commits, "checkpoint store reconciled");
         } else {
-            debug!(project_id, "checkpoint store consistent");
+            debug!(project_id = %project_id, "checkpoint store consistent");
         }
         Ok(report)
     }

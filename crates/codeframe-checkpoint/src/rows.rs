@@ -83,8 +83,8 @@ impl GitCheckpointManager {
             agents::insert_missing(tx, a).await?;
         }
         debug!(
-            project_id,
-            checkpoint_id = cp.id,
+            project_id = %project_id,
+            checkpoint_id = %cp.id,
             revision,
             chunks_read = ranges.len(),
             changed = changed.len(),
@@ -145,7 +145,7 @@ impl GitCheckpointManager {
                     .filter(|i| by_id.get(i.id.as_str()).is_none_or(|c| *c != *i))
                     .cloned()
                     .collect();
-                debug!(project_id, changed = changed.len(), "context items differing from the checkpoint");
+                debug!(project_id = %project_id, changed = changed.len(), "context items differing from the checkpoint");
                 context::upsert_many(ex, &changed).await?;
             } else {
                 context::replace_for_project(ex, project_id, &snapshot.context_items).await?;

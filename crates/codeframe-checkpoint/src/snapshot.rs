@@ -104,7 +104,7 @@ pub(crate) fn write_snapshot(
     let commit = store.commit(&mut pack, tree, &message, unix_seconds)?;
     // The pack is in place (and flushed) before any ref can name anything in it.
     pack.finish()?;
-    debug!(checkpoint_id = id, commit = %commit, "snapshot objects written");
+    debug!(checkpoint_id = %id, commit = %commit, "snapshot objects written");
     Ok((commit, stats, metadata, store.into_hold()))
 }
 

@@ -1,7 +1,9 @@
 //! The project's own rows as deterministic JSON: sorted keys, stable order, so identical state
 //! gives identical blobs (and is stored once).
 
-use codeframe_models::{Agent, AgentAssignment, ContextItem, Project, ProjectId, Task, TokenUsage};
+use codeframe_models::{
+    Agent, AgentAssignment, ContextItem, FlashSaveId, Project, ProjectId, Task, TokenUsage,
+};
 use codeframe_persistence::{Executor, agents, context, projects, tasks, token_usage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,7 +103,7 @@ struct ItemRecord<'a> {
     agent_id: &'a str,
     #[serde(with = "codeframe_models::timestamp::rfc3339::option")]
     archived_at: Option<time::OffsetDateTime>,
-    archived_by_flash_save: Option<i64>,
+    archived_by_flash_save: Option<FlashSaveId>,
     content: &'a str,
     #[serde(with = "codeframe_models::timestamp::rfc3339")]
     created_at: time::OffsetDateTime,
@@ -110,7 +112,7 @@ struct ItemRecord<'a> {
     item_type: codeframe_models::ItemType,
     #[serde(with = "codeframe_models::timestamp::rfc3339")]
     last_accessed: time::OffsetDateTime,
-    project_id: i64,
+    project_id: ProjectId,
     tier: codeframe_models::Tier,
     token_count: i64,
 }
@@ -169,7 +171,7 @@ mod tests {
     fn item_lines_are_canonical_and_match_the_generic_form() {
         let item = ContextItem {
             id: "i1".into(),
-            project_id: 1,
+            project_id: ProjectId(1),
             agent_id: "a".into(),
             item_type: codeframe_models::ItemType::Code,
             content: "fn «x»() {}\n".into(),
@@ -180,7 +182,7 @@ mod tests {
             created_at: time::macros::datetime!(2026-01-01 0:00 UTC),
             last_accessed: time::macros::datetime!(2026-01-02 0:00 UTC),
             archived_at: Some(time::macros::datetime!(2026-01-03 0:00 UTC)),
-            archived_by_flash_save: Some(4),
+            archived_by_flash_save: Some(FlashSaveId(4)),
         };
         let fast = items_jsonl("t", std::slice::from_ref(&item)).ok();
         let mut generic = canonical_json("t", &item).ok().unwrap_or_default();

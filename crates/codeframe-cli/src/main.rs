@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use codeframe_models::CheckpointId;
 
 use crate::output::CliError;
 
@@ -136,7 +137,7 @@ pub(crate) enum Command {
     Resume {
         /// Checkpoint to restore from (default: the pause checkpoint).
         #[arg(long, value_name = "ID")]
-        checkpoint: Option<i64>,
+        checkpoint: Option<CheckpointId>,
         /// Also put the checkpoint's files back (otherwise edits made while paused are kept).
         #[arg(long)]
         restore_files: bool,
@@ -283,12 +284,12 @@ pub(crate) enum CheckpointCommand {
     /// Show one checkpoint.
     Show {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
     },
     /// Files changed in the working tree since a checkpoint.
     Diff {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
         /// Include unified text diffs.
         #[arg(long)]
         unified: bool,
@@ -311,12 +312,12 @@ pub(crate) enum CheckpointCommand {
     /// Pin a checkpoint: retention never prunes it.
     Pin {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
     },
     /// Unpin a checkpoint.
     Unpin {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
     },
     /// Delete the checkpoints the retention policy does not keep (never pinned ones, never the
     /// current pause's).
@@ -338,7 +339,7 @@ pub(crate) enum CheckpointCommand {
     #[command(after_help = "Example: codeframe checkpoints restore 2 --files --yes")]
     Restore {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
         /// Restore files.
         #[arg(long)]
         files: bool,
@@ -359,12 +360,12 @@ pub(crate) enum CheckpointCommand {
     /// Check that a checkpoint's commit and every object it needs are present.
     Verify {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
     },
     /// Delete a checkpoint (its row and ref; the pause checkpoint of a paused project is kept).
     Delete {
         /// Checkpoint id.
-        id: i64,
+        id: CheckpointId,
     },
     /// Make a manual checkpoint.
     Create {

@@ -123,6 +123,7 @@ pub(crate) fn short(commit: Option<&str>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use codeframe_models::{CheckpointId, ProjectId};
 
     #[test]
     fn numbers_and_durations_read_well() {
@@ -141,11 +142,11 @@ mod tests {
         let errors = [
             CoreError::NotFound { entity: "project", id: "1".into() },
             CoreError::Conflict(ConflictKind::Concurrent),
-            CoreError::Paused(1),
-            CoreError::Pausing(1),
-            CoreError::Checkpoint(CheckpointError::Unreadable { id: 1, reason: "gone".into() }),
+            CoreError::Paused(ProjectId(1)),
+            CoreError::Pausing(ProjectId(1)),
+            CoreError::Checkpoint(CheckpointError::Unreadable { id: CheckpointId(1), reason: "gone".into() }),
             CoreError::Invalid(codeframe_models::ModelError::Empty { field: "name" }),
-            CoreError::EventGap { project_id: 1, since: 1, pruned_through: 5, head: 9 },
+            CoreError::EventGap { project_id: ProjectId(1), since: 1, pruned_through: 5, head: 9 },
             CoreError::Injected("x"),
         ];
         for e in errors {

@@ -1,6 +1,7 @@
 //! End to end: the built `codeframe` binary, run as a user would, in real git repositories.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+use codeframe_models::ProjectId;
 use codeframe_testkit::git;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -435,7 +436,7 @@ async fn library_child() {
     let Ok(db) = std::env::var("CF_LIBRARY_DB") else { return };
     let service = codeframe_core::ProjectService::with_defaults(codeframe_core::Db::open(&db).await.unwrap());
     let request = codeframe_models::PauseRequest { reason: Some("library".into()) };
-    service.pause(1, request).await.unwrap();
+    service.pause(ProjectId(1), request).await.unwrap();
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {

@@ -2,6 +2,7 @@
 //! memory), and adding 10k items in bulk (tokenizing included). One JSON object per measure.
 #![allow(missing_docs, clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_models::ProjectId;
 use codeframe_testkit::bench::{emit, peak_rss_mb, reset_peak_rss};
 use std::error::Error;
 use std::time::Instant;
@@ -75,7 +76,7 @@ async fn setup(n: usize) -> Res<(tempfile::TempDir, Db, i64)> {
     }
     context::insert_many(&mut tx, &batch).await?;
     tx.commit().await?;
-    Ok((dir, db, p.id))
+    Ok((dir, db, p.id.into()))
 }
 
 async fn bench_flash_save(n: usize) -> Res<()> {
@@ -89,14 +90,14 @@ async fn bench_flash_save(n: usize) -> Res<()> {
         let mut tx = db.begin().await?;
         let mut archived = 0;
         for a in AGENTS {
-            archived += manager.flash_save(&mut tx, project_id, a).await?.items_archived;
+            archived += manager.flash_save(&mut tx, ProjectId(project_id), a).await?.items_archived;
         }
         tx.commit().await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         peaks.push(peak_rss_mb());
         assert_eq!(archived as usize, n * 4 / 10, "every COLD item archived");
         for a in AGENTS {
-            manager.restore_archived(project_id, a, None).await?;
+            manager.restore_archived(ProjectId(project_id), a, None).await?;
         }
     }
     let params = serde_json::json!({"n": n, "a": AGENTS.len()});
@@ -122,7 +123,7 @@ async fn bench_bulk_add(n: usize) -> Res<()> {
             })
             .collect();
         let started = Instant::now();
-        let ids = manager.add_items(project_id, items).await?;
+        let ids = manager.add_items(ProjectId(project_id), items).await?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(ids.len(), n);
     }

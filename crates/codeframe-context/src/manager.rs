@@ -66,7 +66,7 @@ impl FlashSavePlan {
 }
 
 /// What to list. Ordered by importance, then last access, then id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     /// Project.
     pub project_id: ProjectId,
@@ -80,6 +80,13 @@ pub struct ListQuery {
     pub limit: Option<i64>,
     /// Items to skip.
     pub offset: i64,
+}
+
+impl ListQuery {
+    /// Every active item of a project (narrow it with struct update syntax).
+    pub fn of(project_id: ProjectId) -> Self {
+        Self { project_id, agent_id: None, tier: None, state: ArchiveState::Active, limit: None, offset: 0 }
+    }
 }
 
 /// Context management for agents of a project. Object safe: use it as
@@ -311,7 +318,7 @@ impl SqlContextManager {
         }
         tx.commit().await?;
         info!(
-            project_id,
+            project_id = %project_id,
             agent_id,
             retier,
             updated,
@@ -368,7 +375,7 @@ impl ContextManager for SqlContextManager {
         Self::check_agents(tx, project_id, &agent_ids).await?;
         context::insert_many(tx, items).await?;
         info!(
-            project_id,
+            project_id = %project_id,
             count = items.len(),
             elapsed_ms = started.elapsed().as_millis(),
             "context items added"
@@ -462,7 +469,7 @@ impl ContextManager for SqlContextManager {
         force: bool,
     ) -> Result<Option<FlashSaveReport>> {
         if !self.should_flash_save(project_id, agent_id, force).await? {
-            debug!(project_id, agent_id, "flash save not due");
+            debug!(project_id = %project_id, agent_id, "flash save not due");
             return Ok(None);
         }
         let mut tx = self.db.begin().await?;
@@ -498,7 +505,7 @@ impl ContextManager for SqlContextManager {
             return Err(ContextError::UnknownAgent { project_id, agent_id: agent_id.to_owned() });
         }
         let n = context::restore_archived(tx, project_id, agent_id, flash_save_id).await?;
-        info!(project_id, agent_id, restored = n, "archived context restored");
+        info!(project_id = %project_id, agent_id, restored = n, "archived context restored");
         Ok(n)
     }
 }
@@ -548,9 +555,9 @@ async fn apply(
     }
     let report = FlashSaveReport::from_record(&record);
     info!(
-        project_id,
+        project_id = %project_id,
         agent_id,
-        flash_save_id = report.flash_save_id,
+        flash_save_id = %report.flash_save_id,
         items_archived = report.items_archived,
         tokens_before = report.tokens_before,
         tokens_after = report.tokens_after,

@@ -7,6 +7,7 @@
 //! (`resume_unchanged`), and the peak RSS of the pause. One JSON object per measure on stdout.
 #![allow(missing_docs, clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+use codeframe_models::ProjectId;
 use codeframe_testkit::bench::{emit, peak_rss_mb, reset_peak_rss};
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -125,7 +126,7 @@ async fn setup(n: usize, a: usize, f: usize) -> Res<Scenario> {
     let mut tx = db.begin().await?;
     svc.checkpoints().create(&mut tx, project, id, spec).await?;
     tx.commit().await?;
-    Ok(Scenario { _dir: dir, svc, db, project, root, agents: agent_ids, files: f })
+    Ok(Scenario { _dir: dir, svc, db, project: project.into(), root, agents: agent_ids, files: f })
 }
 
 /// Keeps the `write_lock_ms` the last "project paused" log line reported.
@@ -162,7 +163,7 @@ async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
     for run in 0..RUNS {
         // 10 % of the files changed since the last checkpoint; COLD context not yet archived.
         for a in &s.agents {
-            s.svc.context().restore_archived(s.project, a, None).await?;
+            s.svc.context().restore_archived(ProjectId(s.project), a, None).await?;
         }
         for k in 0..s.files / 10 {
             write_file(&s.root, (run * 7 + k * 10) % s.files, version)?;
@@ -170,7 +171,7 @@ async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
         version += 1;
         reset_peak_rss();
         let started = Instant::now();
-        let out = s.svc.pause(s.project, PauseRequest { reason: Some("bench".into()) }).await?;
+        let out = s.svc.pause(ProjectId(s.project), PauseRequest { reason: Some("bench".into()) }).await?;
         pause.push(started.elapsed().as_secs_f64() * 1000.0);
         peak.push(peak_rss_mb());
         lock_held.push(lock.0.load(Ordering::SeqCst) as f64);
@@ -181,7 +182,7 @@ async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
         let touched = format!("{:08}", (run * 31) % n);
         context::touch(&mut s.db.conn().await?, &touched, timestamp::now_utc()).await?;
         let started = Instant::now();
-        s.svc.resume(s.project, ResumeOptions::default()).await?;
+        s.svc.resume(ProjectId(s.project), ResumeOptions::default()).await?;
         resume.push(started.elapsed().as_secs_f64() * 1000.0);
 
         // The next pause, after 1 % of the files changed.
@@ -190,11 +191,11 @@ async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
         }
         version += 1;
         let started = Instant::now();
-        s.svc.pause(s.project, PauseRequest::default()).await?;
+        s.svc.pause(ProjectId(s.project), PauseRequest::default()).await?;
         incremental.push(started.elapsed().as_secs_f64() * 1000.0);
         // Nothing changed while paused.
         let started = Instant::now();
-        s.svc.resume(s.project, ResumeOptions::default()).await?;
+        s.svc.resume(ProjectId(s.project), ResumeOptions::default()).await?;
         resume_unchanged.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     emit("pause", &params, pause, "ms");

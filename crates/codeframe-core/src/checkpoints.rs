@@ -61,7 +61,7 @@ impl ProjectService {
             }
             Err(e) => {
                 if let Err(d) = self.inner.checkpoints.discard(id, checkpoint_id).await {
-                    error!(project_id = id, checkpoint_id, error = %d, "could not discard the checkpoint ref");
+                    error!(project_id = %id, checkpoint_id = %checkpoint_id, error = %d, "could not discard the checkpoint ref");
                 }
                 Err(e)
             }
@@ -207,7 +207,7 @@ impl ProjectService {
             Ok(report) => tx.commit().await.map(|()| report).map_err(CoreError::from),
             Err(e) => {
                 if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                    error!(project_id = %id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
                 Err(e)
             }
@@ -219,7 +219,7 @@ impl ProjectService {
         self.settle_files(id).await;
         match result {
             Ok(report) => {
-                info!(project_id = id, checkpoint_id, "checkpoint restored");
+                info!(project_id = %id, checkpoint_id = %checkpoint_id, "checkpoint restored");
                 self.deliver(outbox).await;
                 self.prune_after_checkpoint(id).await;
                 Ok(report)
@@ -227,7 +227,7 @@ impl ProjectService {
             Err(e) => {
                 // The safety checkpoint's ref, if it was written, names a row that never was.
                 if let Err(d) = self.inner.checkpoints.discard(id, safety_id).await {
-                    warn!(project_id = id, checkpoint_id = safety_id, error = %d, "cannot remove the ref of a rolled-back checkpoint; opening the project will");
+                    warn!(project_id = %id, checkpoint_id = %safety_id, error = %d, "cannot remove the ref of a rolled-back checkpoint; opening the project will");
                 }
                 Err(e)
             }
@@ -241,7 +241,7 @@ impl ProjectService {
         match self.inner.checkpoints.settle_files(id).await {
             Ok(Some(settled)) => {
                 info!(
-                    project_id = id,
+                    project_id = %id,
                     committed = settled.committed,
                     files = settled.files,
                     "file restore settled"
@@ -249,7 +249,7 @@ impl ProjectService {
             }
             Ok(None) => {}
             Err(e) => {
-                error!(project_id = id, error = %e, "cannot settle the file restore now; the next restore or open of the project will")
+                error!(project_id = %id, error = %e, "cannot settle the file restore now; the next restore or open of the project will")
             }
         }
     }
@@ -266,7 +266,7 @@ impl ProjectService {
             .into_iter()
             .find(|c| c.trigger == CheckpointTrigger::BeforeRestore)
             .ok_or_else(|| CoreError::NotFound { entity: "restore to undo", id: format!("project {id}") })?;
-        info!(project_id = id, checkpoint_id = last.id, "undoing the last restore");
+        info!(project_id = %id, checkpoint_id = %last.id, "undoing the last restore");
         let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
         // Forced: what it overwrites was checkpointed by the restore it undoes, or is
         // checkpointed now by this one.
@@ -286,7 +286,7 @@ impl ProjectService {
             // After the commit; a crash before this leaves an orphan ref that opening the
             // project removes.
             service.inner.checkpoints.discard(id, checkpoint_id).await?;
-            info!(project_id = id, checkpoint_id, "checkpoint deleted");
+            info!(project_id = %id, checkpoint_id = %checkpoint_id, "checkpoint deleted");
             service.deliver(outbox).await;
             Ok(())
         })

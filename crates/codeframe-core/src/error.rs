@@ -160,7 +160,7 @@ pub enum CoreError {
     },
     /// The project has no checkpoint to resume from.
     #[error("project {0} has no pause checkpoint to resume from")]
-    NoCheckpoint(i64),
+    NoCheckpoint(ProjectId),
     /// The context manager failed.
     #[error(transparent)]
     Context(#[from] ContextError),
@@ -242,7 +242,7 @@ impl ErrorClass {
 }
 
 impl CoreError {
-    pub(crate) fn project_not_found(id: i64) -> Self {
+    pub(crate) fn project_not_found(id: ProjectId) -> Self {
         Self::NotFound { entity: "project", id: id.to_string() }
     }
 
@@ -368,7 +368,7 @@ mod tests {
     fn conflicts_say_why() {
         let c = ConflictKind::AlreadyPaused {
             paused_at: Some(time::macros::datetime!(2026-01-01 0:00 UTC)),
-            checkpoint_id: Some(3),
+            checkpoint_id: Some(CheckpointId(3)),
         };
         assert_eq!(
             c.to_string(),
@@ -397,18 +397,23 @@ mod tests {
     #[test]
     fn one_class_decides_the_http_status_and_the_exit_code() {
         let cases = [
-            (CoreError::project_not_found(1), 404, 4, "not_found"),
+            (CoreError::project_not_found(ProjectId(1)), 404, 4, "not_found"),
             (
                 CoreError::Conflict(ConflictKind::NotPaused { status: ProjectStatus::Active }),
                 409,
                 3,
                 "not_paused",
             ),
-            (CoreError::Paused(1), 409, 3, "paused"),
-            (CoreError::Pausing(1), 409, 3, "pausing"),
-            (CoreError::Checkpoint(CheckpointError::InUse(2)), 409, 3, "checkpoint_in_use"),
+            (CoreError::Paused(ProjectId(1)), 409, 3, "paused"),
+            (CoreError::Pausing(ProjectId(1)), 409, 3, "pausing"),
+            (CoreError::Checkpoint(CheckpointError::InUse(CheckpointId(2))), 409, 3, "checkpoint_in_use"),
             (CoreError::Invalid(ModelError::Empty { field: "name" }), 422, 2, "invalid"),
-            (CoreError::EventGap { project_id: 1, since: 1, pruned_through: 9, head: 20 }, 410, 4, "gap"),
+            (
+                CoreError::EventGap { project_id: ProjectId(1), since: 1, pruned_through: 9, head: 20 },
+                410,
+                4,
+                "gap",
+            ),
             (CoreError::Injected("x"), 500, 1, "internal"),
         ];
         for (e, status, exit, code) in cases {
@@ -418,6 +423,6 @@ mod tests {
                 "{e}"
             );
         }
-        assert_eq!(CoreError::Paused(7).details(), json!({"project_id": 7}));
+        assert_eq!(CoreError::Paused(ProjectId(7)).details(), json!({"project_id": 7}));
     }
 }

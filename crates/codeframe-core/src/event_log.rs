@@ -50,10 +50,12 @@ pub struct EventPage {
     /// The events, oldest first.
     pub events: Vec<ProjectEvent>,
     /// The `since` to ask for the next page: the last event's `seq`, or the `since` given.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub next_since: EventSeq,
     /// Whether more events follow (the page was full).
     pub has_more: bool,
     /// The newest `seq` of the whole log when the page was read.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub head: EventSeq,
 }
 
@@ -81,7 +83,7 @@ impl ProjectService {
         });
         for event in &outbox.events {
             if let Err(e) = self.inner.events.publish(event).await {
-                warn!(project_id = event.project_id, seq = event.seq, event = event.kind.name(), error = %e, "event sink failed");
+                warn!(project_id = %event.project_id, seq = event.seq, event = event.kind.name(), error = %e, "event sink failed");
             }
         }
     }

@@ -337,7 +337,7 @@ impl ProjectService {
         // by the keeper within the poll interval.)
         local.set_closing(false);
         local.held().insert(permit_id);
-        debug!(project_id = id, agent_id, permit_id, "permit taken");
+        debug!(project_id = %id, agent_id, permit_id, "permit taken");
         self.ensure_keeper(&local);
         Ok(Permit {
             id: permit_id,
@@ -376,7 +376,7 @@ impl ProjectService {
                     }
                 }
                 if let Err(e) = service.keep(&local, &mut last_renew).await {
-                    warn!(project_id = local.project_id, error = %e, "permit keeper: database error; retrying");
+                    warn!(project_id = %local.project_id, error = %e, "permit keeper: database error; retrying");
                 }
             }
         });
@@ -398,7 +398,7 @@ impl ProjectService {
             let revoked: Vec<i64> = held.iter().filter(|p| !kept.contains(p)).copied().collect();
             if !revoked.is_empty() {
                 // A committed pause ends every permit; their holders learn it here.
-                info!(project_id = id, permits = ?revoked, "permits revoked by a pause");
+                info!(project_id = %id, permits = ?revoked, "permits revoked by a pause");
                 held.retain(|p| kept.contains(p));
                 local.set_closing(true);
             }
@@ -440,7 +440,7 @@ impl ProjectService {
         }
         let cleared = permits::clear_pausing(tx, id, holder).await?;
         if cleared {
-            warn!(project_id = id, holder, "the process holding the gate for a pause is gone; gate reopened");
+            warn!(project_id = %id, holder, "the process holding the gate for a pause is gone; gate reopened");
             let kind = EventKind::PauseCancelled { reason: "holder_gone".to_owned() };
             outbox.record(tx, id, kind, self.now()).await?;
         }
@@ -483,7 +483,7 @@ impl ProjectService {
         outbox.record(&mut tx, id, EventKind::PauseRequested { deadline }, at).await?;
         tx.commit().await?;
         self.inner.gates.local(id).set_closing(true);
-        debug!(project_id = id, holder = pause_holder, "run gate closed for a pause");
+        debug!(project_id = %id, holder = pause_holder, "run gate closed for a pause");
         self.deliver(outbox).await;
         Ok(())
     }
@@ -508,11 +508,11 @@ impl ProjectService {
             Ok(gate) => {
                 let paused = gate.is_some_and(|g| g.status == ProjectStatus::Paused);
                 self.inner.gates.local(id).set_closing(paused);
-                debug!(project_id = id, "run gate reopened");
+                debug!(project_id = %id, "run gate reopened");
             }
             // The marker expires on its own (lease_ttl): the gate never stays closed for good.
             Err(e) => {
-                warn!(project_id = id, error = %e, "could not reopen the run gate; it reopens when the pause's hold expires")
+                warn!(project_id = %id, error = %e, "could not reopen the run gate; it reopens when the pause's hold expires")
             }
         }
     }
@@ -540,7 +540,7 @@ impl ProjectService {
         {
             return Ok(());
         }
-        debug!(project_id = id, ?permit, "agent write refused: the gate is closed");
+        debug!(project_id = %id, ?permit, "agent write refused: the gate is closed");
         Err(if paused { CoreError::Paused(id) } else { CoreError::Pausing(id) })
     }
 
@@ -560,7 +560,7 @@ impl ProjectService {
         let lease = permits::find(&mut self.inner.db.conn().await?, id, permit_id)
             .await?
             .ok_or_else(|| CoreError::NotFound { entity: "permit", id: permit_id.to_string() })?;
-        info!(project_id = id, agent_id, permit_id, "remote permit taken");
+        info!(project_id = %id, agent_id, permit_id, "remote permit taken");
         Ok(RemotePermit::from_lease(lease, false))
     }
 
@@ -592,7 +592,7 @@ impl ProjectService {
             return Err(CoreError::NotFound { entity: "permit", id: permit_id.to_string() });
         }
         self.inner.gates.local(id).released.notify_waiters();
-        info!(project_id = id, permit_id, "remote permit released");
+        info!(project_id = %id, permit_id, "remote permit released");
         Ok(())
     }
 
@@ -631,7 +631,7 @@ impl ProjectService {
                 let (dead, alive): (Vec<Lease>, Vec<Lease>) =
                     live.into_iter().partition(|l| holder_is_dead(&l.holder));
                 for lease in dead {
-                    warn!(project_id = id, permit_id = lease.id, holder = %lease.holder, agent_id = %lease.agent_id, "permit holder is gone; its permit ends now");
+                    warn!(project_id = %id, permit_id = lease.id, holder = %lease.holder, agent_id = %lease.agent_id, "permit holder is gone; its permit ends now");
                     permits::release(&mut conn, lease.id).await?;
                 }
                 live = alive;

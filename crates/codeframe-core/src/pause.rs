@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use codeframe_checkpoint::{CheckpointSpec, WrittenCheckpoint};
 use codeframe_context::FlashSavePlan;
 use codeframe_models::{
-    AgentFlashSaveEntry, CheckpointTrigger, EventKind, FlashSaveId, PauseOutcome, PauseRequest, Project,
-    ProjectId, ProjectStatus, reduction_percentage, validate,
+    AgentFlashSaveEntry, CheckpointId, CheckpointTrigger, EventKind, FlashSaveId, PauseOutcome, PauseRequest,
+    Project, ProjectId, ProjectStatus, reduction_percentage, validate,
 };
 use codeframe_persistence::checkpoints as persistence_checkpoints;
 use codeframe_persistence::{Tx, agents, flash_saves, permits, projects, revisions};
@@ -125,7 +125,7 @@ impl ProjectService {
     ) -> Result<PauseOutcome> {
         let started = Instant::now();
         let reason = request.reason.filter(|r| !r.is_empty());
-        info!(project_id = id, reason = ?reason, "pause requested");
+        info!(project_id = %id, reason = ?reason, "pause requested");
         if let Some(r) = &reason {
             validate::pause_reason(r)?;
         }
@@ -133,7 +133,7 @@ impl ProjectService {
         // 1. Validate.
         let project = self.get(id).await?;
         refuse_unpausable(&project)?;
-        debug!(project_id = id, status = %project.status, version = project.version, "pause validated");
+        debug!(project_id = %id, status = %project.status, version = project.version, "pause validated");
         failpoint!("pause::after_validate");
 
         // 2. Close the gate everywhere (the pausing marker), then drain. From here on every
@@ -149,7 +149,7 @@ impl ProjectService {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
                 self.reopen_gate(id, &pause_holder, e.code()).await;
-                error!(project_id = id, error = %e, elapsed_ms = started.elapsed().as_millis(), "pause failed; nothing changed");
+                error!(project_id = %id, error = %e, elapsed_ms = started.elapsed().as_millis(), "pause failed; nothing changed");
                 Err(e)
             }
         }
@@ -170,9 +170,9 @@ impl ProjectService {
         let deadline = options.drain_timeout.unwrap_or(self.inner.config.drain_timeout);
         let interrupted = self.drain(id, pause_holder, deadline).await?;
         if interrupted.is_empty() {
-            debug!(project_id = id, elapsed_ms = started.elapsed().as_millis(), "run gate drained");
+            debug!(project_id = %id, elapsed_ms = started.elapsed().as_millis(), "run gate drained");
         } else {
-            warn!(project_id = id, agents = ?interrupted, "drain deadline passed; agents interrupted");
+            warn!(project_id = %id, agents = ?interrupted, "drain deadline passed; agents interrupted");
         }
         failpoint!("pause::after_drain");
 
@@ -185,7 +185,7 @@ impl ProjectService {
         let mut paused = None;
         if let Some(draft) = self.draft_pause(&pause).await? {
             debug!(
-                project_id = id,
+                project_id = %id,
                 elapsed_ms = step.elapsed().as_millis(),
                 "snapshot written outside the lock"
             );
@@ -203,8 +203,8 @@ impl ProjectService {
         failpoint!("pause::after_commit");
         let Paused { outcome, outbox, lock_held } = paused;
         info!(
-            project_id = id,
-            checkpoint_id = outcome.checkpoint_id,
+            project_id = %id,
+            checkpoint_id = %outcome.checkpoint_id,
             items_archived = outcome.items_archived,
             reduction_percentage = outcome.reduction_percentage,
             interrupted = outcome.interrupted_agents.len(),
@@ -229,7 +229,7 @@ impl ProjectService {
             match self.inner.context.plan_flash_save(&mut read, id, &agent_id).await {
                 Ok(plan) => plans.push(plan),
                 Err(e) => {
-                    info!(project_id = id, agent_id = %agent_id, error = %e, "flash save not plannable; pausing under the lock");
+                    info!(project_id = %id, agent_id, error = %e, "flash save not plannable; pausing under the lock");
                     return Ok(None);
                 }
             }
@@ -246,14 +246,14 @@ impl ProjectService {
         let first = if plans.is_empty() {
             0
         } else {
-            flash_saves::reserve_ids(&mut self.inner.db.conn().await?, count).await?
+            flash_saves::reserve_ids(&mut self.inner.db.conn().await?, count).await?.get()
         };
         let mut planned = Vec::with_capacity(plans.len());
-        for (flash_save_id, plan) in (first..).zip(plans) {
+        for (flash_save_id, plan) in (first..).map(FlashSaveId).zip(plans) {
             let archived = plan.archive_in(draft.context_items_mut(), flash_save_id, pause.paused_at);
             if archived != plan.totals.cold_items {
                 // One read transaction cannot disagree with itself; if it does, do not guess.
-                warn!(project_id = id, agent_id = %plan.agent_id, archived, planned = plan.totals.cold_items, "plan and state disagree; pausing under the lock");
+                warn!(project_id = %id, agent_id = %plan.agent_id, archived, planned = plan.totals.cold_items, "plan and state disagree; pausing under the lock");
                 return Ok(None);
             }
             planned.push((plan, flash_save_id));
@@ -285,7 +285,7 @@ impl ProjectService {
                 (committing, Ok(())) => {
                     p.lock_held = locked.elapsed();
                     debug!(
-                        project_id = id,
+                        project_id = %id,
                         optimistic,
                         commit_ms = committing.elapsed().as_millis(),
                         "pause committed"
@@ -299,16 +299,16 @@ impl ProjectService {
             },
             Ok(None) => {
                 if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                    error!(project_id = %id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
                 Ok(None)
             }
             Err(e) => {
                 if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                    error!(project_id = %id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
                 info!(
-                    project_id = id,
+                    project_id = %id,
                     optimistic,
                     elapsed_ms = started.elapsed().as_millis(),
                     "pause rolled back"
@@ -319,10 +319,10 @@ impl ProjectService {
         }
     }
 
-    async fn discard_after_failure(&self, id: ProjectId, checkpoint_id: i64) {
+    async fn discard_after_failure(&self, id: ProjectId, checkpoint_id: CheckpointId) {
         if let Err(e) = self.inner.checkpoints.discard(id, checkpoint_id).await {
             // Left for reconciliation when the project is next opened.
-            error!(project_id = id, checkpoint_id, error = %e, "could not discard the checkpoint ref");
+            error!(project_id = %id, checkpoint_id = %checkpoint_id, error = %e, "could not discard the checkpoint ref");
         }
     }
 
@@ -352,7 +352,7 @@ impl ProjectService {
         let now_revision = revisions::get(tx, id).await?;
         if now_revision != draft.revision {
             info!(
-                project_id = id,
+                project_id = %id,
                 read = draft.revision,
                 now = now_revision,
                 "the project changed while its snapshot was written; pausing under the lock"
@@ -373,7 +373,7 @@ impl ProjectService {
                     });
                 }
                 Err(e) => {
-                    info!(project_id = id, agent_id = %plan.agent_id, error = %e, "drafted flash save failed; pausing under the lock");
+                    info!(project_id = %id, agent_id = %plan.agent_id, error = %e, "drafted flash save failed; pausing under the lock");
                     return Ok(None);
                 }
             }
@@ -406,13 +406,13 @@ impl ProjectService {
                 }
                 Err(e) => {
                     sp.rollback().await?;
-                    warn!(project_id = id, agent_id = %agent_id, error = %e, "flash save failed; pausing without it");
+                    warn!(project_id = %id, agent_id, error = %e, "flash save failed; pausing without it");
                     entries.push(AgentFlashSaveEntry { agent_id, report: None, error: Some(e.to_string()) });
                 }
             }
         }
         debug!(
-            project_id = id,
+            project_id = %id,
             agents = entries.len(),
             elapsed_ms = step.elapsed().as_millis(),
             "flash saves done"
@@ -423,8 +423,8 @@ impl ProjectService {
         let step = Instant::now();
         let prepared = self.inner.checkpoints.prepare(tx, id, pause.checkpoint_id, pause.spec()).await?;
         debug!(
-            project_id = id,
-            checkpoint_id = pause.checkpoint_id,
+            project_id = %id,
+            checkpoint_id = %pause.checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint row written"
         );
@@ -435,8 +435,8 @@ impl ProjectService {
         let step = Instant::now();
         self.inner.checkpoints.write(tx, prepared).await?;
         debug!(
-            project_id = id,
-            checkpoint_id = pause.checkpoint_id,
+            project_id = %id,
+            checkpoint_id = %pause.checkpoint_id,
             elapsed_ms = step.elapsed().as_millis(),
             "checkpoint ref written"
         );
@@ -518,7 +518,7 @@ impl ProjectService {
 /// What one pause is about, from the gate's closing to its commit.
 struct PauseTx<'a> {
     id: ProjectId,
-    checkpoint_id: i64,
+    checkpoint_id: CheckpointId,
     pause_holder: &'a str,
     reason: Option<String>,
     paused_at: OffsetDateTime,

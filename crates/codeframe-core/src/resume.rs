@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use codeframe_checkpoint::RestoreWhat;
-use codeframe_models::{EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
+use codeframe_models::{CheckpointId, EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
 use codeframe_persistence::{projects, revisions};
 use tracing::{debug, error, info, warn};
 
@@ -29,7 +29,7 @@ impl ProjectService {
 
     async fn run_resume(&self, id: ProjectId, options: ResumeOptions) -> Result<ResumeOutcome> {
         let started = Instant::now();
-        info!(project_id = id, checkpoint_id = ?options.checkpoint_id, restore_files = options.restore_files, "resume requested");
+        info!(project_id = %id, checkpoint_id = ?options.checkpoint_id, restore_files = options.restore_files, "resume requested");
         let project = self.get(id).await?;
         if project.status != ProjectStatus::Paused {
             return Err(CoreError::Conflict(ConflictKind::NotPaused { status: project.status }));
@@ -39,7 +39,7 @@ impl ProjectService {
             Some(c) => c,
             None if options.force => {
                 warnings.push("the project has no pause checkpoint: nothing was restored".into());
-                0
+                CheckpointId(0)
             }
             None => return Err(CoreError::NoCheckpoint(id)),
         };
@@ -47,7 +47,7 @@ impl ProjectService {
         // No separate verify pass: everything the resume reads is checked as it is read, and
         // a missing or corrupt checkpoint fails the transaction before anything is committed.
         // The diff is information for the caller, so it is taken before the write lock.
-        let mut files_changed = if options.restore_files || checkpoint_id == 0 {
+        let mut files_changed = if options.restore_files || checkpoint_id == CheckpointId(0) {
             Vec::new()
         } else {
             match checkpoints.diff(id, checkpoint_id, false).await {
@@ -60,8 +60,8 @@ impl ProjectService {
             }
         };
         debug!(
-            project_id = id,
-            checkpoint_id,
+            project_id = %id,
+            checkpoint_id = %checkpoint_id,
             elapsed_ms = started.elapsed().as_millis(),
             "resume validated"
         );
@@ -81,13 +81,13 @@ impl ProjectService {
             // Nothing changed since the pause committed: the rows are exactly the pause
             // checkpoint's, and there is nothing to read back.
             let from_pause = current.pause_checkpoint_id == Some(checkpoint_id);
-            let items = if checkpoint_id == 0 {
+            let items = if checkpoint_id == CheckpointId(0) {
                 0
             } else if from_pause && revisions::unchanged_since_pause(&mut tx, id).await? {
                 let cp = checkpoints.get(id, checkpoint_id).await?;
                 debug!(
-                    project_id = id,
-                    checkpoint_id, "nothing changed during the pause; context left as it is"
+                    project_id = %id,
+                    checkpoint_id = %checkpoint_id, "nothing changed during the pause; context left as it is"
                 );
                 usize::try_from(cp.metadata.context_items_count).unwrap_or(0)
             } else {
@@ -102,7 +102,7 @@ impl ProjectService {
                         }
                         Err(e) => {
                             sp.rollback().await?;
-                            warn!(project_id = id, checkpoint_id, error = %e, "forced resume: context left as it is");
+                            warn!(project_id = %id, checkpoint_id = %checkpoint_id, error = %e, "forced resume: context left as it is");
                             warnings.push(format!("context not restored (left as it is in the database): {e}"));
                             0
                         }
@@ -120,7 +120,7 @@ impl ProjectService {
             resumed.pause_checkpoint_id = None;
             resumed.status_before_pause = None;
             projects::update(&mut tx, &resumed, now).await?;
-            let mut files_restored = options.restore_files && checkpoint_id != 0;
+            let mut files_restored = options.restore_files && checkpoint_id != CheckpointId(0);
             if files_restored {
                 match checkpoints.restore_files(&mut tx, id, checkpoint_id).await {
                     Ok(restored) => files_changed = restored.diff.paths(),
@@ -151,7 +151,7 @@ impl ProjectService {
             Ok(r) => tx.commit().await.map(|()| r).map_err(CoreError::from),
             Err(e) => {
                 if let Err(rb) = tx.rollback().await {
-                    error!(project_id = id, error = %rb, "rollback failed (the transaction is abandoned)");
+                    error!(project_id = %id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
                 Err(e)
             }
@@ -164,7 +164,7 @@ impl ProjectService {
         let (status, items, files_restored) = match decided {
             Ok(r) => r,
             Err(e) => {
-                error!(project_id = id, error = %e, "resume failed; rolled back");
+                error!(project_id = %id, error = %e, "resume failed; rolled back");
                 return Err(e);
             }
         };
@@ -182,8 +182,8 @@ impl ProjectService {
             warnings,
         };
         info!(
-            project_id = id,
-            checkpoint_id,
+            project_id = %id,
+            checkpoint_id = %checkpoint_id,
             status = %status,
             items_restored = outcome.items_restored,
             files_changed = outcome.files_changed.len(),

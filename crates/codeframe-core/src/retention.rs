@@ -93,7 +93,7 @@ impl ProjectService {
         projects::find(&mut tx, id).await?.ok_or_else(|| CoreError::project_not_found(id))?;
         checkpoints::set_policy(&mut tx, id, &policy).await?;
         tx.commit().await?;
-        info!(project_id = id, ?policy, "retention policy set");
+        info!(project_id = %id, ?policy, "retention policy set");
         self.prune_checkpoints(id, false).await
     }
 
@@ -140,11 +140,11 @@ impl ProjectService {
         match self.inner.checkpoints.collect_garbage(id, min_packs).await {
             Ok(report) => report,
             Err(CheckpointError::StoreBusy(_)) => {
-                info!(project_id = id, "snapshot store in use; garbage left for the next collection");
+                info!(project_id = %id, "snapshot store in use; garbage left for the next collection");
                 None
             }
             Err(e) => {
-                warn!(project_id = id, error = %e, "garbage collection failed; nothing was removed");
+                warn!(project_id = %id, error = %e, "garbage collection failed; nothing was removed");
                 None
             }
         }
@@ -174,10 +174,10 @@ impl ProjectService {
         for checkpoint_id in &report.pruned {
             // After the commit; a crash in between leaves orphan refs that opening removes.
             if let Err(e) = self.inner.checkpoints.discard(id, *checkpoint_id).await {
-                warn!(project_id = id, checkpoint_id, error = %e, "pruned checkpoint's ref not removed; opening the project will");
+                warn!(project_id = %id, checkpoint_id = %checkpoint_id, error = %e, "pruned checkpoint's ref not removed; opening the project will");
             }
         }
-        info!(project_id = id, pruned = ?report.pruned, kept = report.kept, "checkpoints pruned");
+        info!(project_id = %id, pruned = ?report.pruned, kept = report.kept, "checkpoints pruned");
         self.deliver(outbox).await;
         Ok(report)
     }
@@ -207,7 +207,7 @@ impl ProjectService {
             }
             Ok(_) => {}
             Err(e) => {
-                warn!(project_id = id, error = %e, "pruning after a new checkpoint failed; the next one retries")
+                warn!(project_id = %id, error = %e, "pruning after a new checkpoint failed; the next one retries")
             }
         }
     }
@@ -220,17 +220,21 @@ mod tests {
 
     use super::*;
 
+    fn ids(ids: &[i64]) -> Vec<CheckpointId> {
+        ids.iter().copied().map(CheckpointId).collect()
+    }
+
     fn cp(id: i64, at: OffsetDateTime, pinned: bool) -> Checkpoint {
         Checkpoint {
-            id,
-            project_id: 1,
+            id: CheckpointId(id),
+            project_id: ProjectId(1),
             name: format!("c{id}"),
             description: String::new(),
             trigger: CheckpointTrigger::Manual,
             commit_id: None,
             pause_reason: None,
             metadata: CheckpointMetadata {
-                project_id: 1,
+                project_id: ProjectId(1),
                 phase: ProjectPhase::Discovery,
                 tasks_completed: 0,
                 tasks_total: 0,
@@ -259,7 +263,7 @@ mod tests {
         let policy = RetentionPolicy { keep_last: 0, keep_within_seconds: u64::MAX, keep_daily_days: 0 };
         assert_eq!(to_prune(&all, &policy, None, now), Vec::<CheckpointId>::new());
         let policy = RetentionPolicy { keep_last: 0, keep_within_seconds: 0, keep_daily_days: 0 };
-        assert_eq!(to_prune(&all, &policy, None, now), vec![3, 2, 1]);
+        assert_eq!(to_prune(&all, &policy, None, now), ids(&[3, 2, 1]));
     }
 
     #[test]
@@ -277,11 +281,19 @@ mod tests {
             cp(3, now - time::Duration::days(365), false),
         ];
         let last_two = RetentionPolicy { keep_last: 2, keep_within_seconds: 0, keep_daily_days: 0 };
-        assert_eq!(to_prune(&all, &last_two, None, now), [7, 6, 5, 3]);
-        assert_eq!(to_prune(&all, &last_two, Some(5), now), [7, 6, 3], "the pause's is kept");
+        assert_eq!(to_prune(&all, &last_two, None, now), ids(&[7, 6, 5, 3]));
+        assert_eq!(
+            to_prune(&all, &last_two, Some(CheckpointId(5)), now),
+            ids(&[7, 6, 3]),
+            "the pause's is kept"
+        );
         let a_day = RetentionPolicy { keep_last: 1, keep_within_seconds: 86_400, keep_daily_days: 0 };
-        assert_eq!(to_prune(&all, &a_day, None, now), [7, 6, 5, 3]);
+        assert_eq!(to_prune(&all, &a_day, None, now), ids(&[7, 6, 5, 3]));
         let daily = RetentionPolicy { keep_last: 1, keep_within_seconds: 0, keep_daily_days: 10 };
-        assert_eq!(to_prune(&all, &daily, None, now), [8, 6, 3], "the newest of each of the last 10 days");
+        assert_eq!(
+            to_prune(&all, &daily, None, now),
+            ids(&[8, 6, 3]),
+            "the newest of each of the last 10 days"
+        );
     }
 }

@@ -113,7 +113,7 @@ impl ProjectService {
         let from = std::mem::replace(&mut project.root_path, canonical.to_string_lossy().into_owned());
         let moved = projects::update(&mut tx, &project, now).await?;
         tx.commit().await?;
-        info!(project_id = id, from = %from, to = %moved.root_path, "project root moved");
+        info!(project_id = %id, from = %from, to = %moved.root_path, "project root moved");
         Ok(moved)
     }
 
@@ -150,7 +150,7 @@ impl ProjectService {
             p.store_path = Some(store);
         }
         tx.commit().await?;
-        info!(project_id = p.id, name = %p.name, root = %p.root_path, owner = ?p.owner_id, "served project created");
+        info!(project_id = %p.id, name = %p.name, root = %p.root_path, owner = ?p.owner_id, "served project created");
         Ok(p)
     }
 }

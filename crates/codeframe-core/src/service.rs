@@ -5,8 +5,8 @@ use std::sync::Arc;
 use codeframe_checkpoint::{CheckpointManager, GitCheckpointManager, ReconcileReport};
 use codeframe_context::{ContextManager, SqlContextManager};
 use codeframe_models::{
-    Agent, AgentAssignment, Clock, EventKind, NewProject, Project, ProjectId, ProjectPhase, ProjectStatus,
-    SystemClock, TierTotals, timestamp, validate,
+    Agent, AgentAssignment, CheckpointId, Clock, EventKind, NewProject, Project, ProjectId, ProjectPhase,
+    ProjectStatus, SystemClock, TierTotals, timestamp, validate,
 };
 use codeframe_persistence::{Db, agents, permits, projects, tasks};
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub struct StatusReport {
     /// Why paused.
     pub pause_reason: Option<String>,
     /// The pause checkpoint.
-    pub pause_checkpoint_id: Option<i64>,
+    pub pause_checkpoint_id: Option<CheckpointId>,
     /// Seconds paused so far.
     pub paused_for_seconds: Option<i64>,
     /// Agents actively assigned.
@@ -259,7 +259,7 @@ impl ProjectService {
         let p = projects::insert(&mut conn, &new, self.now())
             .await
             .map_err(|e| CoreError::from_unique(e, || ConflictKind::NameTaken { name }))?;
-        info!(project_id = p.id, name = %p.name, root = %p.root_path, "project created");
+        info!(project_id = %p.id, name = %p.name, root = %p.root_path, "project created");
         Ok(p)
     }
 
@@ -270,14 +270,14 @@ impl ProjectService {
         let reconcile = if Path::new(&project.root_path).is_dir() {
             self.inner.checkpoints.reconcile(id).await?
         } else {
-            warn!(project_id = id, root = %project.root_path, "project root is missing; store not reconciled");
+            warn!(project_id = %id, root = %project.root_path, "project root is missing; store not reconciled");
             ReconcileReport::default()
         };
         if !reconcile.missing_commits.is_empty() {
-            warn!(project_id = id, missing = ?reconcile.missing_commits, "checkpoints without their snapshot");
+            warn!(project_id = %id, missing = ?reconcile.missing_commits, "checkpoints without their snapshot");
         }
         if project.status == ProjectStatus::Paused && project.pause_checkpoint_id.is_none() {
-            warn!(project_id = id, "project is paused without a pause checkpoint");
+            warn!(project_id = %id, "project is paused without a pause checkpoint");
         }
         self.prune_events(Some(id)).await?;
         Ok(OpenedProject { project, reconcile })
@@ -334,7 +334,7 @@ impl ProjectService {
             let mut outbox = Outbox::default();
             outbox.record(&mut tx, id, EventKind::StatusChanged { from, to: p.status }, now).await?;
             tx.commit().await?;
-            info!(project_id = id, status = %p.status, "project started");
+            info!(project_id = %id, status = %p.status, "project started");
             service.deliver(outbox).await;
             Ok(p)
         })
@@ -449,7 +449,7 @@ impl ProjectService {
         let mut conn = self.inner.db.conn().await?;
         let all = agents::list_for_project(&mut conn, id).await?;
         let active = agents::active_agent_ids(&mut conn, id).await?;
-        debug!(project_id = id, agents = all.len(), "agents listed");
+        debug!(project_id = %id, agents = all.len(), "agents listed");
         Ok(all.into_iter().map(|agent| ProjectAgent { active: active.contains(&agent.id), agent }).collect())
     }
 

@@ -172,7 +172,7 @@ async fn start_moves_init_to_planning_and_only_once() {
         e,
         CoreError::Conflict(ConflictKind::InvalidTransition { from: ProjectStatus::Planning, .. })
     ));
-    assert!(f.svc.start(999).await.unwrap_err().is_not_found());
+    assert!(f.svc.start(ProjectId(999)).await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]
@@ -233,8 +233,8 @@ async fn pausing_a_paused_project_is_a_conflict_that_reports_the_existing_pause(
 #[tokio::test]
 async fn pause_of_an_unknown_project_is_not_found() {
     let f = fx().await;
-    assert!(f.svc.pause(4242, PauseRequest::default()).await.unwrap_err().is_not_found());
-    assert!(f.svc.resume(4242, ResumeOptions::default()).await.unwrap_err().is_not_found());
+    assert!(f.svc.pause(ProjectId(4242), PauseRequest::default()).await.unwrap_err().is_not_found());
+    assert!(f.svc.resume(ProjectId(4242), ResumeOptions::default()).await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]
@@ -443,7 +443,7 @@ async fn resume_from_another_projects_or_an_unknown_checkpoint_changes_nothing()
     let before = f.svc.get(f.project).await.unwrap();
     let e = f
         .svc
-        .resume(f.project, ResumeOptions { checkpoint_id: Some(999), ..Default::default() })
+        .resume(f.project, ResumeOptions { checkpoint_id: Some(CheckpointId(999)), ..Default::default() })
         .await
         .unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -620,7 +620,7 @@ async fn events_are_published_in_order_after_the_commit() {
         f.sink.events().into_iter().filter(|e| e.kind.name() == "project_paused").collect();
     let json = serde_json::to_value(&paused[0]).unwrap();
     assert_eq!(json["type"], "project_paused");
-    assert_eq!(json["project_id"], f.project);
+    assert_eq!(json["project_id"], f.project.get());
     assert_eq!(json["reason"], "lunch");
     assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
 }
@@ -1065,7 +1065,7 @@ async fn open_reconciles_orphan_refs() {
     let opened = f.svc.open(f.project).await.unwrap();
     assert_eq!(opened.reconcile.removed_refs, [orphan.id]);
     assert!(refs(&f.root).is_empty());
-    assert!(f.svc.open(404).await.unwrap_err().is_not_found());
+    assert!(f.svc.open(ProjectId(404)).await.unwrap_err().is_not_found());
 }
 
 // ---------------------------------------------------------------- concurrency
@@ -1472,7 +1472,7 @@ mod crash {
             Ok("restore") => {
                 let checkpoint: i64 = std::env::var("CF_CRASH_CHECKPOINT").unwrap().parse().unwrap();
                 let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
-                svc.restore_checkpoint_with(project, checkpoint, all, RestoreMode::Apply, true)
+                svc.restore_checkpoint_with(project, CheckpointId(checkpoint), all, RestoreMode::Apply, true)
                     .await
                     .map(drop)
             }
@@ -1923,7 +1923,7 @@ async fn a_refused_restore_leaves_no_checkpoint_behind_and_nothing_to_undo() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
     let all = RestoreWhat { files: true, state: true, context: true, keep_new_items: false };
-    assert!(f.svc.restore_checkpoint(f.project, 999, all, RestoreMode::Apply).await.is_err());
+    assert!(f.svc.restore_checkpoint(f.project, CheckpointId(999), all, RestoreMode::Apply).await.is_err());
     assert!(f.svc.list_checkpoints(f.project).await.unwrap().is_empty());
     assert!(refs(&f.root).is_empty(), "no ref of the rolled-back safety checkpoint");
     assert!(f.svc.undo_restore(f.project).await.unwrap_err().is_not_found());

@@ -46,10 +46,12 @@ wire_enum!(Tier, "tier", { Hot => "hot", Warm => "warm", Cold => "cold" });
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContextItem {
     /// UUID of the item.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ContextItemId,
     /// Project the item belongs to.
     pub project_id: ProjectId,
     /// Agent whose context holds the item.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Kind of the item.
     pub item_type: ItemType,
@@ -91,6 +93,7 @@ impl ContextItem {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewContextItem {
     /// Agent whose context receives the item.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Kind of the item.
     pub item_type: ItemType,
@@ -154,6 +157,7 @@ pub struct FlashSave {
     /// Project of the agent.
     pub project_id: ProjectId,
     /// Agent whose context was saved.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Active tokens before archiving.
     pub tokens_before: i64,
@@ -180,6 +184,7 @@ pub struct FlashSaveReport {
     /// Id of the `flash_saves` row (the reference's `checkpoint_id`).
     pub flash_save_id: FlashSaveId,
     /// Agent whose context was saved.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Active tokens before.
     pub tokens_before: i64,

@@ -16,6 +16,7 @@ pub type EventSeq = i64;
 pub struct ProjectEvent {
     /// Its position in the event log (0 for an event not yet written to it).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub seq: EventSeq,
     /// The project.
     pub project_id: ProjectId,
@@ -70,6 +71,7 @@ pub enum EventKind {
     /// An agent's context was flash-saved.
     FlashSaveCompleted {
         /// The agent.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         agent_id: AgentId,
         /// The flash-save record.
         flash_save_id: FlashSaveId,
@@ -93,6 +95,7 @@ pub enum EventKind {
     /// An agent was assigned to the project.
     AgentAdded {
         /// The agent.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         agent_id: AgentId,
         /// Its role in the project.
         role: String,
@@ -100,11 +103,13 @@ pub enum EventKind {
     /// An agent's assignment ended (its context is kept).
     AgentDeactivated {
         /// The agent.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         agent_id: AgentId,
     },
     /// Context items were added to the active set.
     ContextAdded {
         /// The agents the items belong to, sorted.
+        #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
         agents: Vec<AgentId>,
         /// How many items.
         items_added: i64,
@@ -112,6 +117,7 @@ pub enum EventKind {
     /// Items left the active context: a flash save archived them (kept, restorable).
     ContextArchived {
         /// The agent.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         agent_id: AgentId,
         /// The flash save that archived them.
         flash_save_id: FlashSaveId,
@@ -135,6 +141,7 @@ pub enum EventKind {
     /// Archived items came back into the active context.
     ContextRestored {
         /// The agent.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         agent_id: AgentId,
         /// Only the items of this flash save, when given.
         flash_save_id: Option<FlashSaveId>,
@@ -174,7 +181,7 @@ mod tests {
     fn events_are_flat_objects_tagged_by_type() {
         let e = ProjectEvent {
             seq: 42,
-            project_id: 7,
+            project_id: crate::ProjectId(7),
             timestamp: datetime!(2026-01-01 00:00 UTC),
             kind: EventKind::StatusChanged { from: ProjectStatus::Active, to: ProjectStatus::Paused },
         };

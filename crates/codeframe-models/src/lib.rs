@@ -12,6 +12,7 @@ mod checkpoint;
 mod context;
 mod error;
 mod event;
+mod ids;
 mod pause;
 mod project;
 pub mod scoring;
@@ -32,12 +33,7 @@ pub use project::{
 pub use status::{AgentStatus, ProjectPhase, ProjectStatus, TaskStatus};
 pub use timestamp::{Clock, ManualClock, SystemClock};
 
-/// Identifier of a project (a database row id).
-pub type ProjectId = i64;
-/// Identifier of a checkpoint (a database row id).
-pub type CheckpointId = i64;
-/// Identifier of a flash-save record (a database row id).
-pub type FlashSaveId = i64;
+pub use ids::{CheckpointId, FlashSaveId, ProjectId};
 /// Identifier of an agent, chosen by whoever registers it (e.g. `backend-worker-001`).
 pub type AgentId = String;
 /// Identifier of a context item (a UUID string, as in the reference).

@@ -32,6 +32,7 @@ pub struct ResumeOptions {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentFlashSaveEntry {
     /// The agent.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// The flash save, when it succeeded.
     pub report: Option<FlashSaveReport>,
@@ -62,6 +63,7 @@ pub struct PauseOutcome {
     /// Per-agent flash-save entries.
     pub agents: Vec<AgentFlashSaveEntry>,
     /// Agents still working when the drain deadline passed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub interrupted_agents: Vec<AgentId>,
 }
 

@@ -71,6 +71,7 @@ pub struct NewProject {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Chosen identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: AgentId,
     /// Kind of agent, e.g. `backend-worker`.
     pub agent_type: String,
@@ -93,6 +94,7 @@ pub struct AgentAssignment {
     /// Project.
     pub project_id: ProjectId,
     /// Agent.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Role in the project, e.g. `worker`.
     pub role: String,
@@ -123,6 +125,7 @@ pub struct Task {
     /// Status.
     pub status: TaskStatus,
     /// Agent working on it, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub assigned_agent: Option<AgentId>,
     /// When created.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -175,6 +178,7 @@ pub struct TokenUsage {
     /// Project.
     pub project_id: ProjectId,
     /// Agent that made the call.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub agent_id: AgentId,
     /// Task the call served, if any.
     pub task_id: Option<i64>,

@@ -33,7 +33,7 @@ impl TryFrom<AgentRow> for Agent {
 #[derive(FromRow)]
 struct AssignmentRow {
     id: i64,
-    project_id: i64,
+    project_id: ProjectId,
     agent_id: String,
     role: String,
     assigned_at: String,

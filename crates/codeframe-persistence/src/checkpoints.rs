@@ -14,8 +14,8 @@ const COLUMNS: &str =
 
 #[derive(FromRow)]
 struct Row {
-    id: i64,
-    project_id: i64,
+    id: CheckpointId,
+    project_id: ProjectId,
     name: String,
     description: String,
     trigger: String,

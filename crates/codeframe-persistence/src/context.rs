@@ -31,7 +31,7 @@ const UPDATE_CHUNK: usize = 5_000;
 #[derive(FromRow)]
 struct Row {
     id: String,
-    project_id: i64,
+    project_id: ProjectId,
     agent_id: String,
     item_type: String,
     content: String,
@@ -42,7 +42,7 @@ struct Row {
     created_at: String,
     last_accessed: String,
     archived_at: Option<String>,
-    archived_by_flash_save: Option<i64>,
+    archived_by_flash_save: Option<FlashSaveId>,
 }
 
 impl TryFrom<Row> for ContextItem {
@@ -82,7 +82,7 @@ pub enum ArchiveState {
 
 /// A filtered, paginated listing of a project's items. Ordered by importance (highest
 /// first), then last access (most recent first), then id, so pages are stable.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ItemQuery<'a> {
     /// Project.
     pub project_id: ProjectId,
@@ -96,6 +96,13 @@ pub struct ItemQuery<'a> {
     pub limit: Option<i64>,
     /// Items to skip.
     pub offset: i64,
+}
+
+impl ItemQuery<'_> {
+    /// Every active item of a project (narrow it with struct update syntax).
+    pub fn of(project_id: ProjectId) -> Self {
+        Self { project_id, agent_id: None, tier: None, state: ArchiveState::Active, limit: None, offset: 0 }
+    }
 }
 
 fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {

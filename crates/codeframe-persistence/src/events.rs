@@ -15,7 +15,7 @@ use crate::{DbError, Executor, Result};
 #[derive(FromRow)]
 struct Row {
     seq: i64,
-    project_id: i64,
+    project_id: ProjectId,
     payload: String,
     created_at: String,
 }
@@ -147,7 +147,7 @@ pub async fn prune_plan(
     older_than: OffsetDateTime,
     keep_per_project: i64,
 ) -> Result<Vec<(ProjectId, EventSeq)>> {
-    let projects: Vec<i64> = match project_id {
+    let projects: Vec<ProjectId> = match project_id {
         Some(p) => vec![p],
         None => {
             sqlx::query_scalar("SELECT DISTINCT project_id FROM events").fetch_all(ex.connection()).await?

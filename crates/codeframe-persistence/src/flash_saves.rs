@@ -12,8 +12,8 @@ const COLUMNS: &str = "id, project_id, agent_id, tokens_before, tokens_after, it
 
 #[derive(FromRow)]
 struct Row {
-    id: i64,
-    project_id: i64,
+    id: FlashSaveId,
+    project_id: ProjectId,
     agent_id: String,
     tokens_before: i64,
     tokens_after: i64,

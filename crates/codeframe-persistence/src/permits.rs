@@ -35,7 +35,7 @@ pub struct Lease {
 #[derive(FromRow)]
 struct LeaseRow {
     id: i64,
-    project_id: i64,
+    project_id: ProjectId,
     agent_id: String,
     holder: String,
     acquired_at: String,

@@ -1,6 +1,8 @@
 //! The `projects` table. Updates are optimistic: they name the version they expect.
 
-use codeframe_models::{NewProject, Project, ProjectId, ProjectPhase, ProjectStatus, TierTotals};
+use codeframe_models::{
+    CheckpointId, NewProject, Project, ProjectId, ProjectPhase, ProjectStatus, TierTotals,
+};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -12,7 +14,7 @@ const COLUMNS: &str = "id, name, description, root_path, status, phase, owner_id
 
 #[derive(FromRow)]
 struct Row {
-    id: i64,
+    id: ProjectId,
     name: String,
     description: String,
     root_path: String,
@@ -23,7 +25,7 @@ struct Row {
     updated_at: String,
     paused_at: Option<String>,
     pause_reason: Option<String>,
-    pause_checkpoint_id: Option<i64>,
+    pause_checkpoint_id: Option<CheckpointId>,
     status_before_pause: Option<String>,
     version: i64,
     store_path: Option<String>,

@@ -12,7 +12,7 @@ const COLUMNS: &str = "id, project_id, title, description, status, assigned_agen
 #[derive(FromRow)]
 struct Row {
     id: i64,
-    project_id: i64,
+    project_id: ProjectId,
     title: String,
     description: String,
     status: String,

@@ -13,7 +13,7 @@ const COLUMNS: &str = "id, project_id, agent_id, task_id, model_name, input_toke
 #[derive(FromRow)]
 struct Row {
     id: i64,
-    project_id: i64,
+    project_id: ProjectId,
     agent_id: String,
     task_id: Option<i64>,
     model_name: String,

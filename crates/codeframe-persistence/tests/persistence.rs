@@ -5,6 +5,7 @@ use codeframe_models::{
     AgentStatus, CallType, CheckpointMetadata, CheckpointTrigger, ContextItem, ItemType, NewProject, NewTask,
     NewTokenUsage, Project, ProjectPhase, ProjectStatus, TaskStatus, Tier, TierTotals, timestamp,
 };
+use codeframe_models::{CheckpointId, FlashSaveId, ProjectId};
 use codeframe_persistence::context::{ArchiveState, ItemQuery};
 use codeframe_persistence::flash_saves::NewFlashSave;
 use codeframe_persistence::{
@@ -47,7 +48,7 @@ async fn project_with_agents(db: &Db, name: &str, agent_ids: &[&str]) -> Project
 fn item(n: usize, project_id: i64, agent: &str, tier: Tier) -> ContextItem {
     ContextItem {
         id: format!("item-{agent}-{n:06}"),
-        project_id,
+        project_id: ProjectId(project_id),
         agent_id: agent.into(),
         item_type: ItemType::ALL[n % ItemType::ALL.len()],
         content: format!("content {n} ✓ «{agent}» 日本"),
@@ -72,7 +73,7 @@ fn items(count: usize, project_id: i64, agent: &str) -> Vec<ContextItem> {
 
 fn metadata(project_id: i64) -> CheckpointMetadata {
     CheckpointMetadata {
-        project_id,
+        project_id: ProjectId(project_id),
         phase: ProjectPhase::Discovery,
         tasks_completed: 0,
         tasks_total: 0,
@@ -189,7 +190,7 @@ async fn project_update_bumps_the_version_and_a_stale_version_conflicts() {
     assert_eq!(projects::get(&mut c, p.id).await.unwrap(), started, "a conflict changes nothing");
 
     let mut missing = p.clone();
-    missing.id = 4242;
+    missing.id = ProjectId(4242);
     assert!(projects::update(&mut c, &missing, T0).await.unwrap_err().is_not_found());
 }
 
@@ -224,7 +225,7 @@ async fn project_status_and_pause_fields_are_checked() {
             trigger: CheckpointTrigger::Pause,
             commit_id: None,
             pause_reason: Some("why".into()),
-            metadata: metadata(p.id),
+            metadata: metadata(p.id.into()),
             created_at: T0,
         },
     )
@@ -337,7 +338,7 @@ async fn context_insert_get_touch_and_round_trip() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ctx", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let it = item(1, p.id, "a", Tier::Warm);
+    let it = item(1, p.id.into(), "a", Tier::Warm);
     assert_eq!(context::insert_many(&mut c, std::slice::from_ref(&it)).await.unwrap(), 1);
     assert_eq!(context::get(&mut c, &it.id).await.unwrap(), it, "every field round-trips");
 
@@ -356,39 +357,34 @@ async fn context_constraints_reject_bad_rows_by_name() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ck", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let mut bad = item(1, p.id, "a", Tier::Hot);
+    let mut bad = item(1, p.id.into(), "a", Tier::Hot);
     bad.token_count = -1;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_token_count".into()));
-    let mut bad = item(2, p.id, "a", Tier::Hot);
+    let mut bad = item(2, p.id.into(), "a", Tier::Hot);
     bad.importance_score = 1.5;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_score".into()));
-    let mut bad = item(3, p.id, "a", Tier::Hot);
+    let mut bad = item(3, p.id.into(), "a", Tier::Hot);
     bad.access_count = -2;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_access_count".into()));
-    let e = context::insert_many(&mut c, &[item(4, p.id, "not-an-agent", Tier::Hot)]).await.unwrap_err();
+    let e =
+        context::insert_many(&mut c, &[item(4, p.id.into(), "not-an-agent", Tier::Hot)]).await.unwrap_err();
     assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
-    assert_eq!(
-        context::count(&mut c, &ItemQuery { project_id: p.id, ..Default::default() }).await.unwrap(),
-        0
-    );
+    assert_eq!(context::count(&mut c, &ItemQuery::of(p.id)).await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn a_failing_row_in_a_bulk_insert_inserts_nothing_when_in_a_transaction() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "atomic", &["a"]).await;
-    let mut batch = items(2500, p.id, "a");
+    let mut batch = items(2500, p.id.into(), "a");
     batch[2400].token_count = -1; // in the third chunk
     let mut tx = db.begin().await.unwrap();
     assert!(context::insert_many(&mut tx, &batch).await.is_err());
     tx.rollback().await.unwrap();
-    let n =
-        context::count(&mut db.conn().await.unwrap(), &ItemQuery { project_id: p.id, ..Default::default() })
-            .await
-            .unwrap();
+    let n = context::count(&mut db.conn().await.unwrap(), &ItemQuery::of(p.id)).await.unwrap();
     assert_eq!(n, 0);
 }
 
@@ -397,11 +393,11 @@ async fn listing_filters_by_agent_tier_and_state_and_paginates_without_a_cap() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "list", &["a", "b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id, "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(12, p.id, "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(30, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(12, p.id.into(), "b")).await.unwrap();
     tx.commit().await.unwrap();
     let mut c = db.conn().await.unwrap();
-    let all_a = ItemQuery { project_id: p.id, agent_id: Some("a"), ..Default::default() };
+    let all_a = ItemQuery { agent_id: Some("a"), ..ItemQuery::of(p.id) };
     assert_eq!(context::count(&mut c, &all_a).await.unwrap(), 30);
     let hot_a = ItemQuery { tier: Some(Tier::Hot), ..all_a.clone() };
     let hot = context::list(&mut c, &hot_a).await.unwrap();
@@ -418,7 +414,7 @@ async fn listing_filters_by_agent_tier_and_state_and_paginates_without_a_cap() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 30);
-    let whole = ItemQuery { project_id: p.id, state: ArchiveState::All, ..Default::default() };
+    let whole = ItemQuery { state: ArchiveState::All, ..ItemQuery::of(p.id) };
     assert_eq!(context::list(&mut c, &whole).await.unwrap().len(), 42);
     let archived = ItemQuery { state: ArchiveState::Archived, ..whole.clone() };
     assert_eq!(context::count(&mut c, &archived).await.unwrap(), 0);
@@ -430,8 +426,8 @@ async fn listing_filters_by_agent_tier_and_state_and_paginates_without_a_cap() {
 async fn tier_totals_sum_stored_token_counts_of_active_items() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "totals", &["a", "b"]).await;
-    let a_items = items(9, p.id, "a");
-    let b_items = items(4, p.id, "b");
+    let a_items = items(9, p.id.into(), "a");
+    let b_items = items(4, p.id.into(), "b");
     let mut tx = db.begin().await.unwrap();
     context::insert_many(&mut tx, &a_items).await.unwrap();
     context::insert_many(&mut tx, &b_items).await.unwrap();
@@ -458,9 +454,9 @@ async fn archive_cold_keeps_rows_and_restore_brings_them_back_identical() {
     let p = project_with_agents(&db, "arch", &["a", "b"]).await;
     let other = project_with_agents(&db, "other", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id, "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id, "b")).await.unwrap();
-    let mut other_items = items(6, other.id, "a");
+    context::insert_many(&mut tx, &items(30, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(30, p.id.into(), "b")).await.unwrap();
+    let mut other_items = items(6, other.id.into(), "a");
     for i in &mut other_items {
         i.id = format!("other-{}", i.id);
     }
@@ -517,7 +513,10 @@ async fn archive_cold_keeps_rows_and_restore_brings_them_back_identical() {
     );
 
     // Restore only that flash save's items (none for another id), then all.
-    assert_eq!(context::restore_archived(&mut c, p.id, "a", Some(fs.id + 100)).await.unwrap(), 0);
+    assert_eq!(
+        context::restore_archived(&mut c, p.id, "a", Some(FlashSaveId(fs.id.get() + 100))).await.unwrap(),
+        0
+    );
     assert_eq!(context::restore_archived(&mut c, p.id, "a", Some(fs.id)).await.unwrap(), 10);
     assert_eq!(
         context::list_for_project(&mut c, p.id).await.unwrap(),
@@ -532,8 +531,8 @@ async fn scores_and_tiers_update_in_batches() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "score", &["a", "b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(7000, p.id, "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(5, p.id, "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(7000, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, p.id.into(), "b")).await.unwrap();
     tx.commit().await.unwrap();
     let mut c = db.conn().await.unwrap();
 
@@ -569,7 +568,7 @@ async fn scores_and_tiers_update_in_batches() {
 async fn bulk_insert_of_ten_thousand_items_in_one_transaction() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "bulk", &["a"]).await;
-    let batch = items(10_000, p.id, "a");
+    let batch = items(10_000, p.id.into(), "a");
     let mut tx = db.begin().await.unwrap();
     assert_eq!(context::insert_many(&mut tx, &batch).await.unwrap(), 10_000);
     tx.commit().await.unwrap();
@@ -583,10 +582,10 @@ async fn replacing_a_projects_items_leaves_other_projects_alone() {
     let p = project_with_agents(&db, "rep", &["a"]).await;
     let q = project_with_agents(&db, "rep2", &["b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(5, p.id, "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(5, q.id, "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, q.id.into(), "b")).await.unwrap();
     let q_items = context::list_for_project(&mut tx, q.id).await.unwrap();
-    let keep = items(2, p.id, "a");
+    let keep = items(2, p.id.into(), "a");
     assert_eq!(context::replace_for_project(&mut tx, p.id, &keep).await.unwrap(), 2);
     assert_eq!(context::list_for_project(&mut tx, p.id).await.unwrap(), keep);
     assert_eq!(context::list_for_project(&mut tx, q.id).await.unwrap(), q_items);
@@ -604,21 +603,21 @@ async fn rollback_undoes_everything_and_a_savepoint_rolls_back_alone() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "tx", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
     tx.rollback().await.unwrap();
-    let q = ItemQuery { project_id: p.id, ..Default::default() };
+    let q = ItemQuery::of(p.id);
     assert_eq!(context::count(&mut db.conn().await.unwrap(), &q).await.unwrap(), 0);
 
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
     {
         let mut sp = tx.savepoint().await.unwrap();
-        context::insert_many(&mut sp, &[item(100, p.id, "a", Tier::Hot)]).await.unwrap();
+        context::insert_many(&mut sp, &[item(100, p.id.into(), "a", Tier::Hot)]).await.unwrap();
         sp.rollback().await.unwrap();
     }
     {
         let mut sp = tx.savepoint().await.unwrap();
-        context::insert_many(&mut sp, &[item(200, p.id, "a", Tier::Hot)]).await.unwrap();
+        context::insert_many(&mut sp, &[item(200, p.id.into(), "a", Tier::Hot)]).await.unwrap();
         sp.commit().await.unwrap();
     }
     tx.commit().await.unwrap();
@@ -663,7 +662,7 @@ async fn checkpoints_insert_list_newest_first_set_commit_and_delete() {
     let mut c = db.conn().await.unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
-        let mut m = metadata(p.id);
+        let mut m = metadata(p.id.into());
         m.agents_active = vec!["x".into()];
         m.total_cost_usd = 1.5;
         let cp = checkpoints::insert(
@@ -689,7 +688,7 @@ async fn checkpoints_insert_list_newest_first_set_commit_and_delete() {
     assert_eq!(listed, [ids[2], ids[1], ids[0]]);
     checkpoints::set_commit(&mut c, ids[0], "abc123").await.unwrap();
     assert_eq!(checkpoints::get(&mut c, ids[0]).await.unwrap().commit_id.as_deref(), Some("abc123"));
-    assert!(checkpoints::set_commit(&mut c, 999, "x").await.unwrap_err().is_not_found());
+    assert!(checkpoints::set_commit(&mut c, CheckpointId(999), "x").await.unwrap_err().is_not_found());
     checkpoints::delete(&mut c, ids[0]).await.unwrap();
     assert_eq!(checkpoints::find(&mut c, ids[0]).await.unwrap(), None);
     assert!(checkpoints::delete(&mut c, ids[0]).await.unwrap_err().is_not_found());
@@ -708,7 +707,7 @@ async fn checkpoint_name_and_trigger_constraints() {
         trigger: CheckpointTrigger::Auto,
         commit_id: None,
         pause_reason: None,
-        metadata: metadata(p.id),
+        metadata: metadata(p.id.into()),
         created_at: T0,
     };
     let e = checkpoints::insert(&mut c, &new).await.unwrap_err();
@@ -718,7 +717,7 @@ async fn checkpoint_name_and_trigger_constraints() {
     let e = checkpoints::insert(&mut c, &new).await.unwrap_err();
     assert_eq!(constraint(e).1, "ck_checkpoints_description");
     new.description = String::new();
-    new.project_id = 12345;
+    new.project_id = ProjectId(12345);
     assert_eq!(
         constraint(checkpoints::insert(&mut c, &new).await.unwrap_err()).0,
         ConstraintKind::ForeignKey
@@ -750,8 +749,8 @@ async fn flash_saves_insert_get_list_and_correct() {
     flash_saves::set_result(&mut c, f1.id, 70, 3).await.unwrap();
     let f = flash_saves::get(&mut c, f1.id).await.unwrap();
     assert_eq!((f.tokens_after, f.items_archived), (70, 3));
-    assert!(flash_saves::get(&mut c, 999).await.unwrap_err().is_not_found());
-    assert!(flash_saves::set_result(&mut c, 999, 0, 0).await.unwrap_err().is_not_found());
+    assert!(flash_saves::get(&mut c, FlashSaveId(999)).await.unwrap_err().is_not_found());
+    assert!(flash_saves::set_result(&mut c, FlashSaveId(999), 0, 0).await.unwrap_err().is_not_found());
 }
 
 // ---------------------------------------------------------------- tasks, token usage
@@ -830,8 +829,8 @@ async fn deleting_a_project_cascades_to_its_rows_only() {
     let p = project_with_agents(&db, "gone", &["a"]).await;
     let q = project_with_agents(&db, "stays", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
-    let mut q_items = items(3, q.id, "a");
+    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
+    let mut q_items = items(3, q.id.into(), "a");
     for i in &mut q_items {
         i.id.push_str("-q");
     }
@@ -854,12 +853,12 @@ async fn upsert_replaces_given_items_and_keeps_the_others() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ups", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    let original = items(4, p.id, "a");
+    let original = items(4, p.id.into(), "a");
     context::insert_many(&mut tx, &original).await.unwrap();
     let mut changed = original[0].clone();
     changed.content = "rewritten".into();
     changed.access_count = 99;
-    let fresh_item = item(50, p.id, "a", Tier::Hot);
+    let fresh_item = item(50, p.id.into(), "a", Tier::Hot);
     assert_eq!(context::upsert_many(&mut tx, &[changed.clone(), fresh_item.clone()]).await.unwrap(), 2);
     let now = context::list_for_project(&mut tx, p.id).await.unwrap();
     assert_eq!(now.len(), 5);
@@ -1032,7 +1031,11 @@ async fn a_permit_is_refused_while_paused_or_while_a_pause_holds_the_gate() {
     row.paused_at = Some(T0);
     projects::update(&mut c, &row, T0).await.unwrap();
     assert_eq!(permits::acquire(&mut c, p.id, "w", "h1", lease(100), lease(130)).await.unwrap(), None);
-    assert_eq!(permits::acquire(&mut c, 4242, "w", "h1", T0, lease(30)).await.unwrap(), None, "no project");
+    assert_eq!(
+        permits::acquire(&mut c, ProjectId(4242), "w", "h1", T0, lease(30)).await.unwrap(),
+        None,
+        "no project"
+    );
     assert_eq!(permits::delete_expired(&mut c, lease(1000)).await.unwrap(), 0);
 }
 
@@ -1051,7 +1054,7 @@ async fn a_reserved_checkpoint_id_is_never_handed_out_again() {
         trigger: CheckpointTrigger::Manual,
         commit_id: None,
         pause_reason: None,
-        metadata: metadata(p.id),
+        metadata: metadata(p.id.into()),
         created_at: T0,
     };
     assert_eq!(checkpoints::insert(&mut tx, &new).await.unwrap().id, first);
@@ -1088,7 +1091,7 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
             assert_eq!(revisions::get(&mut c, p.id).await.unwrap(), last, "{} leaves the revision", $what);
         }};
     }
-    let batch = items(6, p.id, "a");
+    let batch = items(6, p.id.into(), "a");
     bumps!("insert_many", context::insert_many(&mut c, &batch).await.unwrap());
     bumps!("touch", context::touch(&mut c, &batch[0].id, T0).await.unwrap());
     bumps!(
@@ -1164,7 +1167,7 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
     revisions::mark_paused(&mut c, p.id).await.unwrap();
     revisions::clear_paused(&mut c, p.id).await.unwrap();
     assert!(!revisions::unchanged_since_pause(&mut c, p.id).await.unwrap());
-    assert!(revisions::get(&mut c, 4242).await.unwrap_err().is_not_found());
+    assert!(revisions::get(&mut c, ProjectId(4242)).await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]
@@ -1186,10 +1189,10 @@ async fn reserved_flash_save_ids_are_never_handed_out_again() {
         created_at: T0,
     };
     let next = flash_saves::insert(&mut c, &new(None)).await.unwrap();
-    assert_eq!(next.id, first + 3, "the next id is past the reserved range");
-    let reserved = flash_saves::insert(&mut c, &new(Some(first + 1))).await.unwrap();
-    assert_eq!(reserved.id, first + 1);
-    let e = flash_saves::insert(&mut c, &new(Some(first + 1))).await.unwrap_err();
+    assert_eq!(next.id.get(), first.get() + 3, "the next id is past the reserved range");
+    let reserved = flash_saves::insert(&mut c, &new(Some(FlashSaveId(first.get() + 1)))).await.unwrap();
+    assert_eq!(reserved.id, FlashSaveId(first.get() + 1));
+    let e = flash_saves::insert(&mut c, &new(Some(FlashSaveId(first.get() + 1)))).await.unwrap_err();
     assert!(matches!(e, DbError::Constraint { .. }), "{e}");
 }
 
@@ -1198,12 +1201,12 @@ async fn a_read_transaction_sees_one_state_while_a_writer_commits() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "read", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    context::insert_many(&mut c, &items(3, p.id, "a")).await.unwrap();
+    context::insert_many(&mut c, &items(3, p.id.into(), "a")).await.unwrap();
     let mut read = db.read().await.unwrap();
     let before = context::list_for_project(&mut read, p.id).await.unwrap();
     let rev = revisions::get(&mut read, p.id).await.unwrap();
     // Another connection writes and commits while the read transaction is open.
-    context::insert_many(&mut c, &[item(99, p.id, "a", Tier::Hot)]).await.unwrap();
+    context::insert_many(&mut c, &[item(99, p.id.into(), "a", Tier::Hot)]).await.unwrap();
     assert_eq!(context::list_for_project(&mut read, p.id).await.unwrap(), before);
     assert_eq!(revisions::get(&mut read, p.id).await.unwrap(), rev);
     drop(read);
@@ -1219,8 +1222,8 @@ async fn a_project_with_its_active_totals_in_one_statement() {
     let (row, empty) = projects::find_with_totals(&mut c, p.id).await.unwrap().unwrap();
     assert_eq!(row, projects::get(&mut c, p.id).await.unwrap());
     assert_eq!(empty, TierTotals::default(), "no context: zeros, not an error");
-    context::insert_many(&mut c, &items(9, p.id, "a")).await.unwrap();
-    context::insert_many(&mut c, &items(4, p.id, "b")).await.unwrap();
+    context::insert_many(&mut c, &items(9, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut c, &items(4, p.id.into(), "b")).await.unwrap();
     let fs = flash_saves::insert(
         &mut c,
         &NewFlashSave {
@@ -1246,7 +1249,7 @@ async fn a_project_with_its_active_totals_in_one_statement() {
     let (_, totals) = projects::find_with_totals(&mut c, p.id).await.unwrap().unwrap();
     assert_eq!(totals, expected);
     assert_eq!(totals.cold_items, 3, "b's archived COLD item is not counted");
-    assert!(projects::find_with_totals(&mut c, 4242).await.unwrap().is_none());
+    assert!(projects::find_with_totals(&mut c, ProjectId(4242)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -1254,7 +1257,7 @@ async fn every_context_write_marks_exactly_its_items_with_the_new_revision() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "marks", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let batch = items(6, p.id, "a");
+    let batch = items(6, p.id.into(), "a");
     let mut ids: Vec<String> = batch.iter().map(|i| i.id.clone()).collect();
     ids.sort();
     macro_rules! marks {
@@ -1325,7 +1328,7 @@ async fn an_upsert_never_moves_an_item_to_another_project() {
     let p = project_with_agents(&db, "home", &["a"]).await;
     let q = project_with_agents(&db, "away", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let batch = items(2, p.id, "a");
+    let batch = items(2, p.id.into(), "a");
     context::insert_many(&mut c, &batch).await.unwrap();
     let before =
         (context::list_for_project(&mut c, p.id).await.unwrap(), revisions::get(&mut c, q.id).await.unwrap());
@@ -1356,7 +1359,7 @@ async fn a_backup_taken_while_writers_commit_is_a_consistent_database() {
         while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
             let p = project_with_agents(&writer_db, &format!("p{n}"), &["a"]).await;
             let mut tx = writer_db.begin().await.unwrap();
-            let mut batch = items(50, p.id, "a");
+            let mut batch = items(50, p.id.into(), "a");
             for item in &mut batch {
                 item.id = format!("{}-{}", p.id, item.id);
             }
@@ -1479,15 +1482,19 @@ async fn migrated_from(files: &[&str]) {
     let db = Db::open(path.to_str().unwrap()).await.unwrap();
     let mut c = db.conn().await.unwrap();
     let item = context::get(&mut c, "i1").await.unwrap();
-    assert_eq!((item.content.as_str(), item.project_id), ("written then", 1), "{files:?}");
-    let project = projects::get(&mut c, 1).await.unwrap();
-    assert_eq!((project.name.as_str(), project.pause_checkpoint_id), ("old", Some(7)), "{files:?}");
-    let cp = checkpoints::find(&mut c, 7).await.unwrap().unwrap();
+    assert_eq!((item.content.as_str(), item.project_id), ("written then", ProjectId(1)), "{files:?}");
+    let project = projects::get(&mut c, ProjectId(1)).await.unwrap();
+    assert_eq!(
+        (project.name.as_str(), project.pause_checkpoint_id),
+        ("old", Some(CheckpointId(7))),
+        "{files:?}"
+    );
+    let cp = checkpoints::find(&mut c, CheckpointId(7)).await.unwrap().unwrap();
     assert_eq!(cp.trigger, codeframe_models::CheckpointTrigger::Pause);
     // And it works as a current database: a write bumps the revision and stamps the item.
-    let before = revisions::get(&mut c, 1).await.unwrap();
+    let before = revisions::get(&mut c, ProjectId(1)).await.unwrap();
     context::touch(&mut c, "i1", T0).await.unwrap();
-    assert_eq!(context::ids_written_after(&mut c, 1, before).await.unwrap(), ["i1"], "{files:?}");
+    assert_eq!(context::ids_written_after(&mut c, ProjectId(1), before).await.unwrap(), ["i1"], "{files:?}");
 }
 
 #[tokio::test]

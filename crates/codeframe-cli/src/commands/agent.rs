@@ -151,12 +151,8 @@ pub(super) async fn stats(cli: &Cli, svc: &ProjectService, p: &Project) -> Resul
     let mut rows = Vec::new();
     for agent in &agent_ids {
         let active = per_agent.iter().find(|a| a.agent_id == *agent).map(|a| a.totals).unwrap_or_default();
-        let q = ListQuery {
-            project_id: p.id,
-            agent_id: Some(agent.clone()),
-            state: ArchiveState::Archived,
-            ..Default::default()
-        };
+        let q =
+            ListQuery { agent_id: Some(agent.clone()), state: ArchiveState::Archived, ..ListQuery::of(p.id) };
         let archived = svc.list_context(&ListQuery { limit: Some(0), ..q }).await?.total;
         total.add(&active);
         total_archived += archived;

@@ -22,8 +22,8 @@ use codeframe_core::{
     ProjectService, RestoreMode, RestoreWhat, ServiceConfig, parse_item_type,
 };
 use codeframe_models::{
-    ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ProjectEvent, ResumeOptions,
-    ResumeOutcome, timestamp,
+    ItemType, NewContextItem, NewProject, PauseOutcome, PauseRequest, Project, ProjectEvent, ProjectId,
+    ResumeOptions, ResumeOutcome, timestamp,
 };
 use serde_json::{Value, json};
 
@@ -91,7 +91,7 @@ async fn open_db(home: &Path, create: bool, durability: codeframe_core::Durabili
 /// current directory.
 async fn select(svc: &ProjectService, selector: Option<&str>) -> Result<Project> {
     if let Some(s) = selector {
-        let found = match s.parse::<i64>() {
+        let found = match s.parse::<ProjectId>() {
             Ok(id) => svc.get(id).await.ok(),
             Err(_) => None,
         };
