@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use codeframe_models::{
@@ -384,7 +383,6 @@ impl CheckpointManager for GitCheckpointManager {
         checkpoint_id: CheckpointId,
         spec: CheckpointSpec,
     ) -> Result<PreparedCheckpoint> {
-        let started = Instant::now();
         let ReadCheckpoint { state, chunks, revision, place, row: draft_row, hold } =
             self.read_for(tx, project_id, checkpoint_id, spec, &[]).await?;
         let checkpoint = checkpoints::insert(
@@ -406,14 +404,13 @@ impl CheckpointManager for GitCheckpointManager {
         debug!(
             checkpoint_id = %checkpoint.id,
             items = state.context_items.len(),
-            elapsed_ms = started.elapsed().as_millis(),
             "checkpoint row written"
         );
         Ok(PreparedCheckpoint { checkpoint, state, chunks, place, hold })
     }
 
+    #[instrument(skip_all, fields(checkpoint_id = %prepared.checkpoint.id))]
     async fn write(&self, tx: &mut Tx<'_>, prepared: PreparedCheckpoint) -> Result<Checkpoint> {
-        let started = Instant::now();
         let PreparedCheckpoint { checkpoint, state, chunks, place, hold: _hold } = prepared;
         let id = checkpoint.id;
         let message = commit_message(&checkpoint);
@@ -440,7 +437,6 @@ impl CheckpointManager for GitCheckpointManager {
             files = stats.files,
             hashed = stats.hashed,
             reused = stats.reused,
-            elapsed_ms = started.elapsed().as_millis(),
             "checkpoint snapshot written"
         );
         Ok(Checkpoint { commit_id: Some(hex), metadata, ..checkpoint })
@@ -455,20 +451,18 @@ impl CheckpointManager for GitCheckpointManager {
         spec: CheckpointSpec,
         will_change: &[String],
     ) -> Result<CheckpointDraft> {
-        let started = Instant::now();
         let ReadCheckpoint { state, chunks, revision, place, row: checkpoint, hold } =
             self.read_for(read, project_id, checkpoint_id, spec, will_change).await?;
         debug!(
             checkpoint_id = %checkpoint_id,
             items = state.context_items.len(),
-            elapsed_ms = started.elapsed().as_millis(),
             "checkpoint state read"
         );
         Ok(CheckpointDraft { checkpoint, state, chunks, revision, place, hold })
     }
 
+    #[instrument(skip_all, fields(checkpoint_id = %draft.checkpoint.id))]
     async fn write_objects(&self, draft: CheckpointDraft) -> Result<WrittenCheckpoint> {
-        let started = Instant::now();
         let CheckpointDraft { checkpoint, state, chunks, revision, place, hold } = draft;
         let id = checkpoint.id;
         let message = commit_message(&checkpoint);
@@ -491,7 +485,6 @@ impl CheckpointManager for GitCheckpointManager {
             files = stats.files,
             hashed = stats.hashed,
             reused = stats.reused,
-            elapsed_ms = started.elapsed().as_millis(),
             "checkpoint objects written"
         );
         let checkpoint = Checkpoint { commit_id: Some(oid_hex(&commit)), metadata, ..checkpoint };
@@ -671,7 +664,6 @@ impl CheckpointManager for GitCheckpointManager {
         what: RestoreWhat,
         mode: RestoreMode,
     ) -> Result<RestoreReport> {
-        let started = Instant::now();
         let place = self.place(tx, project_id).await?;
         let max = self.max_file_size;
         let cp = self.row(tx, project_id, checkpoint_id).await?;
@@ -720,7 +712,6 @@ impl CheckpointManager for GitCheckpointManager {
             files_written = report.files_written,
             files_removed = report.files_removed,
             items_restored = report.items_restored,
-            elapsed_ms = started.elapsed().as_millis(),
             "checkpoint restored"
         );
         Ok(report)

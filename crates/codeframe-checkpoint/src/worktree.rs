@@ -4,7 +4,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use codeframe_models::SkippedFile;
 use gix::ObjectId;
@@ -193,6 +193,7 @@ fn read_one(
 /// Hashes the working tree into the store (new blobs into `pack`), reading only files whose
 /// stat changed since the last snapshot. Without a pack, blobs are hashed but not stored (for
 /// diffs). Files over `max_size` bytes are left out and listed.
+#[tracing::instrument(level = "debug", skip_all)]
 pub(crate) fn snapshot(
     store: &Store,
     root: &Path,
@@ -200,7 +201,6 @@ pub(crate) fn snapshot(
     max_size: u64,
 ) -> Result<(Vec<FileEntry>, WalkStats)> {
     let write = pack.is_some();
-    let started = Instant::now();
     let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let now_secs = i64::try_from(now_secs).unwrap_or(i64::MAX);
     let cache = StatCache::load(store.path());
@@ -247,7 +247,6 @@ pub(crate) fn snapshot(
         reused = stats.reused,
         skipped = stats.skipped.len(),
         cached = next.len(),
-        elapsed_ms = started.elapsed().as_millis(),
         "working tree snapshot"
     );
     Ok((entries, stats))

@@ -566,7 +566,13 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CODEFRAME_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A span's close line carries its duration (`time.busy`, `time.idle`): the pause, the
+    // resume and each checkpoint step are spans, so their timings need no field of their own.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => logs.try_init(),
         LogFormat::Json => logs.json().try_init(),

@@ -1,6 +1,5 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use codeframe_models::{Clock, SystemClock};
@@ -233,11 +232,11 @@ impl SqlContextManager {
     }
 
     /// Builds the stored form of new items: ids, counts, scores, tiers.
+    #[instrument(level = "debug", skip_all, fields(items = items.len()))]
     async fn prepare(&self, project_id: ProjectId, items: Vec<NewContextItem>) -> Result<Vec<ContextItem>> {
         for item in &items {
             self.check_content(item)?;
         }
-        let started = Instant::now();
         let (items, counts) = tokio::task::spawn_blocking(move || {
             let texts: Vec<&str> = items.iter().map(|i| i.content.as_str()).collect();
             let counts = tokens::count_many(&texts);
@@ -246,7 +245,6 @@ impl SqlContextManager {
         .await
         .map_err(|e| ContextError::Tokenizer(e.to_string()))?;
         let counts = counts?;
-        debug!(items = items.len(), elapsed_ms = started.elapsed().as_millis(), "tokenized");
         let now = self.clock.now();
         Ok(items
             .into_iter()
@@ -288,8 +286,8 @@ impl SqlContextManager {
     }
 
     /// Recomputes scores (and tiers when `retier`) in batches inside one transaction.
+    #[instrument(skip(self), fields(project_id = %project_id))]
     async fn rescore(&self, project_id: ProjectId, agent_id: Option<&str>, retier: bool) -> Result<u64> {
-        let started = Instant::now();
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         Self::check_agents(&mut tx, project_id, &agent_id.map(str::to_owned).into_iter().collect::<Vec<_>>())
@@ -322,7 +320,6 @@ impl SqlContextManager {
             agent_id,
             retier,
             updated,
-            elapsed_ms = started.elapsed().as_millis(),
             "scores recalculated"
         );
         Ok(updated)
@@ -357,13 +354,13 @@ impl ContextManager for SqlContextManager {
         self.prepare(project_id, items).await
     }
 
+    #[instrument(level = "debug", skip_all, fields(project_id = %project_id, items = items.len()))]
     async fn insert_items(
         &self,
         tx: &mut Tx<'_>,
         project_id: ProjectId,
         items: &[ContextItem],
     ) -> Result<()> {
-        let started = Instant::now();
         if let Some(stray) = items.iter().find(|i| i.project_id != project_id) {
             return Err(ContextError::Invalid(codeframe_models::ModelError::Invalid {
                 field: "project_id",
@@ -377,7 +374,6 @@ impl ContextManager for SqlContextManager {
         info!(
             project_id = %project_id,
             count = items.len(),
-            elapsed_ms = started.elapsed().as_millis(),
             "context items added"
         );
         Ok(())
@@ -525,13 +521,13 @@ async fn plan(ex: &mut impl Executor, project_id: ProjectId, agent_id: &str) -> 
 
 /// Records the flash save of a plan and archives its items; [`ContextError::Stale`] if the
 /// rows no longer match the plan (the caller's transaction then must not commit).
+#[instrument(skip_all, fields(agent_id = %plan.agent_id))]
 async fn apply(
     tx: &mut Tx<'_>,
     plan: &FlashSavePlan,
     flash_save_id: FlashSaveId,
     now: OffsetDateTime,
 ) -> Result<FlashSaveReport> {
-    let started = Instant::now();
     let (project_id, agent_id, t) = (plan.project_id, plan.agent_id.as_str(), &plan.totals);
     let record = flash_saves::insert(
         tx,
@@ -561,7 +557,6 @@ async fn apply(
         items_archived = report.items_archived,
         tokens_before = report.tokens_before,
         tokens_after = report.tokens_after,
-        elapsed_ms = started.elapsed().as_millis(),
         "flash save done"
     );
     Ok(report)

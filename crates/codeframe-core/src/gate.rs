@@ -610,6 +610,7 @@ impl ProjectService {
     /// Waits until no live permit of the project remains (in any process) or `deadline`
     /// passes, renewing the pause's hold on the gate meanwhile. Returns the agents still
     /// holding permits at the deadline (sorted, each once).
+    #[tracing::instrument(level = "debug", skip_all, fields(project_id = %id))]
     pub(crate) async fn drain(
         &self,
         id: ProjectId,

@@ -12,7 +12,7 @@ use codeframe_persistence::checkpoints as persistence_checkpoints;
 use codeframe_persistence::{Tx, agents, flash_saves, permits, projects, revisions};
 use time::OffsetDateTime;
 use time::macros::format_description;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::event_log::Outbox;
 use crate::failpoints::failpoint;
@@ -117,13 +117,14 @@ impl ProjectService {
         .await
     }
 
+    // The span's close (with `CODEFRAME_LOG=codeframe_core=info`) says how long the pause took.
+    #[instrument(name = "pause", skip_all, fields(project_id = %id))]
     async fn run_pause(
         &self,
         id: ProjectId,
         request: PauseRequest,
         options: PauseOptions,
     ) -> Result<PauseOutcome> {
-        let started = Instant::now();
         let reason = request.reason.filter(|r| !r.is_empty());
         info!(project_id = %id, reason = ?reason, "pause requested");
         if let Some(r) = &reason {
@@ -143,13 +144,13 @@ impl ProjectService {
         self.close_gate(id, &pause_holder, deadline).await?;
         let mut hold =
             GateHold { service: self.clone(), project_id: id, holder: pause_holder.clone(), armed: true };
-        let result = self.pause_after_close(&project, reason, &pause_holder, options, started).await;
+        let result = self.pause_after_close(&project, reason, &pause_holder, options).await;
         hold.armed = false;
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
                 self.reopen_gate(id, &pause_holder, e.code()).await;
-                error!(project_id = %id, error = %e, elapsed_ms = started.elapsed().as_millis(), "pause failed; nothing changed");
+                error!(project_id = %id, error = %e, "pause failed; nothing changed");
                 Err(e)
             }
         }
@@ -161,7 +162,6 @@ impl ProjectService {
         reason: Option<String>,
         pause_holder: &str,
         options: PauseOptions,
-        started: Instant,
     ) -> Result<PauseOutcome> {
         let id = project.id;
         // The id is committed before the transaction: a rollback burns it, so its ref can
@@ -170,7 +170,7 @@ impl ProjectService {
         let deadline = options.drain_timeout.unwrap_or(self.inner.config.drain_timeout);
         let interrupted = self.drain(id, pause_holder, deadline).await?;
         if interrupted.is_empty() {
-            debug!(project_id = %id, elapsed_ms = started.elapsed().as_millis(), "run gate drained");
+            debug!(project_id = %id, "run gate drained");
         } else {
             warn!(project_id = %id, agents = ?interrupted, "drain deadline passed; agents interrupted");
         }
@@ -181,21 +181,16 @@ impl ProjectService {
 
         // 3. Outside the write lock: read the state once, plan the flash saves and write the
         // snapshot's objects. Then one short transaction applies it all if nothing changed.
-        let step = Instant::now();
         let mut paused = None;
         if let Some(draft) = self.draft_pause(&pause).await? {
-            debug!(
-                project_id = %id,
-                elapsed_ms = step.elapsed().as_millis(),
-                "snapshot written outside the lock"
-            );
-            paused = self.commit_pause(&pause, Some(draft), started).await?;
+            debug!(project_id = %id, "snapshot written outside the lock");
+            paused = self.commit_pause(&pause, Some(draft)).await?;
         }
         let paused = match paused {
             Some(p) => p,
             // The project changed meanwhile (or a flash save could not be planned): the whole
             // pause under the write lock, as it always can.
-            None => match self.commit_pause(&pause, None, started).await? {
+            None => match self.commit_pause(&pause, None).await? {
                 Some(p) => p,
                 None => return Err(CoreError::Conflict(ConflictKind::Concurrent)),
             },
@@ -209,7 +204,6 @@ impl ProjectService {
             reduction_percentage = outcome.reduction_percentage,
             interrupted = outcome.interrupted_agents.len(),
             write_lock_ms = lock_held.as_millis(),
-            elapsed_ms = started.elapsed().as_millis(),
             "project paused"
         );
         // 5. In-process delivery after the commit (the events are in the log already).
@@ -220,6 +214,7 @@ impl ProjectService {
     /// Reads the project through one read transaction, plans its flash saves, reserves their
     /// ids and writes the snapshot's objects from the state as the flash saves will leave it.
     /// `None` when a flash save cannot be planned (the locked pause handles that agent).
+    #[instrument(level = "debug", skip_all)]
     async fn draft_pause(&self, pause: &PauseTx<'_>) -> Result<Option<PauseDraft>> {
         let id = pause.id;
         let mut read = self.inner.db.read().await?;
@@ -266,12 +261,8 @@ impl ProjectService {
     /// The pause's transaction: from a draft (applied only if the project's revision is still
     /// the one the draft read; `Ok(None)` otherwise), or, without one, everything under the
     /// write lock. A failure rolls back and removes the ref.
-    async fn commit_pause(
-        &self,
-        pause: &PauseTx<'_>,
-        draft: Option<PauseDraft>,
-        started: Instant,
-    ) -> Result<Option<Paused>> {
+    #[instrument(level = "debug", skip_all, fields(optimistic = draft.is_some()))]
+    async fn commit_pause(&self, pause: &PauseTx<'_>, draft: Option<PauseDraft>) -> Result<Option<Paused>> {
         let id = pause.id;
         let optimistic = draft.is_some();
         let mut tx = self.inner.db.begin().await?;
@@ -307,12 +298,7 @@ impl ProjectService {
                 if let Err(rb) = tx.rollback().await {
                     error!(project_id = %id, error = %rb, "rollback failed (the transaction is abandoned)");
                 }
-                info!(
-                    project_id = %id,
-                    optimistic,
-                    elapsed_ms = started.elapsed().as_millis(),
-                    "pause rolled back"
-                );
+                info!(project_id = %id, optimistic, "pause rolled back");
                 self.discard_after_failure(id, pause.checkpoint_id).await;
                 Err(e)
             }

@@ -1,11 +1,9 @@
 //! Resume: back to the status before the pause, context restored from the checkpoint.
 
-use std::time::Instant;
-
 use codeframe_checkpoint::RestoreWhat;
 use codeframe_models::{CheckpointId, EventKind, ProjectId, ProjectStatus, ResumeOptions, ResumeOutcome};
 use codeframe_persistence::{projects, revisions};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::event_log::Outbox;
 use crate::failpoints::failpoint;
@@ -27,8 +25,9 @@ impl ProjectService {
         self.detached("resume", async move { service.run_resume(id, options).await }).await
     }
 
+    // The span's close (with `CODEFRAME_LOG=codeframe_core=info`) says how long it took.
+    #[instrument(name = "resume", skip_all, fields(project_id = %id))]
     async fn run_resume(&self, id: ProjectId, options: ResumeOptions) -> Result<ResumeOutcome> {
-        let started = Instant::now();
         info!(project_id = %id, checkpoint_id = ?options.checkpoint_id, restore_files = options.restore_files, "resume requested");
         let project = self.get(id).await?;
         if project.status != ProjectStatus::Paused {
@@ -59,12 +58,7 @@ impl ProjectService {
                 Err(e) => return Err(e.into()),
             }
         };
-        debug!(
-            project_id = %id,
-            checkpoint_id = %checkpoint_id,
-            elapsed_ms = started.elapsed().as_millis(),
-            "resume validated"
-        );
+        debug!(project_id = %id, checkpoint_id = %checkpoint_id, "resume validated");
 
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;
@@ -187,7 +181,6 @@ impl ProjectService {
             status = %status,
             items_restored = outcome.items_restored,
             files_changed = outcome.files_changed.len(),
-            elapsed_ms = started.elapsed().as_millis(),
             "project resumed"
         );
         self.deliver(outbox).await;
