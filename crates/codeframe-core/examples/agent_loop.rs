@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use codeframe_core::{CoreError, ProjectService};
-use codeframe_models::{ItemType, NewContextItem, PauseRequest, ResumeOptions};
+use codeframe_core::{ItemType, NewContextItem, PauseRequest, ResumeOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

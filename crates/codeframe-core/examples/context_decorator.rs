@@ -9,15 +9,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
+use codeframe_core::time::OffsetDateTime;
 use codeframe_core::{
     ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery, ProjectService, ReadTx,
-    SqlContextManager, Tx,
+    SqlContextManager, Tx, async_trait,
 };
-use codeframe_models::{
+use codeframe_core::{
     ContextItem, FlashSaveId, FlashSaveReport, ItemType, NewContextItem, PauseRequest, ProjectId, TierTotals,
 };
-use time::OffsetDateTime;
 
 type Result<T> = std::result::Result<T, ContextError>;
 

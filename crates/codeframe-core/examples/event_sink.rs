@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use codeframe_core::{EventError, EventSink, ProjectService};
-use codeframe_models::{PauseRequest, ProjectEvent, ResumeOptions};
+use codeframe_core::{EventError, EventSink, ProjectService, async_trait};
+use codeframe_core::{PauseRequest, ProjectEvent, ResumeOptions};
 
 /// Prints each event and counts them.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 //!
 //! [`ProjectService`] composes the context and checkpoint managers through their traits
 //! (`Arc<dyn ContextManager>`, `Arc<dyn CheckpointManager>`), an [`EventSink`] and a
-//! [`Clock`](codeframe_models::Clock); the concrete types are chosen by whoever builds it (the
+//! [`Clock`]; the concrete types are chosen by whoever builds it (the
 //! API, the CLI, a test). [`ProjectService::with_defaults`] wires the SQLite and gix ones.
 //!
 //! **Pause** (see `pause.rs`) is all-or-nothing: validate → close the run gate (in the
@@ -20,8 +20,7 @@
 //! as the change it reports ([`ProjectService::events_since`], [`ProjectService::tail_events`]).
 //!
 //! ```no_run
-//! use codeframe_core::ProjectService;
-//! use codeframe_models::{PauseRequest, ResumeOptions};
+//! use codeframe_core::{PauseRequest, ProjectService, ResumeOptions};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let service = ProjectService::builder().database_url(".codeframe/state.db").build().await?;
@@ -81,6 +80,14 @@ pub use codeframe_context::{
     SqlContextManager, parse_item_type,
 };
 pub use codeframe_persistence::{Db, DbError, DbOptions, PoolUsage, ReadTx, Tx};
+// The domain types (ids, requests, outcomes, items, events, the clock) every signature here
+// uses, so an application depends on this crate alone.
+/// The attribute that implementations of [`ContextManager`], [`CheckpointManager`] and
+/// [`EventSink`] take (their methods are async).
+pub use async_trait::async_trait;
+pub use codeframe_models::*;
+/// Timestamps in signatures (`Clock::now`, items' times) are [`time::OffsetDateTime`].
+pub use time;
 
 /// Result of a core operation.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1928,3 +1928,25 @@ async fn a_refused_restore_leaves_no_checkpoint_behind_and_nothing_to_undo() {
     assert!(refs(&f.root).is_empty(), "no ref of the rolled-back safety checkpoint");
     assert!(f.svc.undo_restore(f.project).await.unwrap_err().is_not_found());
 }
+
+#[test]
+fn the_examples_need_codeframe_core_alone() {
+    // What an application writes: everything from codeframe-core (and std, and its runtime).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| l.starts_with("use ")) {
+            let root = line.trim_start_matches("use ").split("::").next().unwrap();
+            assert!(["std", "codeframe_core", "tokio"].contains(&root), "{}: {line}", path.display());
+        }
+        assert!(
+            !text.contains("codeframe_models::") && !text.contains("codeframe_persistence::"),
+            "{}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}
