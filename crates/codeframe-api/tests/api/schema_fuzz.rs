@@ -29,6 +29,9 @@ struct Hints {
     /// permits taken and released): a value is picked from the pool as it is when drawn.
     integers: BTreeMap<&'static str, Pool>,
     strings: BTreeMap<&'static str, Vec<String>>,
+    /// Integers drawn from their pool only (`token_id`: any other small id could be the
+    /// tester's own token, and revoking it would lock the tester out).
+    pool_only: Vec<&'static str>,
     /// Booleans drawn `true` three times in four (a `force` that gets past a refusal).
     mostly_true: Vec<&'static str>,
     directories: Vec<String>,
@@ -155,6 +158,9 @@ impl<'a> Doc<'a> {
             (1, (min..=max).prop_map(Value::from).boxed()),
             (1, (min.max(-2)..=max.min(60)).prop_map(Value::from).boxed()),
         ];
+        if hints.pool_only.contains(&name) {
+            alts.clear();
+        }
         if let Some(known) = hints.integers.get(name) {
             let known = Arc::clone(known);
             let fallback = min.max(0).min(max);
@@ -496,6 +502,22 @@ fn fresh_number() -> usize {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What an operation needs before it can succeed at all, as a tester's per-operation hook:
+/// a resume needs a paused project, an undo a restore to take back.
+async fn precondition(srv: &Srv, pid: i64, path: &str) {
+    let (s, v) = if path.ends_with("/resume") {
+        srv.alice("POST", &format!("/api/projects/{pid}/pause"), None).await
+    } else if path.ends_with("/undo") {
+        let (_, list) = srv.alice("GET", &format!("/api/projects/{pid}/checkpoints"), None).await;
+        let newest = &list["checkpoints"][0]["id"];
+        let url = format!("/api/projects/{pid}/checkpoints/{newest}/restore");
+        srv.alice("POST", &url, Some(json!({"state": true, "force": true}))).await
+    } else {
+        return;
+    };
+    assert_eq!(s, StatusCode::OK, "{path}: {v}");
+}
+
 /// Refills the pools of ids with those that exist now (and one that does not).
 async fn refresh(srv: &Srv, pid: i64, hints: &Hints) {
     let (_, list) = srv.alice("GET", &format!("/api/projects/{pid}/checkpoints"), None).await;
@@ -576,7 +598,8 @@ fn schema_valid_requests_get_documented_answers_and_never_a_5xx_or_an_input_refu
     for name in ["cid", "checkpoint_id", "permit_id", "flash_save_id"] {
         hints.integers.insert(name, pool((1..=12).collect()));
     }
-    hints.integers.insert("token_id", pool(vec![spare_token, bob_token]));
+    hints.integers.insert("token_id", pool(vec![spare_token, bob_token, 1_000_000]));
+    hints.pool_only.push("token_id");
     hints.strings.insert("agent", vec!["probe".into(), "probe".into(), "another".into()]);
     hints.mostly_true.push("force");
     hints.strings.insert("agent_id", vec!["probe".into()]);
@@ -606,6 +629,7 @@ fn schema_valid_requests_get_documented_answers_and_never_a_5xx_or_an_input_refu
     // Every operation on its own first, then all of them interleaved.
     for ((_, path, op), strategy) in operations.iter().zip(&strategies) {
         rt.block_on(baseline(&srv, pid, path.contains("{permit_id}"), &hints));
+        rt.block_on(precondition(&srv, pid, path));
         let mut runner = runner_for(op["operationId"].as_str().unwrap(), config.clone());
         let result = runner.run(strategy, |d| exercise(&rt, &srv, &srv.alice, &doc, op, &d, &seen));
         if let Err(e) = result {
