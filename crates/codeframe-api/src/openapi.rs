@@ -189,3 +189,9 @@ pub fn document() -> Value {
     // Serialising a document of plain maps and strings cannot fail; `Null` would show it did.
     serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
 }
+
+/// [`document`] as served: built and serialised once per process, not per request.
+pub(crate) fn document_json() -> &'static str {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| document().to_string())
+}

@@ -26,7 +26,7 @@ struct Fx {
     root: PathBuf,
     db: Db,
     cm: GitCheckpointManager,
-    project: i64,
+    project: ProjectId,
 }
 
 fn store_git(root: &Path, args: &[&str]) -> String {
@@ -41,7 +41,7 @@ fn write(root: &Path, rel: &str, content: &[u8]) {
     std::fs::write(p, content).unwrap();
 }
 
-async fn add_project(db: &Db, name: &str, root: &Path) -> i64 {
+async fn add_project(db: &Db, name: &str, root: &Path) -> ProjectId {
     let mut tx = db.begin().await.unwrap();
     let p = projects::insert(
         &mut tx,
@@ -85,7 +85,7 @@ async fn add_project(db: &Db, name: &str, root: &Path) -> i64 {
     .unwrap();
     tasks::set_status(&mut tx, t.id, TaskStatus::Completed, T0).await.unwrap();
     tx.commit().await.unwrap();
-    p.id.into()
+    p.id
 }
 
 /// A project whose root is a git repository with a commit, a branch, a stash, an
@@ -139,7 +139,7 @@ fn spec(name: &str) -> CheckpointSpec {
 async fn create(f: &Fx, name: &str) -> codeframe_models::Checkpoint {
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = f.cm.create(&mut tx, ProjectId(f.project), id, spec(name)).await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, id, spec(name)).await.unwrap();
     tx.commit().await.unwrap();
     cp
 }
@@ -215,7 +215,7 @@ async fn the_store_passes_git_fsck_and_git_show_reads_meta_json() {
     store_git(&f.root, &["fsck", "--strict", "--no-dangling"]);
     let meta = store_git(&f.root, &["show", &format!("{}:meta.json", checkpoint_ref(cp.id))]);
     let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
-    assert_eq!(meta["project_id"], f.project);
+    assert_eq!(meta["project_id"], f.project.get());
     assert_eq!(meta["tasks_completed"], 1);
     assert_eq!(meta["tasks_total"], 1);
     assert_eq!(meta["last_task_completed"], "first");
@@ -252,7 +252,7 @@ async fn a_plain_directory_can_be_checkpointed() {
     let listing = store_git(&f.root, &["ls-tree", "-r", "--name-only", &checkpoint_ref(cp.id)]);
     let files: Vec<&str> = listing.lines().filter_map(|l| l.strip_prefix("files/")).collect();
     assert_eq!(files, [".gitignore", "a.txt", "dir/b.txt"]);
-    assert!(f.cm.verify(ProjectId(f.project), cp.id).await.unwrap().ok());
+    assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok());
 }
 
 #[tokio::test]
@@ -278,14 +278,14 @@ async fn checkpoint_names_and_descriptions_are_validated() {
     let f = fx_plain().await;
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let e = f.cm.create(&mut tx, ProjectId(f.project), id, spec(&"n".repeat(101))).await.unwrap_err();
+    let e = f.cm.create(&mut tx, f.project, id, spec(&"n".repeat(101))).await.unwrap_err();
     assert!(matches!(e, CheckpointError::Invalid(_)), "{e}");
-    let e = f.cm.create(&mut tx, ProjectId(f.project), id, spec("  ")).await.unwrap_err();
+    let e = f.cm.create(&mut tx, f.project, id, spec("  ")).await.unwrap_err();
     assert!(matches!(e, CheckpointError::Invalid(_)));
     let e = f.cm.create(&mut tx, ProjectId(4242), id, spec("x")).await.unwrap_err();
     assert!(matches!(e, CheckpointError::UnknownProject(ProjectId(4242))));
     drop(tx);
-    assert!(f.cm.list(ProjectId(f.project)).await.unwrap().is_empty());
+    assert!(f.cm.list(f.project).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -294,10 +294,7 @@ async fn a_missing_root_is_a_typed_error() {
     std::fs::remove_dir_all(&f.root).unwrap();
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    assert!(matches!(
-        f.cm.create(&mut tx, ProjectId(f.project), id, spec("x")).await,
-        Err(CheckpointError::BadRoot(_))
-    ));
+    assert!(matches!(f.cm.create(&mut tx, f.project, id, spec("x")).await, Err(CheckpointError::BadRoot(_))));
 }
 
 // ---------------------------------------------------------------- transactions
@@ -307,18 +304,18 @@ async fn rollback_plus_discard_leaves_no_ref_and_no_row() {
     let f = fx_plain().await;
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = f.cm.create(&mut tx, ProjectId(f.project), id, spec("doomed")).await.unwrap();
+    let cp = f.cm.create(&mut tx, f.project, id, spec("doomed")).await.unwrap();
     assert!(
         !store_git(&f.root, &["for-each-ref", "refs/codeframe/"]).is_empty(),
         "the ref is written before commit"
     );
     tx.rollback().await.unwrap();
-    f.cm.discard(ProjectId(f.project), cp.id).await.unwrap();
+    f.cm.discard(f.project, cp.id).await.unwrap();
     assert_eq!(store_git(&f.root, &["for-each-ref", "refs/codeframe/"]), "");
-    assert!(f.cm.list(ProjectId(f.project)).await.unwrap().is_empty());
-    assert!(matches!(f.cm.get(ProjectId(f.project), cp.id).await, Err(CheckpointError::NotFound(_))));
+    assert!(f.cm.list(f.project).await.unwrap().is_empty());
+    assert!(matches!(f.cm.get(f.project, cp.id).await, Err(CheckpointError::NotFound(_))));
     // Discarding twice is harmless.
-    f.cm.discard(ProjectId(f.project), cp.id).await.unwrap();
+    f.cm.discard(f.project, cp.id).await.unwrap();
 }
 
 #[tokio::test]
@@ -328,24 +325,24 @@ async fn reconcile_removes_orphan_refs_and_reports_missing_commits() {
     // A row whose commit vanished (e.g. a store restored from an old backup).
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let broken = f.cm.create(&mut tx, ProjectId(f.project), id, spec("broken")).await.unwrap();
+    let broken = f.cm.create(&mut tx, f.project, id, spec("broken")).await.unwrap();
     checkpoints::set_commit(&mut tx, broken.id, "0123456789012345678901234567890123456789").await.unwrap();
     tx.commit().await.unwrap();
     // A crash between writing the ref and committing leaves an orphan ref.
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let orphan = f.cm.create(&mut tx, ProjectId(f.project), id, spec("orphan")).await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, id, spec("orphan")).await.unwrap();
     drop(tx);
 
-    let report = f.cm.reconcile(ProjectId(f.project)).await.unwrap();
+    let report = f.cm.reconcile(f.project).await.unwrap();
     assert_eq!(report.removed_refs, vec![orphan.id]);
     assert_eq!(report.missing_commits, vec![broken.id]);
     let refs = store_git(&f.root, &["for-each-ref", "--format=%(refname)", "refs/codeframe/"]);
     assert!(refs.contains(&checkpoint_ref(kept.id)));
     assert!(!refs.contains(&checkpoint_ref(orphan.id)));
-    assert!(!f.cm.verify(ProjectId(f.project), broken.id).await.unwrap().ok());
+    assert!(!f.cm.verify(f.project, broken.id).await.unwrap().ok());
     // A second pass finds nothing more to remove.
-    assert!(f.cm.reconcile(ProjectId(f.project)).await.unwrap().removed_refs.is_empty());
+    assert!(f.cm.reconcile(f.project).await.unwrap().removed_refs.is_empty());
 }
 
 #[tokio::test]
@@ -353,24 +350,24 @@ async fn a_rolled_back_id_is_never_reused_and_a_committed_ref_is_never_overwritt
     let f = fx_plain().await;
     let id = f.cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let orphan = f.cm.create(&mut tx, ProjectId(f.project), id, spec("orphan")).await.unwrap();
+    let orphan = f.cm.create(&mut tx, f.project, id, spec("orphan")).await.unwrap();
     drop(tx);
     // The rolled-back id stays burnt: the next checkpoint gets a fresh one, and the orphan
     // ref (left for reconciliation) names nothing that exists.
     let fresh = create(&f, "fresh").await;
     assert!(fresh.id > orphan.id, "{} after {}", fresh.id, orphan.id);
-    assert!(f.cm.verify(ProjectId(f.project), fresh.id).await.unwrap().ok());
-    assert_eq!(f.cm.reconcile(ProjectId(f.project)).await.unwrap().removed_refs, vec![orphan.id]);
+    assert!(f.cm.verify(f.project, fresh.id).await.unwrap().ok());
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().removed_refs, vec![orphan.id]);
     // A late writer for a committed checkpoint's id cannot move its ref.
     let before = store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]);
     std::fs::write(f.root.join("late.txt"), "late").unwrap();
     let mut tx = f.db.begin().await.unwrap();
     checkpoints::delete(&mut tx, fresh.id).await.unwrap(); // so the row insert itself succeeds
-    let e = f.cm.create(&mut tx, ProjectId(f.project), fresh.id, spec("late")).await.unwrap_err();
+    let e = f.cm.create(&mut tx, f.project, fresh.id, spec("late")).await.unwrap_err();
     drop(tx);
     assert!(e.to_string().contains(&checkpoint_ref(fresh.id)), "{e}");
     assert_eq!(store_git(&f.root, &["rev-parse", &checkpoint_ref(fresh.id)]), before);
-    assert!(f.cm.verify(ProjectId(f.project), fresh.id).await.unwrap().ok());
+    assert!(f.cm.verify(f.project, fresh.id).await.unwrap().ok());
 }
 
 // ---------------------------------------------------------------- list, get, delete, verify
@@ -380,14 +377,14 @@ async fn list_get_and_delete() {
     let f = fx_plain().await;
     let a = create(&f, "a").await;
     let b = create(&f, "b").await;
-    let listed: Vec<_> = f.cm.list(ProjectId(f.project)).await.unwrap().into_iter().map(|c| c.id).collect();
+    let listed: Vec<_> = f.cm.list(f.project).await.unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(listed, [b.id, a.id], "newest first");
-    assert_eq!(f.cm.get(ProjectId(f.project), a.id).await.unwrap(), a);
-    f.cm.delete(ProjectId(f.project), a.id).await.unwrap();
-    assert!(matches!(f.cm.get(ProjectId(f.project), a.id).await, Err(CheckpointError::NotFound(_))));
+    assert_eq!(f.cm.get(f.project, a.id).await.unwrap(), a);
+    f.cm.delete(f.project, a.id).await.unwrap();
+    assert!(matches!(f.cm.get(f.project, a.id).await, Err(CheckpointError::NotFound(_))));
     let refs = store_git(&f.root, &["for-each-ref", "--format=%(refname)", "refs/codeframe/"]);
     assert_eq!(refs.trim(), checkpoint_ref(b.id));
-    assert!(matches!(f.cm.delete(ProjectId(f.project), a.id).await, Err(CheckpointError::NotFound(_))));
+    assert!(matches!(f.cm.delete(f.project, a.id).await, Err(CheckpointError::NotFound(_))));
 }
 
 #[tokio::test]
@@ -395,20 +392,20 @@ async fn the_pause_checkpoint_of_a_paused_project_cannot_be_deleted() {
     let f = fx_plain().await;
     let cp = create(&f, "pause").await;
     let mut c = f.db.conn().await.unwrap();
-    let mut p = projects::get(&mut c, ProjectId(f.project)).await.unwrap();
+    let mut p = projects::get(&mut c, f.project).await.unwrap();
     p.status = ProjectStatus::Paused;
     p.paused_at = Some(T0);
     p.pause_checkpoint_id = Some(cp.id);
     projects::update(&mut c, &p, T0).await.unwrap();
-    assert!(matches!(f.cm.delete(ProjectId(f.project), cp.id).await, Err(CheckpointError::InUse(_))));
-    assert!(f.cm.get(ProjectId(f.project), cp.id).await.is_ok());
+    assert!(matches!(f.cm.delete(f.project, cp.id).await, Err(CheckpointError::InUse(_))));
+    assert!(f.cm.get(f.project, cp.id).await.is_ok());
 }
 
 #[tokio::test]
 async fn verify_detects_a_missing_object() {
     let f = fx_plain().await;
     let cp = create(&f, "v").await;
-    let ok = f.cm.verify(ProjectId(f.project), cp.id).await.unwrap();
+    let ok = f.cm.verify(f.project, cp.id).await.unwrap();
     assert!(ok.ok(), "{:?}", ok.problems);
     assert!(ok.objects_checked >= 6);
     // Remove the blob of a.txt from the store.
@@ -421,7 +418,7 @@ async fn verify_detects_a_missing_object() {
         &oid[2..]
     )))
     .unwrap();
-    let bad = f.cm.verify(ProjectId(f.project), cp.id).await.unwrap();
+    let bad = f.cm.verify(f.project, cp.id).await.unwrap();
     assert!(!bad.ok());
     assert!(bad.problems.iter().any(|p| p.contains(oid) && p.contains("a.txt")), "{:?}", bad.problems);
 }
@@ -433,9 +430,9 @@ async fn checkpoints_of_another_project_are_not_found() {
     std::fs::create_dir_all(&other_root).unwrap();
     let other = add_project(&f.db, "other", &other_root).await;
     let cp = create(&f, "mine").await;
-    assert!(matches!(f.cm.get(ProjectId(other), cp.id).await, Err(CheckpointError::NotFound(_))));
+    assert!(matches!(f.cm.get(other, cp.id).await, Err(CheckpointError::NotFound(_))));
     assert!(matches!(
-        f.cm.restore(ProjectId(other), cp.id, all(true), RestoreMode::Apply).await,
+        f.cm.restore(other, cp.id, all(true), RestoreMode::Apply).await,
         Err(CheckpointError::NotFound(_))
     ));
 }
@@ -449,7 +446,7 @@ async fn diff_lists_added_modified_and_deleted_files_with_unified_text() {
     write(&f.root, "a.txt", b"alpha\nchanged\n");
     std::fs::remove_file(f.root.join("dir/b.txt")).unwrap();
     write(&f.root, "new.txt", b"brand new\n");
-    let d = f.cm.diff(ProjectId(f.project), cp.id, true).await.unwrap();
+    let d = f.cm.diff(f.project, cp.id, true).await.unwrap();
     let summary: Vec<_> = d.files.iter().map(|e| (e.path.as_str(), e.change)).collect();
     assert_eq!(
         summary,
@@ -457,14 +454,7 @@ async fn diff_lists_added_modified_and_deleted_files_with_unified_text() {
     );
     let a = d.files[0].unified.as_deref().unwrap();
     assert!(a.contains("--- a/a.txt") && a.contains("+changed"), "{a}");
-    assert!(
-        f.cm.diff(ProjectId(f.project), cp.id, false)
-            .await
-            .unwrap()
-            .files
-            .iter()
-            .all(|e| e.unified.is_none())
-    );
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().files.iter().all(|e| e.unified.is_none()));
 }
 
 #[tokio::test]
@@ -472,14 +462,13 @@ async fn preview_changes_nothing() {
     let f = fx_plain().await;
     let cp = create(&f, "base").await;
     write(&f.root, "a.txt", b"edited\n");
-    let items_before =
-        context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(f.project)).await.unwrap();
-    let r = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Preview).await.unwrap();
+    let items_before = context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap();
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Preview).await.unwrap();
     assert!(!r.applied);
     assert_eq!(r.diff.paths(), ["a.txt"]);
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"edited\n");
     assert_eq!(
-        context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(f.project)).await.unwrap(),
+        context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap(),
         items_before
     );
 }
@@ -508,14 +497,9 @@ async fn binary_empty_executable_symlink_and_non_utf8_files_round_trip() {
     write(&f.root, "extra/new.txt", b"added after");
 
     let r =
-        f.cm.restore(
-            ProjectId(f.project),
-            cp.id,
-            RestoreWhat { files: true, ..Default::default() },
-            RestoreMode::Apply,
-        )
-        .await
-        .unwrap();
+        f.cm.restore(f.project, cp.id, RestoreWhat { files: true, ..Default::default() }, RestoreMode::Apply)
+            .await
+            .unwrap();
     assert!(r.applied);
     assert_eq!(r.files_removed, 1);
     assert_eq!(std::fs::read(f.root.join("bin/blob.dat")).unwrap(), binary);
@@ -526,7 +510,7 @@ async fn binary_empty_executable_symlink_and_non_utf8_files_round_trip() {
     assert_eq!(std::fs::read(f.root.join(weird)).unwrap(), b"latin-1 name");
     assert!(!f.root.join("extra").exists(), "the added file and its emptied directory are gone");
     // Nothing differs any more.
-    assert!(f.cm.diff(ProjectId(f.project), cp.id, false).await.unwrap().files.is_empty());
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().files.is_empty());
 }
 
 #[tokio::test]
@@ -536,14 +520,9 @@ async fn restore_never_touches_git_codeframe_or_ignored_files() {
     let head = git(&f.root, &["rev-parse", "HEAD"]);
     write(&f.root, "late.log", b"ignored, created after the checkpoint");
     write(&f.root, "notes.txt", b"edited");
-    f.cm.restore(
-        ProjectId(f.project),
-        cp.id,
-        RestoreWhat { files: true, ..Default::default() },
-        RestoreMode::Apply,
-    )
-    .await
-    .unwrap();
+    f.cm.restore(f.project, cp.id, RestoreWhat { files: true, ..Default::default() }, RestoreMode::Apply)
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(f.root.join("notes.txt")).unwrap(), b"untracked notes\n");
     assert_eq!(std::fs::read(f.root.join("late.log")).unwrap(), b"ignored, created after the checkpoint");
     assert!(f.root.join("target/debug/out.bin").exists());
@@ -559,41 +538,41 @@ async fn restoring_state_and_context_brings_rows_back_and_leaves_the_other_proje
     let other = add_project(&f.db, "other", &other_root).await;
     let cp = create(&f, "state").await;
     let mut c = f.db.conn().await.unwrap();
-    let items_before = context::list_for_project(&mut c, ProjectId(f.project)).await.unwrap();
-    let tasks_before = tasks::list(&mut c, ProjectId(f.project)).await.unwrap();
-    let other_items = context::list_for_project(&mut c, ProjectId(other)).await.unwrap();
-    let other_project = projects::get(&mut c, ProjectId(other)).await.unwrap();
+    let items_before = context::list_for_project(&mut c, f.project).await.unwrap();
+    let tasks_before = tasks::list(&mut c, f.project).await.unwrap();
+    let other_items = context::list_for_project(&mut c, other).await.unwrap();
+    let other_project = projects::get(&mut c, other).await.unwrap();
 
     // Change this project's rows and the other project's rows.
     context::touch(&mut c, "p-item-0", T0).await.unwrap();
     tasks::insert(
         &mut c,
-        &NewTask { project_id: ProjectId(f.project), title: "later".into(), description: String::new() },
+        &NewTask { project_id: f.project, title: "later".into(), description: String::new() },
         T0,
     )
     .await
     .unwrap();
-    let mut p = projects::get(&mut c, ProjectId(f.project)).await.unwrap();
+    let mut p = projects::get(&mut c, f.project).await.unwrap();
     p.status = ProjectStatus::Active;
     projects::update(&mut c, &p, T0).await.unwrap();
     context::touch(&mut c, "other-item-1", T0).await.unwrap();
-    let other_items_changed = context::list_for_project(&mut c, ProjectId(other)).await.unwrap();
+    let other_items_changed = context::list_for_project(&mut c, other).await.unwrap();
     drop(c);
 
     let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
-    let r = f.cm.restore(ProjectId(f.project), cp.id, what, RestoreMode::Apply).await.unwrap();
+    let r = f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!((r.items_restored, r.state_restored), (5, true));
     let mut c = f.db.conn().await.unwrap();
-    assert_eq!(context::list_for_project(&mut c, ProjectId(f.project)).await.unwrap(), items_before);
-    assert_eq!(tasks::list(&mut c, ProjectId(f.project)).await.unwrap(), tasks_before);
-    assert_eq!(projects::get(&mut c, ProjectId(f.project)).await.unwrap().status, ProjectStatus::Init);
+    assert_eq!(context::list_for_project(&mut c, f.project).await.unwrap(), items_before);
+    assert_eq!(tasks::list(&mut c, f.project).await.unwrap(), tasks_before);
+    assert_eq!(projects::get(&mut c, f.project).await.unwrap().status, ProjectStatus::Init);
     assert_ne!(other_items, other_items_changed);
     assert_eq!(
-        context::list_for_project(&mut c, ProjectId(other)).await.unwrap(),
+        context::list_for_project(&mut c, other).await.unwrap(),
         other_items_changed,
         "other project untouched"
     );
-    assert_eq!(projects::get(&mut c, ProjectId(other)).await.unwrap(), other_project);
+    assert_eq!(projects::get(&mut c, other).await.unwrap(), other_project);
 }
 
 #[tokio::test]
@@ -605,7 +584,7 @@ async fn restore_refuses_to_write_through_a_symlinked_directory() {
     std::fs::remove_dir_all(f.root.join("dir")).unwrap();
     std::os::unix::fs::symlink(&outside, f.root.join("dir")).unwrap();
     write(&f.root, "a.txt", b"edited and must stay edited");
-    let e = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
     assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{e}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
     assert_eq!(
@@ -613,8 +592,7 @@ async fn restore_refuses_to_write_through_a_symlinked_directory() {
         b"edited and must stay edited",
         "nothing written at all"
     );
-    let items =
-        context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(f.project)).await.unwrap();
+    let items = context::list_for_project(&mut f.db.conn().await.unwrap(), f.project).await.unwrap();
     assert_eq!(items.len(), 5);
 }
 
@@ -689,11 +667,11 @@ async fn forged_trees_with_dot_dot_absolute_or_duplicate_paths_are_refused_with_
     for (label, files_tree) in cases {
         let commit = forge(&f.root, cp.id.into(), files_tree);
         checkpoints::set_commit(&mut f.db.conn().await.unwrap(), cp.id, &commit).await.unwrap();
-        let e = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+        let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
         assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{label}: {e}");
         assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"alpha\n", "{label}: nothing written");
         assert!(!f.root.parent().unwrap().join("x").exists(), "{label}");
-        let e = f.cm.diff(ProjectId(f.project), cp.id, false).await.unwrap_err();
+        let e = f.cm.diff(f.project, cp.id, false).await.unwrap_err();
         assert!(matches!(e, CheckpointError::UnsafePath { .. }), "{label}");
     }
 }
@@ -728,8 +706,8 @@ fn object_file(root: &Path, oid: &str) -> PathBuf {
 async fn rows(f: &Fx) -> (codeframe_models::Project, Vec<ContextItem>) {
     let mut c = f.db.conn().await.unwrap();
     (
-        projects::get(&mut c, ProjectId(f.project)).await.unwrap(),
-        context::list_for_project(&mut c, ProjectId(f.project)).await.unwrap(),
+        projects::get(&mut c, f.project).await.unwrap(),
+        context::list_for_project(&mut c, f.project).await.unwrap(),
     )
 }
 
@@ -744,11 +722,11 @@ async fn an_edited_object_is_refused_by_restore_and_reported_by_verify() {
     std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
     write(&f.root, "a.txt", b"changed since\n");
     let before = rows(&f).await;
-    let e = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"changed since\n", "no file written");
     assert_eq!(rows(&f).await, before, "no row written");
-    let report = f.cm.verify(ProjectId(f.project), cp.id).await.unwrap();
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
     assert!(!report.ok());
     assert!(
         report.problems.iter().any(|p| p.contains("corrupt") && p.contains("files/a.txt")),
@@ -770,12 +748,12 @@ async fn a_truncated_object_fails_verify_and_resume_reads() {
     perms.set_mode(0o644);
     std::fs::set_permissions(&path, perms).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let report = f.cm.verify(ProjectId(f.project), cp.id).await.unwrap();
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
     assert!(!report.ok(), "a truncated object is a problem, not only a missing one");
     assert!(report.problems.iter().any(|p| p.contains(chunk.trim())), "{:?}", report.problems);
     let before = rows(&f).await;
     let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
-    assert!(f.cm.restore(ProjectId(f.project), cp.id, what, RestoreMode::Apply).await.is_err());
+    assert!(f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.is_err());
     assert_eq!(rows(&f).await, before);
 }
 
@@ -809,10 +787,10 @@ async fn a_damaged_pack_fails_verify_and_restore_changes_nothing() {
         bytes[i] ^= 0x5a;
     }
     std::fs::write(&pack, &bytes).unwrap();
-    let report = f.cm.verify(ProjectId(f.project), cp.id).await.unwrap();
+    let report = f.cm.verify(f.project, cp.id).await.unwrap();
     assert!(!report.ok(), "a damaged pack is a problem");
     let before = rows(&f).await;
-    assert!(f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.is_err());
+    assert!(f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.is_err());
     assert_eq!(rows(&f).await, before, "no row written");
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"changed since\n", "no file written");
 }
@@ -868,22 +846,20 @@ async fn a_snapshot_holding_another_projects_rows_is_refused_and_changes_nothing
     // A change since the checkpoint, so that resume's read takes in the forged chunk.
     context::touch(&mut f.db.conn().await.unwrap(), "p-item-0", T0 + time::Duration::hours(1)).await.unwrap();
     let before = rows(&f).await;
-    let other_before =
-        context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(other)).await.unwrap();
+    let other_before = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
     let what = RestoreWhat { files: false, state: true, context: true, keep_new_items: false };
-    let e = f.cm.restore(ProjectId(f.project), cp.id, what, RestoreMode::Apply).await.unwrap_err();
+    let e = f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap_err();
     assert!(matches!(e, CheckpointError::Unreadable { .. }), "{e}");
     assert!(e.to_string().contains(&format!("project {other}")), "{e}");
     let mut tx = f.db.begin().await.unwrap();
     let resume_like = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
     assert!(
-        f.cm.restore_rows(&mut tx, ProjectId(f.project), cp.id, resume_like).await.is_err(),
+        f.cm.restore_rows(&mut tx, f.project, cp.id, resume_like).await.is_err(),
         "resume's read refuses too"
     );
     drop(tx);
     assert_eq!(rows(&f).await, before, "nothing changed in the project");
-    let other_after =
-        context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(other)).await.unwrap();
+    let other_after = context::list_for_project(&mut f.db.conn().await.unwrap(), other).await.unwrap();
     assert_eq!(other_after, other_before, "nothing injected into the other project");
 }
 
@@ -919,7 +895,7 @@ async fn a_directory_swapped_for_a_symlink_during_restore_never_redirects_a_writ
     };
     let (mut restored, mut refused) = (0, 0);
     for _ in 0..1000 {
-        match f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await {
+        match f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await {
             Ok(_) => restored += 1,
             Err(_) => refused += 1,
         }
@@ -963,7 +939,7 @@ async fn links_and_fifos_swapped_in_during_snapshots_are_never_read_through_nor_
     for n in 0..150 {
         let taken = tokio::time::timeout(std::time::Duration::from_secs(30), async {
             if n % 3 == 0 {
-                f.cm.diff(ProjectId(f.project), CheckpointId(0), true).await.ok(); // (no such checkpoint: only the walk matters)
+                f.cm.diff(f.project, CheckpointId(0), true).await.ok(); // (no such checkpoint: only the walk matters)
             }
             create(&f, &format!("snap {n}")).await
         })
@@ -976,7 +952,7 @@ async fn links_and_fifos_swapped_in_during_snapshots_are_never_read_through_nor_
     let all = store_git(&f.root, &["cat-file", "--batch-all-objects", "--batch"]);
     assert!(!all.contains("PRIVATE KEY"), "an outside file was read into the store");
     // And the pipe never turned into content other than the plain file's.
-    for cp in f.cm.list(ProjectId(f.project)).await.unwrap() {
+    for cp in f.cm.list(f.project).await.unwrap() {
         let spec = format!("{}:files/pipe", checkpoint_ref(cp.id));
         let content = Command::new("git")
             .args(["--git-dir", ".codeframe/snapshots.git", "cat-file", "-p", &spec])
@@ -1001,7 +977,7 @@ async fn restore_keeps_permission_bits_and_takes_names_of_the_full_length() {
     let cp = create(&f, "base").await;
     std::fs::write(f.root.join("private.key"), "changed\n").unwrap();
     std::fs::remove_file(f.root.join("dir").join(&long)).unwrap();
-    f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(std::fs::read(f.root.join("private.key")).unwrap(), b"mine\n");
     let mode = std::fs::metadata(f.root.join("private.key")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "0600 stays 0600");
@@ -1020,22 +996,19 @@ async fn files_over_the_size_limit_are_left_out_and_listed() {
     write(&f.root, "big.bin", &vec![7u8; 4096]);
     let id = cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = cm.create(&mut tx, ProjectId(f.project), id, spec("with a big file")).await.unwrap();
+    let cp = cm.create(&mut tx, f.project, id, spec("with a big file")).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(cp.metadata.skipped_files.len(), 1);
     assert_eq!(
         (cp.metadata.skipped_files[0].path.as_str(), cp.metadata.skipped_files[0].size),
         ("big.bin", 4096)
     );
-    assert_eq!(
-        cm.get(ProjectId(f.project), cp.id).await.unwrap().metadata.skipped_files,
-        cp.metadata.skipped_files
-    );
+    assert_eq!(cm.get(f.project, cp.id).await.unwrap().metadata.skipped_files, cp.metadata.skipped_files);
     let tree = store_git(&f.root, &["ls-tree", "-r", "--name-only", &checkpoint_ref(cp.id)]);
     assert!(!tree.contains("big.bin") && tree.contains("files/a.txt"), "{tree}");
     // Left out on both sides, it is neither reported as added nor removed by a restore.
-    assert!(cm.diff(ProjectId(f.project), cp.id, false).await.unwrap().files.is_empty());
-    cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert!(cm.diff(f.project, cp.id, false).await.unwrap().files.is_empty());
+    cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(std::fs::metadata(f.root.join("big.bin")).unwrap().len(), 4096, "kept");
 }
 
@@ -1046,7 +1019,7 @@ async fn add_items(f: &Fx, prefix: &str, n: usize) {
     let items: Vec<ContextItem> = (0..n)
         .map(|k| ContextItem {
             id: format!("{prefix}{k:05}"),
-            project_id: ProjectId(f.project),
+            project_id: f.project,
             agent_id: "p-agent".into(),
             item_type: ItemType::Code,
             content: format!("item {k} of {prefix}"),
@@ -1090,8 +1063,8 @@ fn commit_of(cp: &codeframe_models::Checkpoint) -> String {
 /// A snapshot made with no earlier checkpoint to build on (every earlier one deleted): what a
 /// full read of the context writes.
 async fn full_snapshot(f: &Fx) -> codeframe_models::Checkpoint {
-    for c in f.cm.list(ProjectId(f.project)).await.unwrap() {
-        f.cm.delete(ProjectId(f.project), c.id).await.unwrap();
+    for c in f.cm.list(f.project).await.unwrap() {
+        f.cm.delete(f.project, c.id).await.unwrap();
     }
     create(f, "full").await
 }
@@ -1120,7 +1093,7 @@ async fn an_incremental_snapshot_rewrites_only_the_changed_chunk_and_holds_what_
 
     let full = full_snapshot(&f).await;
     assert_eq!(snapshot_lines(&f.root, &commit_of(&second)), snapshot_lines(&f.root, &commit_of(&full)));
-    assert!(f.cm.verify(ProjectId(f.project), full.id).await.unwrap().ok());
+    assert!(f.cm.verify(f.project, full.id).await.unwrap().ok());
 }
 
 #[tokio::test]
@@ -1131,7 +1104,7 @@ async fn items_deleted_since_the_last_checkpoint_make_the_next_snapshot_full() {
     create(&f, "many items").await;
     // Restoring the older context deletes the 2,500 items the newer snapshot holds.
     let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
-    f.cm.restore(ProjectId(f.project), small.id, what, RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, small.id, what, RestoreMode::Apply).await.unwrap();
 
     let after = create(&f, "after restore").await;
     assert_eq!(after.metadata.context_items_count, 5);
@@ -1172,11 +1145,11 @@ async fn a_base_with_a_missing_chunk_makes_the_next_snapshot_full() {
         .unwrap();
 
     let second = create(&f, "second").await;
-    let report = f.cm.verify(ProjectId(f.project), second.id).await.unwrap();
+    let report = f.cm.verify(f.project, second.id).await.unwrap();
     assert!(report.ok(), "the new snapshot names no lost object: {:?}", report.problems);
     assert_eq!(snapshot_lines(&f.root, &commit_of(&second)).len(), 2_505);
     // Content-addressed: the rewritten chunk is the lost blob, so the base is whole again.
-    assert!(f.cm.verify(ProjectId(f.project), first.id).await.unwrap().ok());
+    assert!(f.cm.verify(f.project, first.id).await.unwrap().ok());
 }
 
 #[tokio::test]
@@ -1195,14 +1168,14 @@ async fn an_incremental_snapshot_restores_exactly() {
     context::touch(&mut c, "bulk-02222", T0 + time::Duration::hours(3)).await.unwrap();
     drop(c);
     let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
-    f.cm.restore(ProjectId(f.project), cp.id, what, RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!(rows(&f).await.1, at_checkpoint.1);
 }
 
 async fn restore_context_keeping_new(f: &Fx, id: i64) -> usize {
     let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: true };
     let mut tx = f.db.begin().await.unwrap();
-    let n = f.cm.restore_rows(&mut tx, ProjectId(f.project), CheckpointId(id), what).await.unwrap();
+    let n = f.cm.restore_rows(&mut tx, f.project, CheckpointId(id), what).await.unwrap();
     tx.commit().await.unwrap();
     n
 }
@@ -1238,7 +1211,7 @@ async fn restoring_context_after_a_deletion_reads_the_whole_snapshot() {
     let cp = create(&f, "five").await;
     let at_checkpoint = rows(&f).await.1;
     let mut c = f.db.conn().await.unwrap();
-    context::replace_for_project(&mut c, ProjectId(f.project), &at_checkpoint[..2]).await.unwrap();
+    context::replace_for_project(&mut c, f.project, &at_checkpoint[..2]).await.unwrap();
     drop(c);
     assert_eq!(restore_context_keeping_new(&f, cp.id.into()).await, 5);
     assert_eq!(rows(&f).await.1, at_checkpoint, "deleted items are back");
@@ -1250,13 +1223,13 @@ async fn with_full_durability_snapshots_restores_and_refs_work_the_same() {
     let cm = GitCheckpointManager::new(f.db.clone()).with_durability(codeframe_checkpoint::Durability::Full);
     let id = cm.reserve_id().await.unwrap();
     let mut tx = f.db.begin().await.unwrap();
-    let cp = cm.create(&mut tx, ProjectId(f.project), id, spec("durable")).await.unwrap();
+    let cp = cm.create(&mut tx, f.project, id, spec("durable")).await.unwrap();
     tx.commit().await.unwrap();
-    assert!(cm.verify(ProjectId(f.project), cp.id).await.unwrap().ok());
+    assert!(cm.verify(f.project, cp.id).await.unwrap().ok());
     store_git(&f.root, &["fsck", "--strict"]);
     write(&f.root, "a.txt", b"changed\n");
     let what = RestoreWhat { files: true, state: false, context: false, keep_new_items: false };
-    let r = cm.restore(ProjectId(f.project), cp.id, what, RestoreMode::Apply).await.unwrap();
+    let r = cm.restore(f.project, cp.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!(r.files_written, 1);
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"alpha\n");
 }
@@ -1288,7 +1261,7 @@ async fn a_restore_that_fails_on_its_last_file_leaves_every_file_as_before() {
     let forged = store_git(&f.root, &["hash-object", "-w", "--stdin"]);
     std::fs::copy(object_file(&f.root, forged.trim()), object_file(&f.root, blob.trim())).unwrap();
     let (before_tree, before_rows) = (tree_files(&f.root), rows(&f).await);
-    let e = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
     assert_eq!(tree_files(&f.root), before_tree, "every file as before");
     assert_eq!(rows(&f).await, before_rows, "every row as before");
@@ -1298,20 +1271,20 @@ async fn a_restore_that_fails_on_its_last_file_leaves_every_file_as_before() {
 #[tokio::test]
 async fn a_restore_is_swapped_in_whole_and_leaves_nothing_behind() {
     let (f, cp) = diverged().await;
-    let r = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!((r.files_written, r.files_removed), (2, 1));
     assert_eq!(tree_files(&f.root), checkpoint_tree());
     assert!(!f.root.join("new").exists(), "the directory its removal emptied is gone");
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
     let mut c = f.db.conn().await.unwrap();
     assert_eq!(
-        file_restores::list(&mut c, ProjectId(f.project)).await.unwrap(),
+        file_restores::list(&mut c, f.project).await.unwrap(),
         Vec::<String>::new(),
         "marker forgotten"
     );
     drop(c);
     // Nothing to restore: no journal at all.
-    let r = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    let r = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!((r.files_written, r.files_removed), (0, 0));
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
 }
@@ -1321,17 +1294,13 @@ async fn a_restore_is_swapped_in_whole_and_leaves_nothing_behind() {
 async fn restore_and_die(f: &Fx, cp: i64, commit: bool) {
     let dying = GitCheckpointManager::new(f.db.clone());
     let mut tx = f.db.begin().await.unwrap();
-    let restored = dying.restore_files(&mut tx, ProjectId(f.project), CheckpointId(cp)).await.unwrap();
+    let restored = dying.restore_files(&mut tx, f.project, CheckpointId(cp)).await.unwrap();
     assert_eq!((restored.written, restored.removed), (2, 1));
     assert_eq!(tree_files(&f.root), checkpoint_tree(), "swapped in before the transaction is decided");
     if commit {
         tx.commit().await.unwrap();
         let mut c = f.db.conn().await.unwrap();
-        assert_eq!(
-            file_restores::list(&mut c, ProjectId(f.project)).await.unwrap().len(),
-            1,
-            "marker committed"
-        );
+        assert_eq!(file_restores::list(&mut c, f.project).await.unwrap().len(), 1, "marker committed");
     } else {
         tx.rollback().await.unwrap();
     }
@@ -1344,28 +1313,28 @@ async fn a_restore_whose_transaction_rolled_back_is_undone_by_the_next_open() {
     let (f, cp) = diverged().await;
     let before = tree_files(&f.root);
     restore_and_die(&f, cp.id.into(), false).await;
-    let report = f.cm.reconcile(ProjectId(f.project)).await.unwrap();
+    let report = f.cm.reconcile(f.project).await.unwrap();
     let settled = report.interrupted_restore.expect("an interrupted restore was settled");
     assert!(!settled.committed);
     assert_eq!(settled.files, 3);
     assert_eq!(tree_files(&f.root), before, "every file put back");
     assert!(!f.root.join("dir").exists(), "the directory made for dir/b.txt is gone again");
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
-    assert_eq!(f.cm.reconcile(ProjectId(f.project)).await.unwrap().interrupted_restore, None, "settled once");
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None, "settled once");
 }
 
 #[tokio::test]
 async fn a_restore_whose_transaction_committed_is_completed_by_the_next_open() {
     let (f, cp) = diverged().await;
     restore_and_die(&f, cp.id.into(), true).await;
-    let settled = f.cm.reconcile(ProjectId(f.project)).await.unwrap().interrupted_restore.unwrap();
+    let settled = f.cm.reconcile(f.project).await.unwrap().interrupted_restore.unwrap();
     assert!(settled.committed);
     assert_eq!(tree_files(&f.root), checkpoint_tree());
     assert!(!f.root.join("new").exists());
     assert_eq!(restore_leftovers(&f.root), Vec::<String>::new());
     let mut c = f.db.conn().await.unwrap();
     assert_eq!(
-        file_restores::list(&mut c, ProjectId(f.project)).await.unwrap(),
+        file_restores::list(&mut c, f.project).await.unwrap(),
         Vec::<String>::new(),
         "its marker is forgotten once the journal is gone"
     );
@@ -1376,19 +1345,19 @@ async fn a_restore_is_refused_while_another_process_holds_an_unsettled_one() {
     let (f, cp) = diverged().await;
     let other = GitCheckpointManager::new(f.db.clone());
     let mut tx = f.db.begin().await.unwrap();
-    other.restore_files(&mut tx, ProjectId(f.project), cp.id).await.unwrap();
+    other.restore_files(&mut tx, f.project, cp.id).await.unwrap();
     tx.commit().await.unwrap();
     // The other manager (process) still holds the restore lock: a restore now is refused, and
     // opening the project leaves its journal alone.
     write(&f.root, "a.txt", b"edited again\n");
-    let e = f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
-    assert!(matches!(e, CheckpointError::RestoreInProgress(p) if p == ProjectId(f.project)), "{e}");
-    assert_eq!(f.cm.reconcile(ProjectId(f.project)).await.unwrap().interrupted_restore, None);
+    let e = f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::RestoreInProgress(p) if p == f.project), "{e}");
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None);
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"edited again\n");
-    let settled = other.settle_files(ProjectId(f.project)).await.unwrap().unwrap();
+    let settled = other.settle_files(f.project).await.unwrap().unwrap();
     assert!(settled.committed);
-    assert_eq!(other.settle_files(ProjectId(f.project)).await.unwrap(), None, "nothing left to settle");
-    f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(other.settle_files(f.project).await.unwrap(), None, "nothing left to settle");
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(tree_files(&f.root), checkpoint_tree());
 }
 
@@ -1399,10 +1368,10 @@ async fn staging_folders_of_a_process_that_died_while_staging_are_removed() {
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("new-0"), b"half staged").unwrap();
     let before = tree_files(&f.root);
-    assert_eq!(f.cm.reconcile(ProjectId(f.project)).await.unwrap().interrupted_restore, None);
+    assert_eq!(f.cm.reconcile(f.project).await.unwrap().interrupted_restore, None);
     assert!(!stale.exists(), "the staging folder is gone");
     assert_eq!(tree_files(&f.root), before, "the tree is untouched");
-    f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(tree_files(&f.root), checkpoint_tree());
 }
 
@@ -1437,10 +1406,10 @@ async fn gc_removes_what_only_deleted_checkpoints_used_and_keeps_everything_else
     let doomed: Vec<String> = cps[..3].iter().map(|c| blob_of(&f.root, c.id.into(), "a.txt")).collect();
     let kept_blob = blob_of(&f.root, cps[4].id.into(), "a.txt");
     for cp in &cps[..3] {
-        f.cm.delete(ProjectId(f.project), cp.id).await.unwrap();
+        f.cm.delete(f.project, cp.id).await.unwrap();
     }
     assert!(doomed.iter().all(|b| store_has(&f.root, b)), "deleting a checkpoint removes no object");
-    let report = f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap().unwrap();
+    let report = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
     assert_eq!(report.checkpoints_kept, 2);
     assert_eq!((report.packs_before, report.packs_after), (5, 1));
     assert!(report.objects_kept < report.objects_before, "{report:?}");
@@ -1450,11 +1419,7 @@ async fn gc_removes_what_only_deleted_checkpoints_used_and_keeps_everything_else
     }
     assert!(store_has(&f.root, &kept_blob));
     for cp in &cps[3..] {
-        assert!(
-            f.cm.verify(ProjectId(f.project), cp.id).await.unwrap().ok(),
-            "checkpoint {} verifies",
-            cp.id
-        );
+        assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok(), "checkpoint {} verifies", cp.id);
     }
     let fsck = Command::new("git")
         .args(["--git-dir", ".codeframe/snapshots.git", "fsck", "--full", "--strict", "--no-dangling"])
@@ -1463,16 +1428,16 @@ async fn gc_removes_what_only_deleted_checkpoints_used_and_keeps_everything_else
         .unwrap();
     assert!(fsck.status.success() && fsck.stdout.is_empty(), "{}", String::from_utf8_lossy(&fsck.stderr));
     // A kept checkpoint still restores exactly, and a second collection changes nothing.
-    f.cm.restore(ProjectId(f.project), cps[3].id, all(true), RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, cps[3].id, all(true), RestoreMode::Apply).await.unwrap();
     assert_eq!(std::fs::read(f.root.join("a.txt")).unwrap(), b"version 3\n");
     assert_eq!(std::fs::read(f.root.join("only-in-3.bin")).unwrap(), vec![3u8; 4096]);
-    let again = f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap().unwrap();
+    let again = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
     assert_eq!(
         (again.objects_before, again.objects_kept, again.packs_after),
         (report.objects_kept, report.objects_kept, 1)
     );
     assert!(
-        f.cm.verify(ProjectId(f.project), cps[4].id).await.unwrap().ok(),
+        f.cm.verify(f.project, cps[4].id).await.unwrap().ok(),
         "the pack named like its predecessor survives"
     );
 }
@@ -1482,20 +1447,16 @@ async fn gc_keeps_large_loose_blobs_and_waits_for_the_pack_threshold() {
     let f = fx_plain().await;
     write(&f.root, "big.bin", &vec![7u8; (1 << 20) + 10]);
     let first = create(&f, "big").await;
-    assert_eq!(
-        f.cm.collect_garbage(ProjectId(f.project), 2).await.unwrap(),
-        None,
-        "one pack: below the threshold"
-    );
+    assert_eq!(f.cm.collect_garbage(f.project, 2).await.unwrap(), None, "one pack: below the threshold");
     std::fs::remove_file(f.root.join("big.bin")).unwrap();
     let second = create(&f, "small").await;
-    let report = f.cm.collect_garbage(ProjectId(f.project), 2).await.unwrap().unwrap();
+    let report = f.cm.collect_garbage(f.project, 2).await.unwrap().unwrap();
     assert_eq!(report.loose_removed, 0, "the large blob is still needed and stays loose");
-    assert!(f.cm.verify(ProjectId(f.project), first.id).await.unwrap().ok());
-    f.cm.delete(ProjectId(f.project), first.id).await.unwrap();
-    let report = f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap().unwrap();
+    assert!(f.cm.verify(f.project, first.id).await.unwrap().ok());
+    f.cm.delete(f.project, first.id).await.unwrap();
+    let report = f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
     assert_eq!(report.loose_removed, 1, "the large blob no one needs is removed");
-    assert!(f.cm.verify(ProjectId(f.project), second.id).await.unwrap().ok());
+    assert!(f.cm.verify(f.project, second.id).await.unwrap().ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1505,24 +1466,24 @@ async fn gc_refuses_while_a_checkpoint_is_being_written_and_never_removes_what_i
     let old = create(&f, "old").await;
     write(&f.root, "a.txt", b"new content\n");
     let _newer = create(&f, "newer").await;
-    f.cm.delete(ProjectId(f.project), old.id).await.unwrap();
+    f.cm.delete(f.project, old.id).await.unwrap();
     // The file goes back to what only the deleted checkpoint had: the next snapshot reuses
     // that blob, which no ref reaches now.
     write(&f.root, "a.txt", b"old content\n");
     let id = f.cm.reserve_id().await.unwrap();
     let mut read = f.db.read().await.unwrap();
-    let draft = f.cm.draft(&mut read, ProjectId(f.project), id, spec("reusing"), &[]).await.unwrap();
+    let draft = f.cm.draft(&mut read, f.project, id, spec("reusing"), &[]).await.unwrap();
     drop(read);
     let written = f.cm.write_objects(draft).await.unwrap();
-    let e = f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap_err();
-    assert!(matches!(e, CheckpointError::StoreBusy(p) if p == ProjectId(f.project)), "{e}");
+    let e = f.cm.collect_garbage(f.project, 0).await.unwrap_err();
+    assert!(matches!(e, CheckpointError::StoreBusy(p) if p == f.project), "{e}");
     let mut tx = f.db.begin().await.unwrap();
     f.cm.record(&mut tx, &written).await.unwrap();
     tx.commit().await.unwrap();
     f.cm.publish(&written).await.unwrap();
     drop(written);
-    f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap().unwrap();
-    assert!(f.cm.verify(ProjectId(f.project), id).await.unwrap().ok(), "the reused blob survived");
+    f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
+    assert!(f.cm.verify(f.project, id).await.unwrap().ok(), "the reused blob survived");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1534,7 +1495,7 @@ async fn gc_running_over_and_over_while_checkpoints_come_and_go_loses_nothing() 
         tokio::spawn(async move {
             let (mut ran, mut busy) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match cm.collect_garbage(ProjectId(project), 0).await {
+                match cm.collect_garbage(project, 0).await {
                     Ok(_) => ran += 1,
                     Err(CheckpointError::StoreBusy(_)) => busy += 1,
                     Err(e) => panic!("{e}"),
@@ -1551,8 +1512,7 @@ async fn gc_running_over_and_over_while_checkpoints_come_and_go_loses_nothing() 
         write(&f.root, "a.txt", format!("version {}\n", n % 3).as_bytes());
         let id = f.cm.reserve_id().await.unwrap();
         let mut read = f.db.read().await.unwrap();
-        let draft =
-            f.cm.draft(&mut read, ProjectId(f.project), id, spec(&format!("c{n}")), &[]).await.unwrap();
+        let draft = f.cm.draft(&mut read, f.project, id, spec(&format!("c{n}")), &[]).await.unwrap();
         drop(read);
         let written = f.cm.write_objects(draft).await.unwrap();
         let mut tx = f.db.begin().await.unwrap();
@@ -1562,24 +1522,18 @@ async fn gc_running_over_and_over_while_checkpoints_come_and_go_loses_nothing() 
         drop(written);
         live.push(id.into());
         if live.len() > 2 {
-            f.cm.delete(ProjectId(f.project), CheckpointId(live.remove(0))).await.unwrap();
+            f.cm.delete(f.project, CheckpointId(live.remove(0))).await.unwrap();
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ran, _busy) = collector.await.unwrap();
     assert!(ran > 0, "collections ran between the checkpoints");
     for id in &live {
-        assert!(
-            f.cm.verify(ProjectId(f.project), CheckpointId(*id)).await.unwrap().ok(),
-            "checkpoint {id} verifies"
-        );
+        assert!(f.cm.verify(f.project, CheckpointId(*id)).await.unwrap().ok(), "checkpoint {id} verifies");
     }
-    f.cm.collect_garbage(ProjectId(f.project), 0).await.unwrap().unwrap();
+    f.cm.collect_garbage(f.project, 0).await.unwrap().unwrap();
     for id in &live {
-        assert!(
-            f.cm.verify(ProjectId(f.project), CheckpointId(*id)).await.unwrap().ok(),
-            "checkpoint {id} verifies"
-        );
+        assert!(f.cm.verify(f.project, CheckpointId(*id)).await.unwrap().ok(), "checkpoint {id} verifies");
     }
     let fsck = Command::new("git")
         .args(["--git-dir", ".codeframe/snapshots.git", "fsck", "--full", "--strict"])
@@ -1596,18 +1550,18 @@ async fn a_checkpoint_of_an_empty_directory_diffs_and_restores() {
     std::fs::create_dir_all(&root).unwrap();
     let f = fx_at(tmp, root).await;
     let cp = create(&f, "nothing yet").await;
-    assert!(f.cm.verify(ProjectId(f.project), cp.id).await.unwrap().ok());
-    assert!(f.cm.diff(ProjectId(f.project), cp.id, false).await.unwrap().paths().is_empty());
+    assert!(f.cm.verify(f.project, cp.id).await.unwrap().ok());
+    assert!(f.cm.diff(f.project, cp.id, false).await.unwrap().paths().is_empty());
     write(&f.root, "new.txt", b"made after\n");
-    assert_eq!(f.cm.diff(ProjectId(f.project), cp.id, false).await.unwrap().paths(), ["new.txt"]);
-    f.cm.restore(ProjectId(f.project), cp.id, all(true), RestoreMode::Apply).await.unwrap();
+    assert_eq!(f.cm.diff(f.project, cp.id, false).await.unwrap().paths(), ["new.txt"]);
+    f.cm.restore(f.project, cp.id, all(true), RestoreMode::Apply).await.unwrap();
     assert!(!f.root.join("new.txt").exists(), "restoring the empty checkpoint removes the file made since");
 }
 
 #[tokio::test]
 async fn items_added_after_a_checkpoint_that_had_none_are_in_the_next_one() {
     let f = fx_plain().await;
-    context::replace_for_project(&mut f.db.conn().await.unwrap(), ProjectId(f.project), &[]).await.unwrap();
+    context::replace_for_project(&mut f.db.conn().await.unwrap(), f.project, &[]).await.unwrap();
     let empty = create(&f, "no context yet").await;
     assert_eq!(empty.metadata.context_items_count, 0);
     // Items written after a base that had no chunk at all.
@@ -1616,14 +1570,14 @@ async fn items_added_after_a_checkpoint_that_had_none_are_in_the_next_one() {
     assert_eq!(next.metadata.context_items_count, 12, "the snapshot holds every item");
     let before = rows(&f).await.1;
     let what = RestoreWhat { files: false, state: false, context: true, keep_new_items: false };
-    f.cm.restore(ProjectId(f.project), next.id, what, RestoreMode::Apply).await.unwrap();
+    f.cm.restore(f.project, next.id, what, RestoreMode::Apply).await.unwrap();
     assert_eq!(rows(&f).await.1, before, "restoring it keeps every item");
 }
 
 #[tokio::test]
 async fn context_written_after_a_checkpoint_that_had_none_is_kept_by_a_resume() {
     let f = fx_plain().await;
-    context::replace_for_project(&mut f.db.conn().await.unwrap(), ProjectId(f.project), &[]).await.unwrap();
+    context::replace_for_project(&mut f.db.conn().await.unwrap(), f.project, &[]).await.unwrap();
     let empty = create(&f, "paused with no context").await;
     add_items(&f, "w", 3).await; // written while paused (under permits)
     let before = rows(&f).await.1;

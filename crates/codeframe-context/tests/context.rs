@@ -20,7 +20,7 @@ struct Fixture {
     db: Db,
     clock: ManualClock,
     cm: Arc<dyn ContextManager>,
-    project: i64,
+    project: ProjectId,
 }
 
 async fn fixture_with(config: ContextConfig) -> Fixture {
@@ -37,7 +37,7 @@ async fn fixture() -> Fixture {
     fixture_with(ContextConfig::default()).await
 }
 
-async fn add_project(db: &Db, name: &str, agent_ids: &[&str]) -> i64 {
+async fn add_project(db: &Db, name: &str, agent_ids: &[&str]) -> ProjectId {
     let mut tx = db.begin().await.unwrap();
     let p = projects::insert(
         &mut tx,
@@ -58,7 +58,7 @@ async fn add_project(db: &Db, name: &str, agent_ids: &[&str]) -> i64 {
         agents::assign(&mut tx, p.id, a, "worker", T0).await.unwrap();
     }
     tx.commit().await.unwrap();
-    p.id.into()
+    p.id
 }
 
 fn new_item(agent: &str, item_type: ItemType, content: &str) -> NewContextItem {
@@ -84,11 +84,11 @@ async fn add_tiers(f: &Fixture, agent: &str, hot: usize, warm: usize, cold: usiz
         created_at: Some(T0 - Duration::days(10)),
         ..new_item(agent, ItemType::Code, &format!("fn cold_{n}() {{ /* old */ }}"))
     }));
-    f.cm.add_items(ProjectId(f.project), items).await.unwrap();
+    f.cm.add_items(f.project, items).await.unwrap();
 }
 
-async fn all_items(f: &Fixture, project: i64) -> Vec<codeframe_models::ContextItem> {
-    context::list_for_project(&mut f.db.conn().await.unwrap(), ProjectId(project)).await.unwrap()
+async fn all_items(f: &Fixture, project: ProjectId) -> Vec<codeframe_models::ContextItem> {
+    context::list_for_project(&mut f.db.conn().await.unwrap(), project).await.unwrap()
 }
 
 // ---------------------------------------------------------------- tokens
@@ -145,7 +145,7 @@ fn the_tokenizer_is_loaded_once_per_process() {
 async fn add_item_stores_token_count_score_and_tier() {
     let f = fixture().await;
     let item =
-        f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Code, "fn main() { println!(\"hi\"); }"))
+        f.cm.add_item(f.project, new_item("a", ItemType::Code, "fn main() { println!(\"hi\"); }"))
             .await
             .unwrap();
     assert_eq!(item.token_count, tokens::count("fn main() { println!(\"hi\"); }").unwrap());
@@ -159,11 +159,10 @@ async fn add_item_stores_token_count_score_and_tier() {
 #[tokio::test]
 async fn a_fresh_task_scores_exactly_0_8_and_is_hot_through_the_whole_path() {
     let f = fixture().await;
-    let item =
-        f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Task, "do the thing")).await.unwrap();
+    let item = f.cm.add_item(f.project, new_item("a", ItemType::Task, "do the thing")).await.unwrap();
     assert_eq!(item.importance_score, 0.8);
     assert_eq!(item.tier, Tier::Hot);
-    f.cm.update_tiers(ProjectId(f.project), None).await.unwrap();
+    f.cm.update_tiers(f.project, None).await.unwrap();
     let stored = f.cm.get(&item.id).await.unwrap();
     assert_eq!((stored.importance_score, stored.tier), (0.8, Tier::Hot));
 }
@@ -171,21 +170,20 @@ async fn a_fresh_task_scores_exactly_0_8_and_is_hot_through_the_whole_path() {
 #[tokio::test]
 async fn an_ancient_task_scores_exactly_0_4_and_is_warm_through_the_whole_path() {
     let f = fixture().await;
-    let item = f.cm.add_item(ProjectId(f.project), aged("a", ItemType::Task, 3650)).await.unwrap();
+    let item = f.cm.add_item(f.project, aged("a", ItemType::Task, 3650)).await.unwrap();
     assert_eq!(item.importance_score, 0.4);
     assert_eq!(item.tier, Tier::Warm);
-    f.cm.update_tiers(ProjectId(f.project), Some("a")).await.unwrap();
+    f.cm.update_tiers(f.project, Some("a")).await.unwrap();
     assert_eq!(f.cm.get(&item.id).await.unwrap().tier, Tier::Warm);
 }
 
 #[tokio::test]
 async fn ageing_moves_items_down_the_tiers_as_the_clock_advances() {
     let f = fixture().await;
-    let code =
-        f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Code, "let x = 1;")).await.unwrap();
+    let code = f.cm.add_item(f.project, new_item("a", ItemType::Code, "let x = 1;")).await.unwrap();
     let task =
         f.cm.add_item(
-            ProjectId(f.project),
+            f.project,
             NewContextItem { access_count: Some(5), ..new_item("a", ItemType::Task, "task") },
         )
         .await
@@ -193,12 +191,12 @@ async fn ageing_moves_items_down_the_tiers_as_the_clock_advances() {
     assert_eq!((code.tier, task.tier), (Tier::Warm, Tier::Hot));
 
     f.clock.advance(Duration::days(1));
-    assert_eq!(f.cm.update_tiers(ProjectId(f.project), Some("a")).await.unwrap(), 2);
+    assert_eq!(f.cm.update_tiers(f.project, Some("a")).await.unwrap(), 2);
     assert_eq!(f.cm.get(&task.id).await.unwrap().tier, Tier::Warm, "a day-old task is no longer HOT");
     assert_eq!(f.cm.get(&code.id).await.unwrap().tier, Tier::Warm);
 
     f.clock.advance(Duration::days(3));
-    f.cm.update_tiers(ProjectId(f.project), None).await.unwrap();
+    f.cm.update_tiers(f.project, None).await.unwrap();
     assert_eq!(f.cm.get(&code.id).await.unwrap().tier, Tier::Cold, "CODE is COLD after ~3.22 days");
     assert_eq!(f.cm.get(&task.id).await.unwrap().tier, Tier::Warm, "a TASK never becomes COLD");
 }
@@ -206,64 +204,60 @@ async fn ageing_moves_items_down_the_tiers_as_the_clock_advances() {
 #[tokio::test]
 async fn recalculate_scores_keeps_tiers_and_update_tiers_moves_them() {
     let f = fixture().await;
-    let code = f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Code, "old code")).await.unwrap();
+    let code = f.cm.add_item(f.project, new_item("a", ItemType::Code, "old code")).await.unwrap();
     f.clock.advance(Duration::days(5));
-    assert_eq!(f.cm.recalculate_scores(ProjectId(f.project), Some("a")).await.unwrap(), 1);
+    assert_eq!(f.cm.recalculate_scores(f.project, Some("a")).await.unwrap(), 1);
     let s = f.cm.get(&code.id).await.unwrap();
     assert!(s.importance_score < code.importance_score);
     assert_eq!(s.tier, Tier::Warm, "recalculation keeps the stored tier");
-    f.cm.update_tiers(ProjectId(f.project), Some("a")).await.unwrap();
+    f.cm.update_tiers(f.project, Some("a")).await.unwrap();
     assert_eq!(f.cm.get(&code.id).await.unwrap().tier, Tier::Cold);
 }
 
 #[tokio::test]
 async fn rescoring_one_agent_leaves_the_other_alone() {
     let f = fixture().await;
-    f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Code, "a")).await.unwrap();
-    let b = f.cm.add_item(ProjectId(f.project), new_item("b", ItemType::Code, "b")).await.unwrap();
+    f.cm.add_item(f.project, new_item("a", ItemType::Code, "a")).await.unwrap();
+    let b = f.cm.add_item(f.project, new_item("b", ItemType::Code, "b")).await.unwrap();
     f.clock.advance(Duration::days(5));
-    assert_eq!(f.cm.update_tiers(ProjectId(f.project), Some("a")).await.unwrap(), 1);
+    assert_eq!(f.cm.update_tiers(f.project, Some("a")).await.unwrap(), 1);
     assert_eq!(f.cm.get(&b.id).await.unwrap(), b);
 }
 
 #[tokio::test]
 async fn bad_items_are_refused_with_typed_errors_and_nothing_is_written() {
     let f = fixture_with(ContextConfig { max_content_bytes: 64, ..Default::default() }).await;
-    let e = f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Task, "  \n\t ")).await.unwrap_err();
+    let e = f.cm.add_item(f.project, new_item("a", ItemType::Task, "  \n\t ")).await.unwrap_err();
     assert!(matches!(e, ContextError::EmptyContent { .. }), "{e}");
-    let e =
-        f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Task, &"x".repeat(65)))
-            .await
-            .unwrap_err();
+    let e = f.cm.add_item(f.project, new_item("a", ItemType::Task, &"x".repeat(65))).await.unwrap_err();
     assert!(matches!(e, ContextError::ContentTooLarge { size: 65, limit: 64 }), "{e}");
     let e = f.cm.add_item(ProjectId(9999), new_item("a", ItemType::Task, "x")).await.unwrap_err();
     assert!(matches!(e, ContextError::UnknownProject(ProjectId(9999))), "{e}");
-    let e = f.cm.add_item(ProjectId(f.project), new_item("stranger", ItemType::Task, "x")).await.unwrap_err();
+    let e = f.cm.add_item(f.project, new_item("stranger", ItemType::Task, "x")).await.unwrap_err();
     assert!(matches!(e, ContextError::UnknownAgent { .. }), "{e}");
-    let e =
-        f.cm.add_item(ProjectId(f.project), new_item("../../etc", ItemType::Task, "x")).await.unwrap_err();
+    let e = f.cm.add_item(f.project, new_item("../../etc", ItemType::Task, "x")).await.unwrap_err();
     assert!(matches!(e, ContextError::Invalid(_)), "{e}");
     assert!(matches!(parse_item_type("NOTE"), Err(ContextError::InvalidItemType(v)) if v == "NOTE"));
     assert_eq!(parse_item_type("TEST_RESULT").unwrap(), ItemType::TestResult);
 
     // One bad item in a bulk add refuses the whole batch.
     let batch = vec![new_item("a", ItemType::Task, "fine"), new_item("stranger", ItemType::Task, "bad")];
-    assert!(f.cm.add_items(ProjectId(f.project), batch).await.is_err());
+    assert!(f.cm.add_items(f.project, batch).await.is_err());
     assert!(all_items(&f, f.project).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_deactivated_agent_cannot_receive_new_items() {
     let f = fixture().await;
-    agents::unassign(&mut f.db.conn().await.unwrap(), ProjectId(f.project), "b", T0).await.unwrap();
-    let e = f.cm.add_item(ProjectId(f.project), new_item("b", ItemType::Task, "x")).await.unwrap_err();
+    agents::unassign(&mut f.db.conn().await.unwrap(), f.project, "b", T0).await.unwrap();
+    let e = f.cm.add_item(f.project, new_item("b", ItemType::Task, "x")).await.unwrap_err();
     assert!(matches!(e, ContextError::UnknownAgent { .. }));
 }
 
 #[tokio::test]
 async fn touch_counts_accesses_and_unknown_ids_are_typed_errors() {
     let f = fixture().await;
-    let item = f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Error, "boom")).await.unwrap();
+    let item = f.cm.add_item(f.project, new_item("a", ItemType::Error, "boom")).await.unwrap();
     f.clock.advance(Duration::minutes(5));
     let t = f.cm.touch(&item.id).await.unwrap();
     assert_eq!((t.access_count, t.last_accessed), (1, T0 + Duration::minutes(5)));
@@ -275,8 +269,8 @@ async fn touch_counts_accesses_and_unknown_ids_are_typed_errors() {
 async fn listing_has_no_silent_cap_and_paginates() {
     let f = fixture().await;
     let items: Vec<_> = (0..10_050).map(|n| new_item("a", ItemType::Task, &format!("t{n}"))).collect();
-    assert_eq!(f.cm.add_items(ProjectId(f.project), items).await.unwrap().len(), 10_050);
-    let q = ListQuery { agent_id: Some("a".into()), ..ListQuery::of(ProjectId(f.project)) };
+    assert_eq!(f.cm.add_items(f.project, items).await.unwrap().len(), 10_050);
+    let q = ListQuery { agent_id: Some("a".into()), ..ListQuery::of(f.project) };
     let all = f.cm.list(&q).await.unwrap();
     assert_eq!((all.items.len(), all.total), (10_050, 10_050));
     let page = f.cm.list(&ListQuery { limit: Some(100), offset: 10_000, ..q.clone() }).await.unwrap();
@@ -295,21 +289,18 @@ async fn listing_has_no_silent_cap_and_paginates() {
 async fn should_flash_save_at_the_configured_threshold() {
     let f = fixture_with(ContextConfig { token_limit: 10, flash_save_threshold: 0.8, ..Default::default() })
         .await;
-    assert!(!f.cm.should_flash_save(ProjectId(f.project), "a", false).await.unwrap(), "empty context");
-    assert!(f.cm.should_flash_save(ProjectId(f.project), "a", true).await.unwrap(), "forced");
+    assert!(!f.cm.should_flash_save(f.project, "a", false).await.unwrap(), "empty context");
+    assert!(f.cm.should_flash_save(f.project, "a", true).await.unwrap(), "forced");
     // "hello world" is 2 tokens; 4 of them make 8 = 80 % of 10.
     for _ in 0..3 {
-        f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Task, "hello world")).await.unwrap();
+        f.cm.add_item(f.project, new_item("a", ItemType::Task, "hello world")).await.unwrap();
     }
-    assert_eq!(f.cm.token_totals(ProjectId(f.project), "a").await.unwrap().total_tokens(), 6);
-    assert!(!f.cm.should_flash_save(ProjectId(f.project), "a", false).await.unwrap());
-    f.cm.add_item(ProjectId(f.project), new_item("a", ItemType::Task, "hello world")).await.unwrap();
-    assert!(
-        f.cm.should_flash_save(ProjectId(f.project), "a", false).await.unwrap(),
-        "threshold is inclusive"
-    );
+    assert_eq!(f.cm.token_totals(f.project, "a").await.unwrap().total_tokens(), 6);
+    assert!(!f.cm.should_flash_save(f.project, "a", false).await.unwrap());
+    f.cm.add_item(f.project, new_item("a", ItemType::Task, "hello world")).await.unwrap();
+    assert!(f.cm.should_flash_save(f.project, "a", false).await.unwrap(), "threshold is inclusive");
     assert!(matches!(
-        f.cm.should_flash_save(ProjectId(f.project), "zed", false).await,
+        f.cm.should_flash_save(f.project, "zed", false).await,
         Err(ContextError::UnknownAgent { .. })
     ));
 }
@@ -318,13 +309,13 @@ async fn should_flash_save_at_the_configured_threshold() {
 async fn token_totals_are_per_tier_and_active_only() {
     let f = fixture().await;
     add_tiers(&f, "a", 2, 3, 4).await;
-    let t = f.cm.token_totals(ProjectId(f.project), "a").await.unwrap();
+    let t = f.cm.token_totals(f.project, "a").await.unwrap();
     assert_eq!((t.hot_items, t.warm_items, t.cold_items), (2, 3, 4));
     let stored = all_items(&f, f.project).await;
     let cold: i64 = stored.iter().filter(|i| i.tier == Tier::Cold).map(|i| i.token_count).sum();
     assert_eq!(t.cold_tokens, cold);
-    f.cm.flash_save_now(ProjectId(f.project), "a", true).await.unwrap();
-    let t = f.cm.token_totals(ProjectId(f.project), "a").await.unwrap();
+    f.cm.flash_save_now(f.project, "a", true).await.unwrap();
+    let t = f.cm.token_totals(f.project, "a").await.unwrap();
     assert_eq!((t.cold_items, t.cold_tokens), (0, 0));
 }
 
@@ -332,7 +323,7 @@ async fn token_totals_are_per_tier_and_active_only() {
 
 async fn flash(f: &Fixture, agent: &str) -> codeframe_models::FlashSaveReport {
     let mut tx = f.db.begin().await.unwrap();
-    let r = f.cm.flash_save(&mut tx, ProjectId(f.project), agent).await.unwrap();
+    let r = f.cm.flash_save(&mut tx, f.project, agent).await.unwrap();
     tx.commit().await.unwrap();
     r
 }
@@ -378,7 +369,7 @@ async fn flash_save_with_only_cold_items_archives_everything_and_keeps_the_rows(
 async fn flash_save_reports_the_reference_fields_for_a_mixed_context() {
     let f = fixture().await;
     add_tiers(&f, "a", 3, 7, 5).await;
-    let t = f.cm.token_totals(ProjectId(f.project), "a").await.unwrap();
+    let t = f.cm.token_totals(f.project, "a").await.unwrap();
     let r = flash(&f, "a").await;
     assert_eq!(r.tokens_before, t.total_tokens());
     assert_eq!(r.tokens_after, t.hot_tokens + t.warm_tokens);
@@ -407,7 +398,7 @@ async fn flash_save_of_one_agent_touches_no_other_agent_or_project() {
     let other_cm = SqlContextManager::with(f.db.clone(), Arc::new(f.clock.clone()), ContextConfig::default());
     other_cm
         .add_items(
-            ProjectId(other),
+            other,
             vec![NewContextItem {
                 created_at: Some(T0 - Duration::days(9)),
                 ..new_item("a", ItemType::Code, "x")
@@ -430,14 +421,13 @@ async fn rolling_back_the_callers_transaction_undoes_the_whole_flash_save() {
     add_tiers(&f, "a", 2, 2, 4).await;
     let before = all_items(&f, f.project).await;
     let mut tx = f.db.begin().await.unwrap();
-    let r = f.cm.flash_save(&mut tx, ProjectId(f.project), "a").await.unwrap();
+    let r = f.cm.flash_save(&mut tx, f.project, "a").await.unwrap();
     assert_eq!(r.items_archived, 4);
     tx.rollback().await.unwrap();
     assert_eq!(all_items(&f, f.project).await, before);
-    let saves =
-        codeframe_persistence::flash_saves::list(&mut f.db.conn().await.unwrap(), ProjectId(f.project), None)
-            .await
-            .unwrap();
+    let saves = codeframe_persistence::flash_saves::list(&mut f.db.conn().await.unwrap(), f.project, None)
+        .await
+        .unwrap();
     assert!(saves.is_empty(), "the flash_saves row is rolled back too");
 }
 
@@ -451,16 +441,14 @@ async fn archive_then_restore_leaves_every_item_byte_identical() {
     let rb = flash(&f, "b").await;
     assert_eq!((ra.items_archived, rb.items_archived), (5, 2));
     let archived =
-        f.cm.list(&ListQuery { state: ArchiveState::Archived, ..ListQuery::of(ProjectId(f.project)) })
-            .await
-            .unwrap();
+        f.cm.list(&ListQuery { state: ArchiveState::Archived, ..ListQuery::of(f.project) }).await.unwrap();
     assert_eq!(archived.total, 7);
 
-    assert_eq!(f.cm.restore_archived(ProjectId(f.project), "a", Some(ra.flash_save_id)).await.unwrap(), 5);
-    assert_eq!(f.cm.restore_archived(ProjectId(f.project), "b", None).await.unwrap(), 2);
+    assert_eq!(f.cm.restore_archived(f.project, "a", Some(ra.flash_save_id)).await.unwrap(), 5);
+    assert_eq!(f.cm.restore_archived(f.project, "b", None).await.unwrap(), 2);
     assert_eq!(all_items(&f, f.project).await, before);
     assert!(matches!(
-        f.cm.restore_archived(ProjectId(f.project), "zed", None).await,
+        f.cm.restore_archived(f.project, "zed", None).await,
         Err(ContextError::UnknownAgent { .. })
     ));
     assert!(matches!(
@@ -473,8 +461,8 @@ async fn archive_then_restore_leaves_every_item_byte_identical() {
 async fn flash_save_now_runs_only_when_due_or_forced() {
     let f = fixture().await;
     add_tiers(&f, "a", 1, 1, 1).await;
-    assert_eq!(f.cm.flash_save_now(ProjectId(f.project), "a", false).await.unwrap(), None);
-    let r = f.cm.flash_save_now(ProjectId(f.project), "a", true).await.unwrap().unwrap();
+    assert_eq!(f.cm.flash_save_now(f.project, "a", false).await.unwrap(), None);
+    let r = f.cm.flash_save_now(f.project, "a", true).await.unwrap().unwrap();
     assert_eq!(r.items_archived, 1);
 }
 
@@ -483,7 +471,7 @@ async fn flash_save_of_an_unknown_agent_or_project_is_refused() {
     let f = fixture().await;
     let mut tx = f.db.begin().await.unwrap();
     assert!(matches!(
-        f.cm.flash_save(&mut tx, ProjectId(f.project), "zed").await,
+        f.cm.flash_save(&mut tx, f.project, "zed").await,
         Err(ContextError::UnknownAgent { .. })
     ));
     assert!(matches!(

@@ -45,10 +45,10 @@ async fn project_with_agents(db: &Db, name: &str, agent_ids: &[&str]) -> Project
     p
 }
 
-fn item(n: usize, project_id: i64, agent: &str, tier: Tier) -> ContextItem {
+fn item(n: usize, project_id: ProjectId, agent: &str, tier: Tier) -> ContextItem {
     ContextItem {
         id: format!("item-{agent}-{n:06}"),
-        project_id: ProjectId(project_id),
+        project_id,
         agent_id: agent.into(),
         item_type: ItemType::ALL[n % ItemType::ALL.len()],
         content: format!("content {n} ✓ «{agent}» 日本"),
@@ -67,13 +67,13 @@ fn item(n: usize, project_id: i64, agent: &str, tier: Tier) -> ContextItem {
     }
 }
 
-fn items(count: usize, project_id: i64, agent: &str) -> Vec<ContextItem> {
+fn items(count: usize, project_id: ProjectId, agent: &str) -> Vec<ContextItem> {
     (0..count).map(|n| item(n, project_id, agent, [Tier::Hot, Tier::Warm, Tier::Cold][n % 3])).collect()
 }
 
-fn metadata(project_id: i64) -> CheckpointMetadata {
+fn metadata(project_id: ProjectId) -> CheckpointMetadata {
     CheckpointMetadata {
-        project_id: ProjectId(project_id),
+        project_id,
         phase: ProjectPhase::Discovery,
         tasks_completed: 0,
         tasks_total: 0,
@@ -113,7 +113,7 @@ async fn open_uses_wal_and_enforces_foreign_keys() {
     let (dir, db) = fresh().await;
     let mut c = db.conn().await.unwrap();
     // A context item for a project that does not exist is refused by the foreign key.
-    let e = context::insert_many(&mut c, &[item(0, 999, "ghost", Tier::Hot)]).await.unwrap_err();
+    let e = context::insert_many(&mut c, &[item(0, ProjectId(999), "ghost", Tier::Hot)]).await.unwrap_err();
     assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
     drop(c);
     assert!(dir.path().join("state.db-wal").exists(), "journal mode is WAL");
@@ -225,7 +225,7 @@ async fn project_status_and_pause_fields_are_checked() {
             trigger: CheckpointTrigger::Pause,
             commit_id: None,
             pause_reason: Some("why".into()),
-            metadata: metadata(p.id.into()),
+            metadata: metadata(p.id),
             created_at: T0,
         },
     )
@@ -338,7 +338,7 @@ async fn context_insert_get_touch_and_round_trip() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ctx", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let it = item(1, p.id.into(), "a", Tier::Warm);
+    let it = item(1, p.id, "a", Tier::Warm);
     assert_eq!(context::insert_many(&mut c, std::slice::from_ref(&it)).await.unwrap(), 1);
     assert_eq!(context::get(&mut c, &it.id).await.unwrap(), it, "every field round-trips");
 
@@ -357,20 +357,19 @@ async fn context_constraints_reject_bad_rows_by_name() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ck", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let mut bad = item(1, p.id.into(), "a", Tier::Hot);
+    let mut bad = item(1, p.id, "a", Tier::Hot);
     bad.token_count = -1;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_token_count".into()));
-    let mut bad = item(2, p.id.into(), "a", Tier::Hot);
+    let mut bad = item(2, p.id, "a", Tier::Hot);
     bad.importance_score = 1.5;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_score".into()));
-    let mut bad = item(3, p.id.into(), "a", Tier::Hot);
+    let mut bad = item(3, p.id, "a", Tier::Hot);
     bad.access_count = -2;
     let e = context::insert_many(&mut c, &[bad]).await.unwrap_err();
     assert_eq!(constraint(e), (ConstraintKind::Check, "ck_context_items_access_count".into()));
-    let e =
-        context::insert_many(&mut c, &[item(4, p.id.into(), "not-an-agent", Tier::Hot)]).await.unwrap_err();
+    let e = context::insert_many(&mut c, &[item(4, p.id, "not-an-agent", Tier::Hot)]).await.unwrap_err();
     assert_eq!(constraint(e).0, ConstraintKind::ForeignKey);
     assert_eq!(context::count(&mut c, &ItemQuery::of(p.id)).await.unwrap(), 0);
 }
@@ -379,7 +378,7 @@ async fn context_constraints_reject_bad_rows_by_name() {
 async fn a_failing_row_in_a_bulk_insert_inserts_nothing_when_in_a_transaction() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "atomic", &["a"]).await;
-    let mut batch = items(2500, p.id.into(), "a");
+    let mut batch = items(2500, p.id, "a");
     batch[2400].token_count = -1; // in the third chunk
     let mut tx = db.begin().await.unwrap();
     assert!(context::insert_many(&mut tx, &batch).await.is_err());
@@ -393,8 +392,8 @@ async fn listing_filters_by_agent_tier_and_state_and_paginates_without_a_cap() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "list", &["a", "b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id.into(), "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(12, p.id.into(), "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(30, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(12, p.id, "b")).await.unwrap();
     tx.commit().await.unwrap();
     let mut c = db.conn().await.unwrap();
     let all_a = ItemQuery { agent_id: Some("a"), ..ItemQuery::of(p.id) };
@@ -426,8 +425,8 @@ async fn listing_filters_by_agent_tier_and_state_and_paginates_without_a_cap() {
 async fn tier_totals_sum_stored_token_counts_of_active_items() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "totals", &["a", "b"]).await;
-    let a_items = items(9, p.id.into(), "a");
-    let b_items = items(4, p.id.into(), "b");
+    let a_items = items(9, p.id, "a");
+    let b_items = items(4, p.id, "b");
     let mut tx = db.begin().await.unwrap();
     context::insert_many(&mut tx, &a_items).await.unwrap();
     context::insert_many(&mut tx, &b_items).await.unwrap();
@@ -454,9 +453,9 @@ async fn archive_cold_keeps_rows_and_restore_brings_them_back_identical() {
     let p = project_with_agents(&db, "arch", &["a", "b"]).await;
     let other = project_with_agents(&db, "other", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id.into(), "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(30, p.id.into(), "b")).await.unwrap();
-    let mut other_items = items(6, other.id.into(), "a");
+    context::insert_many(&mut tx, &items(30, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(30, p.id, "b")).await.unwrap();
+    let mut other_items = items(6, other.id, "a");
     for i in &mut other_items {
         i.id = format!("other-{}", i.id);
     }
@@ -531,8 +530,8 @@ async fn scores_and_tiers_update_in_batches() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "score", &["a", "b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(7000, p.id.into(), "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(5, p.id.into(), "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(7000, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, p.id, "b")).await.unwrap();
     tx.commit().await.unwrap();
     let mut c = db.conn().await.unwrap();
 
@@ -568,7 +567,7 @@ async fn scores_and_tiers_update_in_batches() {
 async fn bulk_insert_of_ten_thousand_items_in_one_transaction() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "bulk", &["a"]).await;
-    let batch = items(10_000, p.id.into(), "a");
+    let batch = items(10_000, p.id, "a");
     let mut tx = db.begin().await.unwrap();
     assert_eq!(context::insert_many(&mut tx, &batch).await.unwrap(), 10_000);
     tx.commit().await.unwrap();
@@ -582,10 +581,10 @@ async fn replacing_a_projects_items_leaves_other_projects_alone() {
     let p = project_with_agents(&db, "rep", &["a"]).await;
     let q = project_with_agents(&db, "rep2", &["b"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(5, p.id.into(), "a")).await.unwrap();
-    context::insert_many(&mut tx, &items(5, q.id.into(), "b")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, p.id, "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(5, q.id, "b")).await.unwrap();
     let q_items = context::list_for_project(&mut tx, q.id).await.unwrap();
-    let keep = items(2, p.id.into(), "a");
+    let keep = items(2, p.id, "a");
     assert_eq!(context::replace_for_project(&mut tx, p.id, &keep).await.unwrap(), 2);
     assert_eq!(context::list_for_project(&mut tx, p.id).await.unwrap(), keep);
     assert_eq!(context::list_for_project(&mut tx, q.id).await.unwrap(), q_items);
@@ -603,21 +602,21 @@ async fn rollback_undoes_everything_and_a_savepoint_rolls_back_alone() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "tx", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
     tx.rollback().await.unwrap();
     let q = ItemQuery::of(p.id);
     assert_eq!(context::count(&mut db.conn().await.unwrap(), &q).await.unwrap(), 0);
 
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
     {
         let mut sp = tx.savepoint().await.unwrap();
-        context::insert_many(&mut sp, &[item(100, p.id.into(), "a", Tier::Hot)]).await.unwrap();
+        context::insert_many(&mut sp, &[item(100, p.id, "a", Tier::Hot)]).await.unwrap();
         sp.rollback().await.unwrap();
     }
     {
         let mut sp = tx.savepoint().await.unwrap();
-        context::insert_many(&mut sp, &[item(200, p.id.into(), "a", Tier::Hot)]).await.unwrap();
+        context::insert_many(&mut sp, &[item(200, p.id, "a", Tier::Hot)]).await.unwrap();
         sp.commit().await.unwrap();
     }
     tx.commit().await.unwrap();
@@ -662,7 +661,7 @@ async fn checkpoints_insert_list_newest_first_set_commit_and_delete() {
     let mut c = db.conn().await.unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
-        let mut m = metadata(p.id.into());
+        let mut m = metadata(p.id);
         m.agents_active = vec!["x".into()];
         m.total_cost_usd = 1.5;
         let cp = checkpoints::insert(
@@ -707,7 +706,7 @@ async fn checkpoint_name_and_trigger_constraints() {
         trigger: CheckpointTrigger::Auto,
         commit_id: None,
         pause_reason: None,
-        metadata: metadata(p.id.into()),
+        metadata: metadata(p.id),
         created_at: T0,
     };
     let e = checkpoints::insert(&mut c, &new).await.unwrap_err();
@@ -829,8 +828,8 @@ async fn deleting_a_project_cascades_to_its_rows_only() {
     let p = project_with_agents(&db, "gone", &["a"]).await;
     let q = project_with_agents(&db, "stays", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    context::insert_many(&mut tx, &items(3, p.id.into(), "a")).await.unwrap();
-    let mut q_items = items(3, q.id.into(), "a");
+    context::insert_many(&mut tx, &items(3, p.id, "a")).await.unwrap();
+    let mut q_items = items(3, q.id, "a");
     for i in &mut q_items {
         i.id.push_str("-q");
     }
@@ -853,12 +852,12 @@ async fn upsert_replaces_given_items_and_keeps_the_others() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "ups", &["a"]).await;
     let mut tx = db.begin().await.unwrap();
-    let original = items(4, p.id.into(), "a");
+    let original = items(4, p.id, "a");
     context::insert_many(&mut tx, &original).await.unwrap();
     let mut changed = original[0].clone();
     changed.content = "rewritten".into();
     changed.access_count = 99;
-    let fresh_item = item(50, p.id.into(), "a", Tier::Hot);
+    let fresh_item = item(50, p.id, "a", Tier::Hot);
     assert_eq!(context::upsert_many(&mut tx, &[changed.clone(), fresh_item.clone()]).await.unwrap(), 2);
     let now = context::list_for_project(&mut tx, p.id).await.unwrap();
     assert_eq!(now.len(), 5);
@@ -1054,7 +1053,7 @@ async fn a_reserved_checkpoint_id_is_never_handed_out_again() {
         trigger: CheckpointTrigger::Manual,
         commit_id: None,
         pause_reason: None,
-        metadata: metadata(p.id.into()),
+        metadata: metadata(p.id),
         created_at: T0,
     };
     assert_eq!(checkpoints::insert(&mut tx, &new).await.unwrap().id, first);
@@ -1091,7 +1090,7 @@ async fn every_change_to_checkpointed_state_bumps_the_revision_and_nothing_else_
             assert_eq!(revisions::get(&mut c, p.id).await.unwrap(), last, "{} leaves the revision", $what);
         }};
     }
-    let batch = items(6, p.id.into(), "a");
+    let batch = items(6, p.id, "a");
     bumps!("insert_many", context::insert_many(&mut c, &batch).await.unwrap());
     bumps!("touch", context::touch(&mut c, &batch[0].id, T0).await.unwrap());
     bumps!(
@@ -1201,12 +1200,12 @@ async fn a_read_transaction_sees_one_state_while_a_writer_commits() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "read", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    context::insert_many(&mut c, &items(3, p.id.into(), "a")).await.unwrap();
+    context::insert_many(&mut c, &items(3, p.id, "a")).await.unwrap();
     let mut read = db.read().await.unwrap();
     let before = context::list_for_project(&mut read, p.id).await.unwrap();
     let rev = revisions::get(&mut read, p.id).await.unwrap();
     // Another connection writes and commits while the read transaction is open.
-    context::insert_many(&mut c, &[item(99, p.id.into(), "a", Tier::Hot)]).await.unwrap();
+    context::insert_many(&mut c, &[item(99, p.id, "a", Tier::Hot)]).await.unwrap();
     assert_eq!(context::list_for_project(&mut read, p.id).await.unwrap(), before);
     assert_eq!(revisions::get(&mut read, p.id).await.unwrap(), rev);
     drop(read);
@@ -1222,8 +1221,8 @@ async fn a_project_with_its_active_totals_in_one_statement() {
     let (row, empty) = projects::find_with_totals(&mut c, p.id).await.unwrap().unwrap();
     assert_eq!(row, projects::get(&mut c, p.id).await.unwrap());
     assert_eq!(empty, TierTotals::default(), "no context: zeros, not an error");
-    context::insert_many(&mut c, &items(9, p.id.into(), "a")).await.unwrap();
-    context::insert_many(&mut c, &items(4, p.id.into(), "b")).await.unwrap();
+    context::insert_many(&mut c, &items(9, p.id, "a")).await.unwrap();
+    context::insert_many(&mut c, &items(4, p.id, "b")).await.unwrap();
     let fs = flash_saves::insert(
         &mut c,
         &NewFlashSave {
@@ -1257,7 +1256,7 @@ async fn every_context_write_marks_exactly_its_items_with_the_new_revision() {
     let (_d, db) = fresh().await;
     let p = project_with_agents(&db, "marks", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let batch = items(6, p.id.into(), "a");
+    let batch = items(6, p.id, "a");
     let mut ids: Vec<String> = batch.iter().map(|i| i.id.clone()).collect();
     ids.sort();
     macro_rules! marks {
@@ -1328,7 +1327,7 @@ async fn an_upsert_never_moves_an_item_to_another_project() {
     let p = project_with_agents(&db, "home", &["a"]).await;
     let q = project_with_agents(&db, "away", &["a"]).await;
     let mut c = db.conn().await.unwrap();
-    let batch = items(2, p.id.into(), "a");
+    let batch = items(2, p.id, "a");
     context::insert_many(&mut c, &batch).await.unwrap();
     let before =
         (context::list_for_project(&mut c, p.id).await.unwrap(), revisions::get(&mut c, q.id).await.unwrap());
@@ -1359,7 +1358,7 @@ async fn a_backup_taken_while_writers_commit_is_a_consistent_database() {
         while !stop_writer.load(std::sync::atomic::Ordering::Relaxed) {
             let p = project_with_agents(&writer_db, &format!("p{n}"), &["a"]).await;
             let mut tx = writer_db.begin().await.unwrap();
-            let mut batch = items(50, p.id.into(), "a");
+            let mut batch = items(50, p.id, "a");
             for item in &mut batch {
                 item.id = format!("{}-{}", p.id, item.id);
             }

@@ -206,5 +206,6 @@ pub(crate) async fn health() -> ApiResult {
 #[utoipa::path(get, path = "/api/openapi.json", operation_id = "openapi", tag = "service",
     responses((status = 200, description = "The document", body = Object), ServerErrors))]
 pub(crate) async fn openapi() -> ApiResult {
-    ok(crate::openapi::document())
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Ok((json, crate::openapi::document_json()).into_response())
 }
