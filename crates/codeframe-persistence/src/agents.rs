@@ -69,22 +69,22 @@ pub async fn insert(
     provider: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Agent> {
-    let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO agents (id, agent_type, provider, created_at) VALUES (?, ?, ?, ?) RETURNING {AGENT_COLUMNS}"
+    let row: AgentRow = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agents (id, agent_type, provider, created_at) VALUES ($1, $2, $3, $4) RETURNING {AGENT_COLUMNS}"
     )))
     .bind(id)
     .bind(agent_type)
     .bind(provider)
     .bind(fmt(now))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
 /// Inserts an agent row as given; on an existing id, `on_conflict` decides.
 async fn write_agent(ex: &mut impl Executor, agent: &Agent, on_conflict: &'static str) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES (?, ?, ?, ?, ?) \
+    on!(ex, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agents (id, agent_type, provider, status, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT(id) {on_conflict}"
     )))
     .bind(&agent.id)
@@ -92,8 +92,8 @@ async fn write_agent(ex: &mut impl Executor, agent: &Agent, on_conflict: &'stati
     .bind(&agent.provider)
     .bind(agent.status.as_str())
     .bind(fmt(agent.created_at))
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(())
 }
 
@@ -116,41 +116,41 @@ pub async fn insert_missing(ex: &mut impl Executor, agent: &Agent) -> Result<()>
 /// The agent with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<Agent> {
     let row: Option<AgentRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?")))
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1")))
             .bind(id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.ok_or_else(|| DbError::not_found("agent", id))?.try_into()
 }
 
 /// Every agent, by id.
 pub async fn list(ex: &mut impl Executor) -> Result<Vec<Agent>> {
     let rows: Vec<AgentRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")))
-            .fetch_all(ex.connection())
-            .await?;
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")))
+            .fetch_all(c)
+            .await)?;
     rows.into_iter().map(Agent::try_from).collect()
 }
 
 /// Agents with any assignment (active or not) to a project, by id.
 pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<Agent>> {
-    let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<AgentRow> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {AGENT_COLUMNS} FROM agents WHERE id IN \
-         (SELECT agent_id FROM project_agents WHERE project_id = ?) ORDER BY id"
+         (SELECT agent_id FROM project_agents WHERE project_id = $1) ORDER BY id"
     )))
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(Agent::try_from).collect()
 }
 
 /// Sets an agent's reported status.
 pub async fn set_status(ex: &mut impl Executor, id: &str, status: AgentStatus) -> Result<()> {
-    let done = sqlx::query("UPDATE agents SET status = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE agents SET status = $1 WHERE id = $2")
         .bind(status.as_str())
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("agent", id));
     }
@@ -166,16 +166,16 @@ pub async fn assign(
     role: &str,
     now: OffsetDateTime,
 ) -> Result<AgentAssignment> {
-    let row: AssignmentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO project_agents (project_id, agent_id, role, assigned_at) VALUES (?, ?, ?, ?) \
+    let row: AssignmentRow = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO project_agents (project_id, agent_id, role, assigned_at) VALUES ($1, $2, $3, $4) \
          RETURNING {ASSIGNMENT_COLUMNS}"
     )))
     .bind(project_id)
     .bind(agent_id)
     .bind(role)
     .bind(fmt(now))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
@@ -186,15 +186,15 @@ pub async fn unassign(
     agent_id: &str,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let done = sqlx::query(
-        "UPDATE project_agents SET is_active = 0, unassigned_at = ? \
-         WHERE project_id = ? AND agent_id = ? AND is_active = 1",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE project_agents SET is_active = FALSE, unassigned_at = $1 \
+         WHERE project_id = $2 AND agent_id = $3 AND is_active = TRUE",
     )
     .bind(fmt(now))
     .bind(project_id)
     .bind(agent_id)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("active assignment", format!("{agent_id} in project {project_id}")));
     }
@@ -203,34 +203,34 @@ pub async fn unassign(
 
 /// Ids of the agents actively assigned to a project, sorted.
 pub async fn active_agent_ids(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT agent_id FROM project_agents WHERE project_id = ? AND is_active = 1 ORDER BY agent_id",
+    Ok(on!(ex, c => sqlx::query_scalar(
+        "SELECT agent_id FROM project_agents WHERE project_id = $1 AND is_active = TRUE ORDER BY agent_id",
     )
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?)
+    .fetch_all(c)
+    .await)?)
 }
 
 /// Whether the agent is actively assigned to the project.
 pub async fn is_active(ex: &mut impl Executor, project_id: ProjectId, agent_id: &str) -> Result<bool> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM project_agents WHERE project_id = ? AND agent_id = ? AND is_active = 1",
+    let n: i64 = on!(ex, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM project_agents WHERE project_id = $1 AND agent_id = $2 AND is_active = TRUE",
     )
     .bind(project_id)
     .bind(agent_id)
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     Ok(n > 0)
 }
 
 /// Every assignment of a project (active and ended), by id.
 pub async fn assignments(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<AgentAssignment>> {
-    let rows: Vec<AssignmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {ASSIGNMENT_COLUMNS} FROM project_agents WHERE project_id = ? ORDER BY id"
+    let rows: Vec<AssignmentRow> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ASSIGNMENT_COLUMNS} FROM project_agents WHERE project_id = $1 ORDER BY id"
     )))
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(AgentAssignment::try_from).collect()
 }
 
@@ -240,14 +240,14 @@ pub async fn replace_assignments(
     project_id: ProjectId,
     rows: &[AgentAssignment],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM project_agents WHERE project_id = ?")
+    on!(ex, c => sqlx::query("DELETE FROM project_agents WHERE project_id = $1")
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     for a in rows {
-        sqlx::query(
+        on!(ex, c => sqlx::query(
             "INSERT INTO project_agents (id, project_id, agent_id, role, assigned_at, unassigned_at, is_active) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(a.id)
         .bind(project_id)
@@ -256,8 +256,8 @@ pub async fn replace_assignments(
         .bind(fmt(a.assigned_at))
         .bind(a.unassigned_at.map(fmt))
         .bind(a.is_active)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     }
     Ok(())
 }

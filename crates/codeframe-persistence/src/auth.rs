@@ -74,15 +74,15 @@ impl TryFrom<TokenRow> for ApiToken {
 
 /// The user with this name, created if missing.
 pub async fn ensure_user(ex: &mut impl Executor, name: &str, now: OffsetDateTime) -> Result<User> {
-    sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+    on!(ex, c => sqlx::query("INSERT INTO users (name, created_at) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING")
         .bind(name)
         .bind(fmt(now))
-        .execute(ex.connection())
-        .await?;
-    let row: UserRow = sqlx::query_as("SELECT id, name, created_at FROM users WHERE name = ?")
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
+    let row: UserRow = on!(ex, c => sqlx::query_as("SELECT id, name, created_at FROM users WHERE name = $1")
         .bind(name)
-        .fetch_one(ex.connection())
-        .await?;
+        .fetch_one(c)
+        .await)?;
     row.try_into()
 }
 
@@ -97,8 +97,8 @@ pub async fn insert_token(
     now: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
 ) -> Result<ApiToken> {
-    let row: TokenRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?) \
+    let row: TokenRow = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
          RETURNING {TOKEN_COLUMNS}"
     )))
     .bind(user_id)
@@ -106,19 +106,19 @@ pub async fn insert_token(
     .bind(token_hash)
     .bind(fmt(now))
     .bind(expires_at.map(fmt))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
 /// The token with this hash, if any (expired or not).
 pub async fn find_token(ex: &mut impl Executor, token_hash: &str) -> Result<Option<ApiToken>> {
-    let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
+    let row: Option<TokenRow> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
     )))
     .bind(token_hash)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     row.map(ApiToken::try_from).transpose()
 }
 
@@ -130,23 +130,23 @@ pub async fn list_tokens(ex: &mut impl Executor, user_id: Option<i64>) -> Result
         token: TokenRow,
         user_name: String,
     }
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(
         "SELECT t.id, t.user_id, t.name, t.created_at, t.last_used_at, t.expires_at, u.name AS user_name \
-         FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE ?1 IS NULL OR t.user_id = ?1 ORDER BY t.id",
+         FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE $1 IS NULL OR t.user_id = $1 ORDER BY t.id",
     )
     .bind(user_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(|r| Ok((ApiToken::try_from(r.token)?, r.user_name))).collect()
 }
 
 /// Deletes a token (of one user, when given); `false` when there was none.
 pub async fn delete_token(ex: &mut impl Executor, id: i64, user_id: Option<i64>) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM api_tokens WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)")
+    let done = on!(ex, c => sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND ($2 IS NULL OR user_id = $2)")
         .bind(id)
         .bind(user_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -158,18 +158,18 @@ pub async fn touch_token(
     now: OffsetDateTime,
     not_since: OffsetDateTime,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
     )
     .bind(fmt(now))
     .bind(id)
     .bind(fmt(not_since))
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
 /// How many tokens exist.
 pub async fn count_tokens(ex: &mut impl Executor) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(ex.connection()).await?)
+    Ok(on!(ex, c => sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens").fetch_one(c).await)?)
 }

@@ -91,11 +91,11 @@ fn metadata_json(m: &CheckpointMetadata) -> Result<String> {
 /// own): then a checkpoint whose transaction rolls back burns its id, and the snapshot ref named
 /// after that id can never be mistaken for a later checkpoint's.
 pub async fn reserve_id(ex: &mut impl Executor) -> Result<CheckpointId> {
-    Ok(sqlx::query_scalar(
+    Ok(on!(ex, c => sqlx::query_scalar(
         "UPDATE id_sequences SET next_id = next_id + 1 WHERE name = 'checkpoints' RETURNING next_id - 1",
     )
-    .fetch_one(ex.connection())
-    .await?)
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Inserts a checkpoint row, with the id given or the next one.
@@ -104,9 +104,9 @@ pub async fn insert(ex: &mut impl Executor, new: &NewCheckpoint) -> Result<Check
         Some(id) => id,
         None => reserve_id(ex).await?,
     };
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Row = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO checkpoints (id, project_id, name, description, trigger, commit_id, pause_reason, metadata, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(new.project_id)
@@ -117,39 +117,39 @@ pub async fn insert(ex: &mut impl Executor, new: &NewCheckpoint) -> Result<Check
     .bind(&new.pause_reason)
     .bind(metadata_json(&new.metadata)?)
     .bind(fmt(new.created_at))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
 /// Records the snapshot commit of a checkpoint.
 pub async fn set_commit(ex: &mut impl Executor, id: CheckpointId, commit_id: &str) -> Result<()> {
-    let done = sqlx::query("UPDATE checkpoints SET commit_id = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE checkpoints SET commit_id = $1 WHERE id = $2")
         .bind(commit_id)
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     updated_one(done.rows_affected(), id)
 }
 
 /// Records the project revision the checkpoint's snapshot is exact at: every item written at
 /// or before it is in the snapshot as stored now, unless written again since.
 pub async fn set_revision(ex: &mut impl Executor, id: CheckpointId, revision: i64) -> Result<()> {
-    let done = sqlx::query("UPDATE checkpoints SET revision = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE checkpoints SET revision = $1 WHERE id = $2")
         .bind(revision)
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     updated_one(done.rows_affected(), id)
 }
 
 /// The project revision a checkpoint's snapshot is exact at (`None`: unknown, or no such
 /// checkpoint).
 pub async fn revision(ex: &mut impl Executor, id: CheckpointId) -> Result<Option<i64>> {
-    let found: Option<Option<i64>> = sqlx::query_scalar("SELECT revision FROM checkpoints WHERE id = ?")
+    let found: Option<Option<i64>> = on!(ex, c => sqlx::query_scalar("SELECT revision FROM checkpoints WHERE id = $1")
         .bind(id)
-        .fetch_optional(ex.connection())
-        .await?;
+        .fetch_optional(c)
+        .await)?;
     Ok(found.flatten())
 }
 
@@ -159,13 +159,13 @@ pub async fn latest_with_revision(
     ex: &mut impl Executor,
     project_id: ProjectId,
 ) -> Result<Option<(CheckpointId, String, i64)>> {
-    Ok(sqlx::query_as(
+    Ok(on!(ex, c => sqlx::query_as(
         "SELECT id, commit_id, revision FROM checkpoints \
-         WHERE project_id = ? AND commit_id IS NOT NULL AND revision IS NOT NULL ORDER BY id DESC LIMIT 1",
+         WHERE project_id = $1 AND commit_id IS NOT NULL AND revision IS NOT NULL ORDER BY id DESC LIMIT 1",
     )
     .bind(project_id)
-    .fetch_optional(ex.connection())
-    .await?)
+    .fetch_optional(c)
+    .await)?)
 }
 
 /// Replaces the metadata recorded for a checkpoint (the snapshot completes it).
@@ -174,11 +174,11 @@ pub async fn set_metadata(
     id: CheckpointId,
     metadata: &CheckpointMetadata,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE checkpoints SET metadata = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE checkpoints SET metadata = $1 WHERE id = $2")
         .bind(metadata_json(metadata)?)
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     updated_one(done.rows_affected(), id)
 }
 
@@ -190,27 +190,27 @@ pub async fn get(ex: &mut impl Executor, id: CheckpointId) -> Result<Checkpoint>
 /// The checkpoint with this id, if any.
 pub async fn find(ex: &mut impl Executor, id: CheckpointId) -> Result<Option<Checkpoint>> {
     let row: Option<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM checkpoints WHERE id = ?")))
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM checkpoints WHERE id = $1")))
             .bind(id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.map(Checkpoint::try_from).transpose()
 }
 
 /// A project's checkpoints, newest first.
 pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<Checkpoint>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM checkpoints WHERE project_id = ? ORDER BY created_at DESC, id DESC"
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM checkpoints WHERE project_id = $1 ORDER BY created_at DESC, id DESC"
     )))
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(Checkpoint::try_from).collect()
 }
 
 /// Deletes a checkpoint row.
 pub async fn delete(ex: &mut impl Executor, id: CheckpointId) -> Result<()> {
-    let done = sqlx::query("DELETE FROM checkpoints WHERE id = ?").bind(id).execute(ex.connection()).await?;
+    let done = on!(ex, c => sqlx::query("DELETE FROM checkpoints WHERE id = $1").bind(id).execute(c).await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("checkpoint", id));
     }
@@ -224,23 +224,23 @@ pub async fn set_pinned(
     id: CheckpointId,
     pinned: bool,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE checkpoints SET pinned = ? WHERE id = ? AND project_id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE checkpoints SET pinned = $1 WHERE id = $2 AND project_id = $3")
         .bind(pinned)
         .bind(id)
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     updated_one(done.rows_affected(), id)
 }
 
 /// The project's retention policy (the defaults when none was set).
 pub async fn policy(ex: &mut impl Executor, project_id: ProjectId) -> Result<RetentionPolicy> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT keep_last, keep_within_seconds, keep_daily_days FROM checkpoint_policies WHERE project_id = ?",
+    let row: Option<(i64, i64, i64)> = on!(ex, c => sqlx::query_as(
+        "SELECT keep_last, keep_within_seconds, keep_daily_days FROM checkpoint_policies WHERE project_id = $1",
     )
     .bind(project_id)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     Ok(match row {
         Some((last, within, daily)) => RetentionPolicy {
             keep_last: u32::try_from(last).unwrap_or(u32::MAX),
@@ -253,17 +253,17 @@ pub async fn policy(ex: &mut impl Executor, project_id: ProjectId) -> Result<Ret
 
 /// Sets the project's retention policy.
 pub async fn set_policy(ex: &mut impl Executor, project_id: ProjectId, p: &RetentionPolicy) -> Result<()> {
-    sqlx::query(
+    on!(ex, c => sqlx::query(
         "INSERT INTO checkpoint_policies (project_id, keep_last, keep_within_seconds, keep_daily_days) \
-         VALUES (?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET keep_last = excluded.keep_last, \
+         VALUES ($1, $2, $3, $4) ON CONFLICT(project_id) DO UPDATE SET keep_last = excluded.keep_last, \
          keep_within_seconds = excluded.keep_within_seconds, keep_daily_days = excluded.keep_daily_days",
     )
     .bind(project_id)
     .bind(i64::from(p.keep_last))
     .bind(i64::try_from(p.keep_within_seconds).unwrap_or(i64::MAX))
     .bind(i64::from(p.keep_daily_days))
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use codeframe_models::{ContextItem, FlashSaveId, ItemType, ProjectId, Tier, TierTotals};
 use futures_util::TryStreamExt;
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Type};
 use time::OffsetDateTime;
 
 use crate::rows::{fmt, opt_ts, parse, ts};
@@ -105,7 +105,13 @@ impl ItemQuery<'_> {
     }
 }
 
-fn push_filter(qb: &mut QueryBuilder<Sqlite>, q: &ItemQuery<'_>) {
+fn push_filter<DB>(qb: &mut QueryBuilder<DB>, q: &ItemQuery<'_>)
+where
+    DB: Database,
+    for<'t> ProjectId: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> &'static str: Encode<'t, DB> + Type<DB>,
+{
     qb.push(" WHERE i.project_id = ").push_bind(q.project_id);
     if let Some(agent) = q.agent_id {
         qb.push(" AND i.agent_id = ").push_bind(agent.to_owned());
@@ -134,9 +140,20 @@ async fn bump_projects(ex: &mut impl Executor, items: &[ContextItem]) -> Result<
 
 /// `INSERT INTO context_items (…) VALUES (…), (…)` for a chunk of items, each with the new
 /// revision of its project (from [`bump_projects`]).
-fn insert_values(chunk: &[ContextItem], revs: &[(ProjectId, i64)]) -> QueryBuilder<Sqlite> {
+fn insert_values<DB>(chunk: &[ContextItem], revs: &[(ProjectId, i64)]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    DB::Arguments: Default,
+    for<'t> ProjectId: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> &'static str: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<FlashSaveId>: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+{
     let rev_of = |p: ProjectId| revs.iter().find(|(id, _)| *id == p).map_or(0, |(_, r)| *r);
-    let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO context_items ({ITEM_COLUMNS}) "));
+    let mut qb = QueryBuilder::<DB>::new(format!("INSERT INTO context_items ({ITEM_COLUMNS}) "));
     qb.push_values(chunk, |mut b, item| {
         b.push_bind(item.id.clone())
             .push_bind(item.project_id)
@@ -157,12 +174,14 @@ fn insert_values(chunk: &[ContextItem], revs: &[(ProjectId, i64)]) -> QueryBuild
 
 /// `INSERT INTO context_contents … ON CONFLICT DO UPDATE` for a chunk of items.
 async fn write_contents(ex: &mut impl Executor, chunk: &[ContextItem]) -> Result<()> {
-    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO context_contents (item_id, content) ");
-    qb.push_values(chunk, |mut b, item| {
-        b.push_bind(item.id.clone()).push_bind(item.content.clone());
+    on!(ex, c => {
+        let mut qb = QueryBuilder::new("INSERT INTO context_contents (item_id, content) ");
+        qb.push_values(chunk, |mut b, item| {
+            b.push_bind(item.id.clone()).push_bind(item.content.clone());
+        });
+        qb.push(" ON CONFLICT(item_id) DO UPDATE SET content = excluded.content");
+        qb.build().execute(c).await?;
     });
-    qb.push(" ON CONFLICT(item_id) DO UPDATE SET content = excluded.content");
-    qb.build().execute(ex.connection()).await?;
     Ok(())
 }
 
@@ -172,8 +191,7 @@ pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
     let revs = bump_projects(ex, items).await?;
     let mut inserted = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        let mut qb = insert_values(chunk, &revs);
-        inserted += qb.build().execute(ex.connection()).await?.rows_affected();
+        inserted += on!(ex, c => insert_values(chunk, &revs).build().execute(c).await?.rows_affected());
         write_contents(ex, chunk).await?;
     }
     Ok(inserted)
@@ -189,16 +207,17 @@ pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
     let revs = bump_projects(ex, items).await?;
     let mut written = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        let mut qb = insert_values(chunk, &revs);
-        qb.push(
-            " ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, \
+        const UPSERT: &str = " ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, \
              item_type = excluded.item_type, token_count = excluded.token_count, \
              importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
              created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
              archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save, \
-             rev = excluded.rev",
-        );
-        written += qb.build().execute(ex.connection()).await?.rows_affected();
+             rev = excluded.rev";
+        written += on!(ex, c => {
+            let mut qb = insert_values(chunk, &revs);
+            qb.push(UPSERT);
+            qb.build().execute(c).await?.rows_affected()
+        });
         write_contents(ex, chunk).await?;
     }
     Ok(written)
@@ -207,13 +226,15 @@ pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
 /// An item never moves to another project (its old project's snapshots would lose it
 /// silently): an id stored under another project is refused.
 async fn refuse_project_moves(ex: &mut impl Executor, chunk: &[ContextItem]) -> Result<()> {
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT id, project_id FROM context_items WHERE id IN (");
-    let mut ids = qb.separated(", ");
-    for item in chunk {
-        ids.push_bind(item.id.clone());
-    }
-    qb.push(")");
-    let stored: Vec<(String, ProjectId)> = qb.build_query_as().fetch_all(ex.connection()).await?;
+    let stored: Vec<(String, ProjectId)> = on!(ex, c => {
+        let mut qb = QueryBuilder::new("SELECT id, project_id FROM context_items WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for item in chunk {
+            ids.push_bind(item.id.clone());
+        }
+        qb.push(")");
+        qb.build_query_as().fetch_all(c).await?
+    });
     for (id, project_id) in stored {
         if chunk.iter().any(|i| i.id == id && i.project_id != project_id) {
             return Err(DbError::Constraint {
@@ -228,30 +249,34 @@ async fn refuse_project_moves(ex: &mut impl Executor, chunk: &[ContextItem]) -> 
 /// The item with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<ContextItem> {
     let row: Option<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.id = ?")))
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.id = $1")))
             .bind(id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.ok_or_else(|| DbError::not_found("context item", id))?.try_into()
 }
 
 /// A page of items (see [`ItemQuery`]).
 pub async fn list(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<Vec<ContextItem>> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE}"));
-    push_filter(&mut qb, q);
-    qb.push(" ORDER BY i.importance_score DESC, i.last_accessed DESC, i.id");
-    if let Some(limit) = q.limit {
-        qb.push(" LIMIT ").push_bind(limit.max(0)).push(" OFFSET ").push_bind(q.offset.max(0));
-    }
-    let rows: Vec<Row> = qb.build_query_as().fetch_all(ex.connection()).await?;
+    let rows: Vec<Row> = on!(ex, c => {
+        let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE}"));
+        push_filter(&mut qb, q);
+        qb.push(" ORDER BY i.importance_score DESC, i.last_accessed DESC, i.id");
+        if let Some(limit) = q.limit {
+            qb.push(" LIMIT ").push_bind(limit.max(0)).push(" OFFSET ").push_bind(q.offset.max(0));
+        }
+        qb.build_query_as().fetch_all(c).await?
+    });
     rows.into_iter().map(ContextItem::try_from).collect()
 }
 
 /// How many items match the query's filters (ignoring its page).
 pub async fn count(ex: &mut impl Executor, q: &ItemQuery<'_>) -> Result<i64> {
-    let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM context_items i");
-    push_filter(&mut qb, q);
-    Ok(qb.build_query_scalar().fetch_one(ex.connection()).await?)
+    Ok(on!(ex, c => {
+        let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM context_items i");
+        push_filter(&mut qb, q);
+        qb.build_query_scalar().fetch_one(c).await?
+    }))
 }
 
 /// Every item of a project, active and archived, ordered by id (a stable order for snapshots).
@@ -260,24 +285,27 @@ pub async fn list_for_project(ex: &mut impl Executor, project_id: ProjectId) -> 
     // included) in a temporary b-tree, which doubles the cost of reading a large context.
     // Streamed: each row becomes an item as it arrives, so a large context is held once, not
     // twice (rows, then items).
-    let sql = format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = ?");
-    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(project_id).fetch(ex.connection());
-    let mut items = Vec::new();
-    while let Some(row) = rows.try_next().await? {
-        items.push(ContextItem::try_from(row)?);
-    }
+    let sql = format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = $1");
+    let mut items = on!(ex, c => {
+        let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).bind(project_id).fetch(c);
+        let mut items = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            items.push(ContextItem::try_from(row)?);
+        }
+        items
+    });
     items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(items)
 }
 
 /// Active (not archived) items and tokens per project and tier, for every project.
 pub async fn active_totals_by_project(ex: &mut impl Executor) -> Result<Vec<(ProjectId, Tier, i64, i64)>> {
-    let rows: Vec<(ProjectId, String, i64, i64)> = sqlx::query_as(
-        "SELECT project_id, tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
+    let rows: Vec<(ProjectId, String, i64, i64)> = on!(ex, c => sqlx::query_as(
+        "SELECT project_id, tier, COUNT(*), CAST(COALESCE(SUM(token_count), 0) AS BIGINT) FROM context_items \
          WHERE archived_at IS NULL GROUP BY project_id, tier ORDER BY project_id, tier",
     )
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter()
         .map(|(p, tier, items, tokens)| Ok((p, parse("context_items", "tier", &tier)?, items, tokens)))
         .collect()
@@ -290,11 +318,11 @@ pub async fn ids_written_after(
     revision: i64,
 ) -> Result<Vec<String>> {
     let mut ids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM context_items WHERE project_id = ? AND rev > ?")
+        on!(ex, c => sqlx::query_scalar("SELECT id FROM context_items WHERE project_id = $1 AND rev > $2")
             .bind(project_id)
             .bind(revision)
-            .fetch_all(ex.connection())
-            .await?;
+            .fetch_all(c)
+            .await)?;
     ids.sort_unstable();
     Ok(ids)
 }
@@ -308,20 +336,22 @@ pub async fn list_id_range(
 ) -> Result<Vec<ContextItem>> {
     // Bounds are spelled out only when present: `(? IS NULL OR i.id >= ?)` would keep SQLite
     // from using the (project_id, id) index.
-    let mut qb =
-        QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = "));
-    qb.push_bind(project_id);
-    if let Some(from) = from {
-        qb.push(" AND i.id >= ").push_bind(from.to_owned());
-    }
-    if let Some(to) = to {
-        qb.push(" AND i.id < ").push_bind(to.to_owned());
-    }
-    let mut rows = qb.build_query_as::<Row>().fetch(ex.connection());
-    let mut items = Vec::new();
-    while let Some(row) = rows.try_next().await? {
-        items.push(ContextItem::try_from(row)?);
-    }
+    let mut items = on!(ex, c => {
+        let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.project_id = "));
+        qb.push_bind(project_id);
+        if let Some(from) = from {
+            qb.push(" AND i.id >= ").push_bind(from.to_owned());
+        }
+        if let Some(to) = to {
+            qb.push(" AND i.id < ").push_bind(to.to_owned());
+        }
+        let mut rows = qb.build_query_as::<Row>().fetch(c);
+        let mut items = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            items.push(ContextItem::try_from(row)?);
+        }
+        items
+    });
     items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Ok(items)
 }
@@ -332,33 +362,33 @@ pub async fn active_cold_ids(
     project_id: ProjectId,
     agent_id: &str,
 ) -> Result<Vec<String>> {
-    let mut ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM context_items WHERE project_id = ? AND agent_id = ? AND tier = 'cold' AND archived_at IS NULL",
+    let mut ids: Vec<String> = on!(ex, c => sqlx::query_scalar(
+        "SELECT id FROM context_items WHERE project_id = $1 AND agent_id = $2 AND tier = 'cold' AND archived_at IS NULL",
     )
     .bind(project_id)
     .bind(agent_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     ids.sort_unstable();
     Ok(ids)
 }
 
 /// Records an access: `access_count + 1`, `last_accessed = now`. Returns the updated item.
 pub async fn touch(ex: &mut impl Executor, id: &str, now: OffsetDateTime) -> Result<ContextItem> {
-    let project: Option<ProjectId> = sqlx::query_scalar("SELECT project_id FROM context_items WHERE id = ?")
+    let project: Option<ProjectId> = on!(ex, c => sqlx::query_scalar("SELECT project_id FROM context_items WHERE id = $1")
         .bind(id)
-        .fetch_optional(ex.connection())
-        .await?;
+        .fetch_optional(c)
+        .await)?;
     let project = project.ok_or_else(|| DbError::not_found("context item", id))?;
     let rev = revisions::bump(ex, project).await?;
-    sqlx::query(
-        "UPDATE context_items SET access_count = access_count + 1, last_accessed = ?, rev = ? WHERE id = ?",
+    on!(ex, c => sqlx::query(
+        "UPDATE context_items SET access_count = access_count + 1, last_accessed = $1, rev = $2 WHERE id = $3",
     )
     .bind(fmt(now))
     .bind(rev)
     .bind(id)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     get(ex, id).await
 }
 
@@ -384,17 +414,17 @@ pub async fn score_inputs(
     after_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ScoreInput>> {
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+    let rows: Vec<(String, String, String, i64)> = on!(ex, c => sqlx::query_as(
         "SELECT id, item_type, created_at, access_count FROM context_items \
-         WHERE project_id = ?1 AND (?2 IS NULL OR agent_id = ?2) AND archived_at IS NULL AND id > ?3 \
-         ORDER BY id LIMIT ?4",
+         WHERE project_id = $1 AND ($2 IS NULL OR agent_id = $2) AND archived_at IS NULL AND id > $3 \
+         ORDER BY id LIMIT $4",
     )
     .bind(project_id)
     .bind(agent_id)
     .bind(after_id.unwrap_or(""))
     .bind(limit)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter()
         .map(|(id, item_type, created_at, access_count)| {
             Ok(ScoreInput {
@@ -417,17 +447,19 @@ pub async fn update_scores(
     let mut updated = 0;
     for chunk in scores.chunks(UPDATE_CHUNK) {
         let rev = revisions::bump(ex, project_id).await?;
-        let mut qb = QueryBuilder::<Sqlite>::new("WITH v(id, score, tier) AS (");
-        qb.push_values(chunk, |mut b, (id, score, tier)| {
-            b.push_bind(id.clone()).push_bind(*score).push_bind(tier.map(Tier::as_str));
+        updated += on!(ex, c => {
+            let mut qb = QueryBuilder::new("WITH v(id, score, tier) AS (");
+            qb.push_values(chunk, |mut b, (id, score, tier)| {
+                b.push_bind(id.clone()).push_bind(*score).push_bind(tier.map(Tier::as_str));
+            });
+            qb.push(
+                ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier), rev = ",
+            );
+            qb.push_bind(rev);
+            qb.push(" FROM v WHERE context_items.id = v.id AND context_items.project_id = ");
+            qb.push_bind(project_id);
+            qb.build().execute(c).await?.rows_affected()
         });
-        qb.push(
-            ") UPDATE context_items SET importance_score = v.score, tier = COALESCE(v.tier, context_items.tier), rev = ",
-        );
-        qb.push_bind(rev);
-        qb.push(" FROM v WHERE context_items.id = v.id AND context_items.project_id = ");
-        qb.push_bind(project_id);
-        updated += qb.build().execute(ex.connection()).await?.rows_affected();
     }
     Ok(updated)
 }
@@ -438,14 +470,14 @@ pub async fn tier_totals(
     project_id: ProjectId,
     agent_id: &str,
 ) -> Result<TierTotals> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
-         WHERE project_id = ? AND agent_id = ? AND archived_at IS NULL GROUP BY tier",
+    let rows: Vec<(String, i64, i64)> = on!(ex, c => sqlx::query_as(
+        "SELECT tier, COUNT(*), CAST(COALESCE(SUM(token_count), 0) AS BIGINT) FROM context_items \
+         WHERE project_id = $1 AND agent_id = $2 AND archived_at IS NULL GROUP BY tier",
     )
     .bind(project_id)
     .bind(agent_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     fold_totals(rows.into_iter().map(|(t, n, s)| (String::new(), t, n, s)))
         .map(|mut v| v.pop().unwrap_or_default().1)
 }
@@ -455,13 +487,13 @@ pub async fn tier_totals_by_agent(
     ex: &mut impl Executor,
     project_id: ProjectId,
 ) -> Result<Vec<(String, TierTotals)>> {
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT agent_id, tier, COUNT(*), COALESCE(SUM(token_count), 0) FROM context_items \
-         WHERE project_id = ? AND archived_at IS NULL GROUP BY agent_id, tier ORDER BY agent_id",
+    let rows: Vec<(String, String, i64, i64)> = on!(ex, c => sqlx::query_as(
+        "SELECT agent_id, tier, COUNT(*), CAST(COALESCE(SUM(token_count), 0) AS BIGINT) FROM context_items \
+         WHERE project_id = $1 AND archived_at IS NULL GROUP BY agent_id, tier ORDER BY agent_id",
     )
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     fold_totals(rows.into_iter())
 }
 
@@ -491,17 +523,17 @@ pub async fn archive_cold(
     now: OffsetDateTime,
 ) -> Result<u64> {
     let rev = revisions::bump(ex, project_id).await?;
-    let done = sqlx::query(
-        "UPDATE context_items SET archived_at = ?, archived_by_flash_save = ?, rev = ? \
-         WHERE project_id = ? AND agent_id = ? AND tier = 'cold' AND archived_at IS NULL",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE context_items SET archived_at = $1, archived_by_flash_save = $2, rev = $3 \
+         WHERE project_id = $4 AND agent_id = $5 AND tier = 'cold' AND archived_at IS NULL",
     )
     .bind(fmt(now))
     .bind(flash_save_id)
     .bind(rev)
     .bind(project_id)
     .bind(agent_id)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected())
 }
 
@@ -514,17 +546,17 @@ pub async fn restore_archived(
     flash_save_id: Option<FlashSaveId>,
 ) -> Result<u64> {
     let rev = revisions::bump(ex, project_id).await?;
-    let done = sqlx::query(
-        "UPDATE context_items SET archived_at = NULL, archived_by_flash_save = NULL, rev = ?4 \
-         WHERE project_id = ?1 AND agent_id = ?2 AND archived_at IS NOT NULL \
-         AND (?3 IS NULL OR archived_by_flash_save = ?3)",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE context_items SET archived_at = NULL, archived_by_flash_save = NULL, rev = $4 \
+         WHERE project_id = $1 AND agent_id = $2 AND archived_at IS NOT NULL \
+         AND ($3 IS NULL OR archived_by_flash_save = $3)",
     )
     .bind(project_id)
     .bind(agent_id)
     .bind(flash_save_id)
     .bind(rev)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected())
 }
 
@@ -543,16 +575,16 @@ pub async fn replace_for_project(
             reason: format!("item {} does not belong to project {project_id}", stray.id),
         });
     }
-    sqlx::query(
-        "DELETE FROM context_contents WHERE item_id IN (SELECT id FROM context_items WHERE project_id = ?)",
+    on!(ex, c => sqlx::query(
+        "DELETE FROM context_contents WHERE item_id IN (SELECT id FROM context_items WHERE project_id = $1)",
     )
     .bind(project_id)
-    .execute(ex.connection())
-    .await?;
-    sqlx::query("DELETE FROM context_items WHERE project_id = ?")
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
+    on!(ex, c => sqlx::query("DELETE FROM context_items WHERE project_id = $1")
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     revisions::bump_for_deletion(ex, project_id).await?;
     insert_many(ex, items).await
 }

@@ -80,6 +80,14 @@ pub enum DbError {
         /// Where the database is.
         location: String,
     },
+    /// The backend cannot do this (a file backup of a PostgreSQL database, …); nothing changed.
+    #[error("{operation} is not supported on {backend}")]
+    Unsupported {
+        /// What was asked.
+        operation: &'static str,
+        /// The database's backend.
+        backend: crate::Backend,
+    },
     /// Any other database failure (I/O, locking, SQL).
     #[error("database error: {0}")]
     Backend(#[source] BackendError),
@@ -156,7 +164,18 @@ impl From<sqlx::Error> for DbError {
                 _ => None,
             };
             if let Some(kind) = kind {
-                return Self::Constraint { kind, constraint: constraint_name(kind, db.message()) };
+                // PostgreSQL names the constraint (a NOT NULL one by its column); SQLite only
+                // in its message.
+                let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+                let name = match (db.constraint(), pg) {
+                    (Some(name), _) => name.to_owned(),
+                    (None, Some(pg)) => match (pg.table(), pg.column()) {
+                        (Some(table), Some(column)) => format!("{table}.{column}"),
+                        _ => constraint_name(kind, db.message()),
+                    },
+                    (None, None) => constraint_name(kind, db.message()),
+                };
+                return Self::Constraint { kind, constraint: name };
             }
         }
         Self::Backend(BackendError::new(e))

@@ -53,15 +53,15 @@ pub async fn append(
         value: format!("{kind:?}"),
         reason: e.to_string(),
     })?;
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (project_id, kind, payload, created_at) VALUES (?, ?, ?, ?) RETURNING seq",
+    let seq: i64 = on!(ex, c => sqlx::query_scalar(
+        "INSERT INTO events (project_id, kind, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
     )
     .bind(project_id)
     .bind(kind.name())
     .bind(&payload)
     .bind(fmt(at))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     Ok(ProjectEvent { seq, project_id, timestamp: codeframe_models::timestamp::normalize(at), kind })
 }
 
@@ -72,68 +72,74 @@ pub async fn list_since(
     since: EventSeq,
     limit: i64,
 ) -> Result<Vec<ProjectEvent>> {
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(
         "SELECT seq, project_id, payload, created_at FROM events \
-         WHERE project_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+         WHERE project_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
     .bind(project_id)
     .bind(since)
     .bind(limit)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(ProjectEvent::try_from).collect()
 }
 
 /// Every project's events with `seq > since`, oldest first, at most `limit` (what a server
 /// tailing the log reads: one indexed range scan, whatever the number of subscribers).
 pub async fn tail(ex: &mut impl Executor, since: EventSeq, limit: i64) -> Result<Vec<ProjectEvent>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, project_id, payload, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(
+        "SELECT seq, project_id, payload, created_at FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
     .bind(since)
     .bind(limit)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(ProjectEvent::try_from).collect()
 }
 
 /// The newest `seq` written (0 when nothing was ever written; retention deleting every event
 /// does not move it back).
 pub async fn head(ex: &mut impl Executor) -> Result<EventSeq> {
-    Ok(sqlx::query_scalar::<_, Option<i64>>(
-        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), \
+    // SQLite's two-argument MAX is PostgreSQL's GREATEST.
+    Ok(on!(ex, c, backend => sqlx::query_scalar::<_, Option<i64>>(match backend {
+        crate::Backend::Sqlite => "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), \
                     COALESCE((SELECT MAX(pruned_through) FROM event_horizons), 0))",
-    )
-    .fetch_one(ex.connection())
-    .await?
+        _ => "SELECT GREATEST(COALESCE((SELECT MAX(seq) FROM events), 0), \
+                    COALESCE((SELECT MAX(pruned_through) FROM event_horizons), 0))",
+    })
+    .fetch_one(c)
+    .await)?
     .unwrap_or(0))
 }
 
 /// The highest `seq` of the project that retention deleted (0 when none was).
 pub async fn pruned_through(ex: &mut impl Executor, project_id: ProjectId) -> Result<EventSeq> {
-    Ok(sqlx::query_scalar::<_, i64>("SELECT pruned_through FROM event_horizons WHERE project_id = ?")
+    Ok(on!(ex, c => sqlx::query_scalar::<_, i64>("SELECT pruned_through FROM event_horizons WHERE project_id = $1")
         .bind(project_id)
-        .fetch_optional(ex.connection())
-        .await?
+        .fetch_optional(c)
+        .await)?
         .unwrap_or(0))
 }
 
 /// Deletes a project's events with `seq <= through` and records the horizon. Returns how many
 /// were deleted.
 pub async fn prune_through(ex: &mut impl Executor, project_id: ProjectId, through: EventSeq) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM events WHERE project_id = ? AND seq <= ?")
+    let done = on!(ex, c => sqlx::query("DELETE FROM events WHERE project_id = $1 AND seq <= $2")
         .bind(project_id)
         .bind(through)
-        .execute(ex.connection())
-        .await?;
-    sqlx::query(
-        "INSERT INTO event_horizons (project_id, pruned_through) VALUES (?, ?) \
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
+    on!(ex, c, backend => sqlx::query(match backend {
+        crate::Backend::Sqlite => "INSERT INTO event_horizons (project_id, pruned_through) VALUES ($1, $2) \
          ON CONFLICT(project_id) DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)",
-    )
+        _ => "INSERT INTO event_horizons (project_id, pruned_through) VALUES ($1, $2) \
+         ON CONFLICT(project_id) DO UPDATE \
+         SET pruned_through = GREATEST(event_horizons.pruned_through, excluded.pruned_through)",
+    })
     .bind(project_id)
     .bind(through)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected())
 }
 
@@ -150,7 +156,7 @@ pub async fn prune_plan(
     let projects: Vec<ProjectId> = match project_id {
         Some(p) => vec![p],
         None => {
-            sqlx::query_scalar("SELECT DISTINCT project_id FROM events").fetch_all(ex.connection()).await?
+            on!(ex, c => sqlx::query_scalar("SELECT DISTINCT project_id FROM events").fetch_all(c).await)?
         }
     };
     let older_than = fmt(older_than);
@@ -159,28 +165,28 @@ pub async fn prune_plan(
         // By age: the newest expired event, when the oldest one has expired (the usual case,
         // nothing expired, costs one index probe).
         let oldest: Option<String> =
-            sqlx::query_scalar("SELECT created_at FROM events WHERE project_id = ? ORDER BY seq LIMIT 1")
+            on!(ex, c => sqlx::query_scalar("SELECT created_at FROM events WHERE project_id = $1 ORDER BY seq LIMIT 1")
                 .bind(project)
-                .fetch_optional(ex.connection())
-                .await?;
+                .fetch_optional(c)
+                .await)?;
         let mut cut = None;
         if oldest.is_some_and(|t| t < older_than) {
-            cut = sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT MAX(seq) FROM events WHERE project_id = ? AND created_at < ?",
+            cut = on!(ex, c => sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MAX(seq) FROM events WHERE project_id = $1 AND created_at < $2",
             )
             .bind(project)
             .bind(&older_than)
-            .fetch_one(ex.connection())
-            .await?;
+            .fetch_one(c)
+            .await)?;
         }
         // By count: the first event beyond the newest `keep_per_project`.
-        let beyond: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM events WHERE project_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        let beyond: Option<i64> = on!(ex, c => sqlx::query_scalar(
+            "SELECT seq FROM events WHERE project_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
         )
         .bind(project)
         .bind(keep_per_project)
-        .fetch_optional(ex.connection())
-        .await?;
+        .fetch_optional(c)
+        .await)?;
         if let Some(through) = cut.into_iter().chain(beyond).max() {
             cuts.push((project, through));
         }

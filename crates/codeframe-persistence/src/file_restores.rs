@@ -17,36 +17,36 @@ pub async fn record(
     token: &str,
     now: OffsetDateTime,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO file_restores (token, project_id, created_at) VALUES (?, ?, ?)")
+    on!(ex, c => sqlx::query("INSERT INTO file_restores (token, project_id, created_at) VALUES ($1, $2, $3)")
         .bind(token)
         .bind(project_id)
         .bind(fmt(now))
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(())
 }
 
 /// Whether the transaction that recorded `token` committed.
 pub async fn committed(ex: &mut impl Executor, token: &str) -> Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM file_restores WHERE token = ?")
+    let found: Option<i64> = on!(ex, c => sqlx::query_scalar("SELECT 1 FROM file_restores WHERE token = $1")
         .bind(token)
-        .fetch_optional(ex.connection())
-        .await?;
+        .fetch_optional(c)
+        .await)?;
     Ok(found.is_some())
 }
 
 /// Forgets a settled restore (call it only once its journal is gone: a journal whose token
 /// is not here is undone).
 pub async fn forget(ex: &mut impl Executor, token: &str) -> Result<()> {
-    sqlx::query("DELETE FROM file_restores WHERE token = ?").bind(token).execute(ex.connection()).await?;
+    on!(ex, c => sqlx::query("DELETE FROM file_restores WHERE token = $1").bind(token).execute(c).await.map(crate::db::Done::of))?;
     Ok(())
 }
 
 /// The tokens recorded for the project and not yet forgotten (restores being settled, or whose
 /// process died between removing the journal and forgetting the token).
 pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT token FROM file_restores WHERE project_id = ? ORDER BY created_at, token")
+    Ok(on!(ex, c => sqlx::query_scalar("SELECT token FROM file_restores WHERE project_id = $1 ORDER BY created_at, token")
         .bind(project_id)
-        .fetch_all(ex.connection())
-        .await?)
+        .fetch_all(c)
+        .await)?)
 }

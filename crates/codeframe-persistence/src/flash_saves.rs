@@ -72,12 +72,12 @@ pub struct NewFlashSave<'a> {
 /// first. Call it through an executor that commits on its own, so that a pause can write the
 /// ids into its snapshot before it takes the write lock (a rollback burns them).
 pub async fn reserve_ids(ex: &mut impl Executor, count: i64) -> Result<FlashSaveId> {
-    Ok(sqlx::query_scalar(
-        "UPDATE id_sequences SET next_id = next_id + ?1 WHERE name = 'flash_saves' RETURNING next_id - ?1",
+    Ok(on!(ex, c => sqlx::query_scalar(
+        "UPDATE id_sequences SET next_id = next_id + $1 WHERE name = 'flash_saves' RETURNING next_id - $1",
     )
     .bind(count.max(1))
-    .fetch_one(ex.connection())
-    .await?)
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Inserts a flash-save row.
@@ -86,9 +86,9 @@ pub async fn insert(ex: &mut impl Executor, new: &NewFlashSave<'_>) -> Result<Fl
         Some(id) => id,
         None => reserve_ids(ex, 1).await?,
     };
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Row = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO flash_saves (id, project_id, agent_id, tokens_before, tokens_after, items_count, items_archived, \
-         hot_items_retained, warm_items_retained, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         hot_items_retained, warm_items_retained, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(new.project_id)
@@ -100,8 +100,8 @@ pub async fn insert(ex: &mut impl Executor, new: &NewFlashSave<'_>) -> Result<Fl
     .bind(new.hot_items_retained)
     .bind(new.warm_items_retained)
     .bind(fmt(new.created_at))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
@@ -112,12 +112,12 @@ pub async fn set_result(
     tokens_after: i64,
     items_archived: i64,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE flash_saves SET tokens_after = ?, items_archived = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE flash_saves SET tokens_after = $1, items_archived = $2 WHERE id = $3")
         .bind(tokens_after)
         .bind(items_archived)
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("flash save", id));
     }
@@ -127,10 +127,10 @@ pub async fn set_result(
 /// The flash save with this id.
 pub async fn get(ex: &mut impl Executor, id: FlashSaveId) -> Result<FlashSave> {
     let row: Option<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM flash_saves WHERE id = ?")))
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM flash_saves WHERE id = $1")))
             .bind(id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.ok_or_else(|| DbError::not_found("flash save", id))?.try_into()
 }
 
@@ -140,12 +140,12 @@ pub async fn list(
     project_id: ProjectId,
     agent_id: Option<&str>,
 ) -> Result<Vec<FlashSave>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM flash_saves WHERE project_id = ?1 AND (?2 IS NULL OR agent_id = ?2) ORDER BY id DESC"
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM flash_saves WHERE project_id = $1 AND ($2 IS NULL OR agent_id = $2) ORDER BY id DESC"
     )))
     .bind(project_id)
     .bind(agent_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(FlashSave::try_from).collect()
 }

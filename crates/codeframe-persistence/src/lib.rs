@@ -1,4 +1,4 @@
-//! SQLite persistence for codeframe.
+//! Persistence for codeframe: embedded SQLite (the default) or PostgreSQL, behind one API.
 //!
 //! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
 //! `migrations/` folder when it opens. Work happens through repository modules
@@ -24,6 +24,29 @@
 //! # let _ = p; Ok(()) }
 //! ```
 
+/// Runs a statement on an executor's connection, whichever the backend: the body is compiled
+/// once per backend with `$c` bound to that backend's connection (and `$b`, when named, to
+/// the [`Backend`], for the few statements whose SQL differs). Both arms yield the same type.
+macro_rules! on {
+    ($ex:expr, $c:ident => $body:expr) => {
+        on!($ex, $c, _backend => $body)
+    };
+    ($ex:expr, $c:ident, $b:ident => $body:expr) => {
+        match crate::db::sealed::Sealed::connection($ex) {
+            crate::db::sealed::Connection::Sqlite($c) => {
+                #[allow(unused_variables)]
+                let $b = crate::Backend::Sqlite;
+                $body
+            }
+            crate::db::sealed::Connection::Postgres($c) => {
+                #[allow(unused_variables)]
+                let $b = crate::Backend::Postgres;
+                $body
+            }
+        }
+    };
+}
+
 mod db;
 mod error;
 mod rows;
@@ -41,7 +64,10 @@ pub mod revisions;
 pub mod tasks;
 pub mod token_usage;
 
-pub use db::{Conn, Db, DbOptions, Executor, PoolUsage, ReadTx, Tx, schema_version, settle_unused};
+pub use db::{
+    Backend, Conn, Db, DbOptions, EVENTS_CHANNEL, EventListener, Executor, PoolUsage, ReadTx, Tx, redact, schema_version,
+    settle_unused,
+};
 pub use error::{BackendError, ConstraintKind, DbError};
 
 /// Result of a persistence operation.

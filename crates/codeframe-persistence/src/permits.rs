@@ -85,10 +85,10 @@ struct GateSqlRow {
 /// The gate-deciding fields of a project, if it exists.
 pub async fn gate(ex: &mut impl Executor, project_id: ProjectId) -> Result<Option<GateRow>> {
     let row: Option<GateSqlRow> =
-        sqlx::query_as("SELECT status, pausing_holder, pausing_until FROM projects WHERE id = ?")
+        on!(ex, c => sqlx::query_as("SELECT status, pausing_holder, pausing_until FROM projects WHERE id = $1")
             .bind(project_id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.map(|r| {
         Ok(GateRow {
             status: parse("projects", "status", &r.status)?,
@@ -111,20 +111,27 @@ pub async fn acquire(
     expires_at: OffsetDateTime,
 ) -> Result<Option<i64>> {
     let now = fmt(now);
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO permits (project_id, agent_id, holder, acquired_at, expires_at) \
-         SELECT id, ?, ?, ?, ? FROM projects \
-         WHERE id = ? AND status <> 'paused' AND (pausing_until IS NULL OR pausing_until <= ?) \
+    // On PostgreSQL the project row is share-locked: a pause writing its marker meanwhile
+    // waits for this permit to commit (and then sees it), or this statement waits for the
+    // marker and re-reads the row (and is refused). SQLite's single writer orders them anyway.
+    let id: Option<i64> = on!(ex, c, backend => sqlx::query_scalar(match backend {
+        crate::Backend::Sqlite => "INSERT INTO permits (project_id, agent_id, holder, acquired_at, expires_at) \
+         SELECT id, $1, $2, $3, $4 FROM projects \
+         WHERE id = $5 AND status <> 'paused' AND (pausing_until IS NULL OR pausing_until <= $6) \
          RETURNING id",
-    )
+        _ => "INSERT INTO permits (project_id, agent_id, holder, acquired_at, expires_at) \
+         SELECT id, $1, $2, $3, $4 FROM projects \
+         WHERE id = $5 AND status <> 'paused' AND (pausing_until IS NULL OR pausing_until <= $6) \
+         FOR SHARE RETURNING id",
+    })
     .bind(agent_id)
     .bind(holder)
     .bind(&now)
     .bind(fmt(expires_at))
     .bind(project_id)
     .bind(&now)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     Ok(id)
 }
 
@@ -136,14 +143,14 @@ pub async fn renew(
     holder: &str,
     expires_at: OffsetDateTime,
 ) -> Result<Vec<i64>> {
-    Ok(sqlx::query_scalar(
-        "UPDATE permits SET expires_at = ? WHERE project_id = ? AND holder = ? RETURNING id",
+    Ok(on!(ex, c => sqlx::query_scalar(
+        "UPDATE permits SET expires_at = $1 WHERE project_id = $2 AND holder = $3 RETURNING id",
     )
     .bind(fmt(expires_at))
     .bind(project_id)
     .bind(holder)
-    .fetch_all(ex.connection())
-    .await?)
+    .fetch_all(c)
+    .await)?)
 }
 
 /// Extends one live lease of the project to `expires_at`; `None` when it is gone or expired at
@@ -155,84 +162,84 @@ pub async fn renew_one(
     now: OffsetDateTime,
     expires_at: OffsetDateTime,
 ) -> Result<Option<Lease>> {
-    let row: Option<LeaseRow> = sqlx::query_as(
-        "UPDATE permits SET expires_at = ? WHERE id = ? AND project_id = ? AND expires_at > ? \
+    let row: Option<LeaseRow> = on!(ex, c => sqlx::query_as(
+        "UPDATE permits SET expires_at = $1 WHERE id = $2 AND project_id = $3 AND expires_at > $4 \
          RETURNING id, project_id, agent_id, holder, acquired_at, expires_at",
     )
     .bind(fmt(expires_at))
     .bind(id)
     .bind(project_id)
     .bind(fmt(now))
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     row.map(Lease::try_from).transpose()
 }
 
 /// One lease of the project, live or expired, if it exists.
 pub async fn find(ex: &mut impl Executor, project_id: ProjectId, id: i64) -> Result<Option<Lease>> {
-    let row: Option<LeaseRow> = sqlx::query_as(
-        "SELECT id, project_id, agent_id, holder, acquired_at, expires_at FROM permits WHERE id = ? AND project_id = ?",
+    let row: Option<LeaseRow> = on!(ex, c => sqlx::query_as(
+        "SELECT id, project_id, agent_id, holder, acquired_at, expires_at FROM permits WHERE id = $1 AND project_id = $2",
     )
     .bind(id)
     .bind(project_id)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     row.map(Lease::try_from).transpose()
 }
 
 /// Ends one lease of the project; `false` when it was not there.
 pub async fn release_of_project(ex: &mut impl Executor, project_id: ProjectId, id: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM permits WHERE id = ? AND project_id = ?")
+    let done = on!(ex, c => sqlx::query("DELETE FROM permits WHERE id = $1 AND project_id = $2")
         .bind(id)
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Ends a lease; `false` when it was already gone.
 pub async fn release(ex: &mut impl Executor, id: i64) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM permits WHERE id = ?").bind(id).execute(ex.connection()).await?;
+    let done = on!(ex, c => sqlx::query("DELETE FROM permits WHERE id = $1").bind(id).execute(c).await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
 /// The project's leases that have not expired at `now`, oldest first.
 pub async fn live(ex: &mut impl Executor, project_id: ProjectId, now: OffsetDateTime) -> Result<Vec<Lease>> {
-    let rows: Vec<LeaseRow> = sqlx::query_as(
+    let rows: Vec<LeaseRow> = on!(ex, c => sqlx::query_as(
         "SELECT id, project_id, agent_id, holder, acquired_at, expires_at FROM permits \
-         WHERE project_id = ? AND expires_at > ? ORDER BY id",
+         WHERE project_id = $1 AND expires_at > $2 ORDER BY id",
     )
     .bind(project_id)
     .bind(fmt(now))
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(Lease::try_from).collect()
 }
 
 /// Leases of every project that have not expired at `now`.
 pub async fn count_live(ex: &mut impl Executor, now: OffsetDateTime) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM permits WHERE expires_at > ?")
+    Ok(on!(ex, c => sqlx::query_scalar("SELECT COUNT(*) FROM permits WHERE expires_at > $1")
         .bind(fmt(now))
-        .fetch_one(ex.connection())
-        .await?)
+        .fetch_one(c)
+        .await)?)
 }
 
 /// Ends every lease of the project (a pause that committed interrupts what is left).
 /// Returns how many there were.
 pub async fn revoke_all(ex: &mut impl Executor, project_id: ProjectId) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM permits WHERE project_id = ?")
+    let done = on!(ex, c => sqlx::query("DELETE FROM permits WHERE project_id = $1")
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected())
 }
 
 /// Deletes leases that expired before `now` (housekeeping; expired leases block nothing).
 pub async fn delete_expired(ex: &mut impl Executor, now: OffsetDateTime) -> Result<u64> {
-    let done = sqlx::query("DELETE FROM permits WHERE expires_at <= ?")
+    let done = on!(ex, c => sqlx::query("DELETE FROM permits WHERE expires_at <= $1")
         .bind(fmt(now))
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected())
 }
 
@@ -245,18 +252,18 @@ pub async fn set_pausing(
     now: OffsetDateTime,
     until: OffsetDateTime,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE projects SET pausing_holder = ?, pausing_until = ? \
-         WHERE id = ? AND status IN ('planning','running','active') \
-         AND (pausing_until IS NULL OR pausing_until <= ? OR pausing_holder = ?)",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE projects SET pausing_holder = $1, pausing_until = $2 \
+         WHERE id = $3 AND status IN ('planning','running','active') \
+         AND (pausing_until IS NULL OR pausing_until <= $4 OR pausing_holder = $5)",
     )
     .bind(holder)
     .bind(fmt(until))
     .bind(project_id)
     .bind(fmt(now))
     .bind(holder)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -267,24 +274,24 @@ pub async fn renew_pausing(
     holder: &str,
     until: OffsetDateTime,
 ) -> Result<bool> {
-    let done = sqlx::query("UPDATE projects SET pausing_until = ? WHERE id = ? AND pausing_holder = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE projects SET pausing_until = $1 WHERE id = $2 AND pausing_holder = $3")
         .bind(fmt(until))
         .bind(project_id)
         .bind(holder)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Removes the pausing marker `holder` wrote (the gate opens unless the project is paused);
 /// `false` when it was not theirs.
 pub async fn clear_pausing(ex: &mut impl Executor, project_id: ProjectId, holder: &str) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE projects SET pausing_holder = NULL, pausing_until = NULL WHERE id = ? AND pausing_holder = ?",
+    let done = on!(ex, c => sqlx::query(
+        "UPDATE projects SET pausing_holder = NULL, pausing_until = NULL WHERE id = $1 AND pausing_holder = $2",
     )
     .bind(project_id)
     .bind(holder)
-    .execute(ex.connection())
-    .await?;
+    .execute(c)
+    .await.map(crate::db::Done::of))?;
     Ok(done.rows_affected() > 0)
 }

@@ -82,22 +82,22 @@ pub async fn find_with_totals(
     ex: &mut impl Executor,
     id: ProjectId,
 ) -> Result<Option<(Project, TierTotals)>> {
-    let row: Option<WithTotals> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<WithTotals> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, \
-         COALESCE(t.hot_items, 0) AS hot_items, COALESCE(t.warm_items, 0) AS warm_items, \
-         COALESCE(t.cold_items, 0) AS cold_items, COALESCE(t.hot_tokens, 0) AS hot_tokens, \
-         COALESCE(t.warm_tokens, 0) AS warm_tokens, COALESCE(t.cold_tokens, 0) AS cold_tokens \
+         CAST(COALESCE(t.hot_items, 0) AS BIGINT) AS hot_items, CAST(COALESCE(t.warm_items, 0) AS BIGINT) AS warm_items, \
+         CAST(COALESCE(t.cold_items, 0) AS BIGINT) AS cold_items, CAST(COALESCE(t.hot_tokens, 0) AS BIGINT) AS hot_tokens, \
+         CAST(COALESCE(t.warm_tokens, 0) AS BIGINT) AS warm_tokens, CAST(COALESCE(t.cold_tokens, 0) AS BIGINT) AS cold_tokens \
          FROM projects, (SELECT \
-           SUM(tier = 'hot') AS hot_items, SUM(tier = 'warm') AS warm_items, SUM(tier = 'cold') AS cold_items, \
+           SUM(CASE WHEN tier = 'hot' THEN 1 ELSE 0 END) AS hot_items, SUM(CASE WHEN tier = 'warm' THEN 1 ELSE 0 END) AS warm_items, SUM(CASE WHEN tier = 'cold' THEN 1 ELSE 0 END) AS cold_items, \
            SUM(CASE WHEN tier = 'hot' THEN token_count ELSE 0 END) AS hot_tokens, \
            SUM(CASE WHEN tier = 'warm' THEN token_count ELSE 0 END) AS warm_tokens, \
            SUM(CASE WHEN tier = 'cold' THEN token_count ELSE 0 END) AS cold_tokens \
-           FROM context_items WHERE project_id = ?1 AND archived_at IS NULL) AS t \
-         WHERE projects.id = ?1"
+           FROM context_items WHERE project_id = $1 AND archived_at IS NULL) AS t \
+         WHERE projects.id = $1"
     )))
     .bind(id)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     let Some(r) = row else { return Ok(None) };
     let totals = TierTotals {
         hot_items: r.hot_items,
@@ -113,9 +113,9 @@ pub async fn find_with_totals(
 /// Inserts a project with status `init`, phase `discovery` and version 1.
 pub async fn insert(ex: &mut impl Executor, new: &NewProject, now: OffsetDateTime) -> Result<Project> {
     let now = fmt(now);
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Row = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO projects (name, description, root_path, owner_id, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     )))
     .bind(&new.name)
     .bind(&new.description)
@@ -123,8 +123,8 @@ pub async fn insert(ex: &mut impl Executor, new: &NewProject, now: OffsetDateTim
     .bind(new.owner_id)
     .bind(&now)
     .bind(&now)
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
@@ -136,29 +136,29 @@ pub async fn get(ex: &mut impl Executor, id: ProjectId) -> Result<Project> {
 /// The project with this id, if any.
 pub async fn find(ex: &mut impl Executor, id: ProjectId) -> Result<Option<Project>> {
     let row: Option<Row> =
-        sqlx::query_as(select("WHERE id = ?")).bind(id).fetch_optional(ex.connection()).await?;
+        on!(ex, c => sqlx::query_as(select("WHERE id = $1")).bind(id).fetch_optional(c).await)?;
     row.map(Project::try_from).transpose()
 }
 
 /// The project with this name, if any.
 pub async fn find_by_name(ex: &mut impl Executor, name: &str) -> Result<Option<Project>> {
     let row: Option<Row> =
-        sqlx::query_as(select("WHERE name = ?")).bind(name).fetch_optional(ex.connection()).await?;
+        on!(ex, c => sqlx::query_as(select("WHERE name = $1")).bind(name).fetch_optional(c).await)?;
     row.map(Project::try_from).transpose()
 }
 
 /// Every project, by id.
 pub async fn list(ex: &mut impl Executor) -> Result<Vec<Project>> {
-    let rows: Vec<Row> = sqlx::query_as(select("ORDER BY id")).fetch_all(ex.connection()).await?;
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(select("ORDER BY id")).fetch_all(c).await)?;
     rows.into_iter().map(Project::try_from).collect()
 }
 
 /// The projects of one owner, by id.
 pub async fn list_by_owner(ex: &mut impl Executor, owner_id: i64) -> Result<Vec<Project>> {
-    let rows: Vec<Row> = sqlx::query_as(select("WHERE owner_id = ? ORDER BY id"))
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(select("WHERE owner_id = $1 ORDER BY id"))
         .bind(owner_id)
-        .fetch_all(ex.connection())
-        .await?;
+        .fetch_all(c)
+        .await)?;
     rows.into_iter().map(Project::try_from).collect()
 }
 
@@ -166,10 +166,10 @@ pub async fn list_by_owner(ex: &mut impl Executor, owner_id: i64) -> Result<Vec<
 /// stored version still equals `project.version`; the stored version then increments and
 /// the new row is returned. A stale version is a [`DbError::Conflict`] and changes nothing.
 pub async fn update(ex: &mut impl Executor, project: &Project, now: OffsetDateTime) -> Result<Project> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE projects SET description = ?, root_path = ?, status = ?, phase = ?, updated_at = ?, \
-         paused_at = ?, pause_reason = ?, pause_checkpoint_id = ?, status_before_pause = ?, version = version + 1 \
-         WHERE id = ? AND version = ? RETURNING {COLUMNS}"
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE projects SET description = $1, root_path = $2, status = $3, phase = $4, updated_at = $5, \
+         paused_at = $6, pause_reason = $7, pause_checkpoint_id = $8, status_before_pause = $9, version = version + 1 \
+         WHERE id = $10 AND version = $11 RETURNING {COLUMNS}"
     )))
     .bind(&project.description)
     .bind(&project.root_path)
@@ -182,8 +182,8 @@ pub async fn update(ex: &mut impl Executor, project: &Project, now: OffsetDateTi
     .bind(project.status_before_pause.map(|s| s.as_str()))
     .bind(project.id)
     .bind(project.version)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     match row {
         Some(row) => row.try_into(),
         None => {
@@ -200,11 +200,11 @@ pub async fn update(ex: &mut impl Executor, project: &Project, now: OffsetDateTi
 
 /// Records where the project's snapshot store lives (set once, when a server creates it).
 pub async fn set_store_path(ex: &mut impl Executor, id: ProjectId, store_path: &str) -> Result<()> {
-    let done = sqlx::query("UPDATE projects SET store_path = ? WHERE id = ?")
+    let done = on!(ex, c => sqlx::query("UPDATE projects SET store_path = $1 WHERE id = $2")
         .bind(store_path)
         .bind(id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("project", id));
     }
@@ -213,7 +213,7 @@ pub async fn set_store_path(ex: &mut impl Executor, id: ProjectId, store_path: &
 
 /// Deletes a project and (by cascade) everything that belongs to it. Only on explicit request.
 pub async fn delete(ex: &mut impl Executor, id: ProjectId) -> Result<()> {
-    let done = sqlx::query("DELETE FROM projects WHERE id = ?").bind(id).execute(ex.connection()).await?;
+    let done = on!(ex, c => sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(c).await.map(crate::db::Done::of))?;
     if done.rows_affected() == 0 {
         return Err(DbError::not_found("project", id));
     }

@@ -40,36 +40,36 @@ impl TryFrom<Row> for Task {
 
 /// Inserts a pending task.
 pub async fn insert(ex: &mut impl Executor, new: &NewTask, now: OffsetDateTime) -> Result<Task> {
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO tasks (project_id, title, description, created_at) VALUES (?, ?, ?, ?) RETURNING {COLUMNS}"
+    let row: Row = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tasks (project_id, title, description, created_at) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     )))
     .bind(new.project_id)
     .bind(&new.title)
     .bind(&new.description)
     .bind(fmt(now))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
 /// The task with this id.
 pub async fn get(ex: &mut impl Executor, id: i64) -> Result<Task> {
     let row: Option<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE id = ?")))
+        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE id = $1")))
             .bind(id)
-            .fetch_optional(ex.connection())
-            .await?;
+            .fetch_optional(c)
+            .await)?;
     row.ok_or_else(|| DbError::not_found("task", id))?.try_into()
 }
 
 /// A project's tasks, by id.
 pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<Task>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tasks WHERE project_id = ? ORDER BY id"
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tasks WHERE project_id = $1 ORDER BY id"
     )))
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(Task::try_from).collect()
 }
 
@@ -81,32 +81,32 @@ pub async fn set_status(
     now: OffsetDateTime,
 ) -> Result<Task> {
     let completed_at = (status == TaskStatus::Completed).then(|| fmt(now));
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = ?, completed_at = ? WHERE id = ? RETURNING {COLUMNS}"
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = $1, completed_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
     )))
     .bind(status.as_str())
     .bind(completed_at)
     .bind(id)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     row.ok_or_else(|| DbError::not_found("task", id))?.try_into()
 }
 
 /// Completed and total task counts of a project, and the title of the last completed task.
 pub async fn progress(ex: &mut impl Executor, project_id: ProjectId) -> Result<(i64, i64, Option<String>)> {
-    let (completed, total): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(status = 'completed'), 0), COUNT(*) FROM tasks WHERE project_id = ?",
+    let (completed, total): (i64, i64) = on!(ex, c => sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS BIGINT), COUNT(*) FROM tasks WHERE project_id = $1",
     )
     .bind(project_id)
-    .fetch_one(ex.connection())
-    .await?;
-    let last: Option<String> = sqlx::query_scalar(
-        "SELECT title FROM tasks WHERE project_id = ? AND status = 'completed' \
+    .fetch_one(c)
+    .await)?;
+    let last: Option<String> = on!(ex, c => sqlx::query_scalar(
+        "SELECT title FROM tasks WHERE project_id = $1 AND status = 'completed' \
          ORDER BY completed_at DESC, id DESC LIMIT 1",
     )
     .bind(project_id)
-    .fetch_optional(ex.connection())
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     Ok((completed, total, last))
 }
 
@@ -116,11 +116,11 @@ pub async fn replace_for_project(
     project_id: ProjectId,
     tasks: &[Task],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM tasks WHERE project_id = ?").bind(project_id).execute(ex.connection()).await?;
+    on!(ex, c => sqlx::query("DELETE FROM tasks WHERE project_id = $1").bind(project_id).execute(c).await.map(crate::db::Done::of))?;
     for t in tasks {
-        sqlx::query(
+        on!(ex, c => sqlx::query(
             "INSERT INTO tasks (id, project_id, title, description, status, assigned_agent, created_at, completed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(t.id)
         .bind(project_id)
@@ -130,8 +130,8 @@ pub async fn replace_for_project(
         .bind(&t.assigned_agent)
         .bind(fmt(t.created_at))
         .bind(t.completed_at.map(fmt))
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     }
     Ok(())
 }

@@ -47,9 +47,9 @@ impl TryFrom<Row> for TokenUsage {
 
 /// Records one model call.
 pub async fn insert(ex: &mut impl Executor, new: &NewTokenUsage, now: OffsetDateTime) -> Result<TokenUsage> {
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Row = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO token_usage (project_id, agent_id, task_id, model_name, input_tokens, output_tokens, \
-         estimated_cost_usd, call_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         estimated_cost_usd, call_type, timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
     )))
     .bind(new.project_id)
     .bind(&new.agent_id)
@@ -60,30 +60,30 @@ pub async fn insert(ex: &mut impl Executor, new: &NewTokenUsage, now: OffsetDate
     .bind(new.estimated_cost_usd)
     .bind(new.call_type.as_str())
     .bind(fmt(now))
-    .fetch_one(ex.connection())
-    .await?;
+    .fetch_one(c)
+    .await)?;
     row.try_into()
 }
 
 /// A project's token usage, oldest first.
 pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<TokenUsage>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM token_usage WHERE project_id = ? ORDER BY timestamp, id"
+    let rows: Vec<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM token_usage WHERE project_id = $1 ORDER BY timestamp, id"
     )))
     .bind(project_id)
-    .fetch_all(ex.connection())
-    .await?;
+    .fetch_all(c)
+    .await)?;
     rows.into_iter().map(TokenUsage::try_from).collect()
 }
 
 /// Sum of a project's estimated cost in USD.
 pub async fn total_cost(ex: &mut impl Executor, project_id: ProjectId) -> Result<f64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(SUM(estimated_cost_usd), 0.0) FROM token_usage WHERE project_id = ?",
+    Ok(on!(ex, c => sqlx::query_scalar(
+        "SELECT COALESCE(SUM(estimated_cost_usd), 0.0) FROM token_usage WHERE project_id = $1",
     )
     .bind(project_id)
-    .fetch_one(ex.connection())
-    .await?)
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Replaces a project's usage rows with `rows` (ids kept); used when restoring state.
@@ -92,14 +92,14 @@ pub async fn replace_for_project(
     project_id: ProjectId,
     rows: &[TokenUsage],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM token_usage WHERE project_id = ?")
+    on!(ex, c => sqlx::query("DELETE FROM token_usage WHERE project_id = $1")
         .bind(project_id)
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     for u in rows {
-        sqlx::query(
+        on!(ex, c => sqlx::query(
             "INSERT INTO token_usage (id, project_id, agent_id, task_id, model_name, input_tokens, output_tokens, \
-             estimated_cost_usd, actual_cost_usd, call_type, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             estimated_cost_usd, actual_cost_usd, call_type, timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(u.id)
         .bind(project_id)
@@ -112,8 +112,8 @@ pub async fn replace_for_project(
         .bind(u.actual_cost_usd)
         .bind(u.call_type.as_str())
         .bind(fmt(u.timestamp))
-        .execute(ex.connection())
-        .await?;
+        .execute(c)
+        .await.map(crate::db::Done::of))?;
     }
     Ok(())
 }

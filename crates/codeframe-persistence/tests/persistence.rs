@@ -1,4 +1,5 @@
-//! Persistence tests on real SQLite files in temporary directories.
+//! Persistence tests on real databases: SQLite files in temporary directories, or fresh
+//! PostgreSQL databases when `CODEFRAME_TEST_BACKEND=postgres` (see `codeframe_testkit::database`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use codeframe_models::{
@@ -17,7 +18,15 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 
 const T0: OffsetDateTime = datetime!(2026-03-01 12:00:00.123456 UTC);
 
+/// A new database on the backend under test (see `codeframe_testkit::database`).
 async fn fresh() -> (TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&codeframe_testkit::database::location(dir.path())).await.unwrap();
+    (dir, db)
+}
+
+/// A new SQLite file, for what only SQLite has (its files, WAL, `VACUUM INTO`).
+async fn fresh_sqlite() -> (TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("state.db").to_str().unwrap()).await.unwrap();
     (dir, db)
@@ -110,7 +119,7 @@ async fn open_creates_the_file_and_is_idempotent() {
 
 #[tokio::test]
 async fn open_uses_wal_and_enforces_foreign_keys() {
-    let (dir, db) = fresh().await;
+    let (dir, db) = fresh_sqlite().await;
     let mut c = db.conn().await.unwrap();
     // A context item for a project that does not exist is refused by the foreign key.
     let e = context::insert_many(&mut c, &[item(0, ProjectId(999), "ghost", Tier::Hot)]).await.unwrap_err();
@@ -1348,7 +1357,7 @@ async fn an_upsert_never_moves_an_item_to_another_project() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_writers_commit_is_a_consistent_database() {
-    let (dir, db) = fresh().await;
+    let (dir, db) = fresh_sqlite().await;
     // Writers commit a project with exactly 50 items per transaction, all the time.
     let writer_db = db.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1389,8 +1398,23 @@ async fn a_backup_taken_while_writers_commit_is_a_consistent_database() {
 }
 
 #[tokio::test]
-async fn a_database_in_use_cannot_be_settled_for_replacement() {
+async fn postgres_has_no_file_backup_and_says_so() {
+    if !codeframe_testkit::database::is_postgres() {
+        return; // SQLite's file backup is tested above.
+    }
     let (dir, db) = fresh().await;
+    assert_eq!(db.backend(), codeframe_persistence::Backend::Postgres);
+    let target = dir.path().join("backup.db");
+    let e = db.backup_to(&target).await.unwrap_err();
+    assert!(matches!(e, DbError::Unsupported { .. }), "{e:?}");
+    assert!(e.to_string().contains("pg_dump"), "{e}");
+    assert!(!target.exists(), "nothing written");
+    assert_eq!(db.integrity_check().await.unwrap(), ["ok"]);
+}
+
+#[tokio::test]
+async fn a_database_in_use_cannot_be_settled_for_replacement() {
+    let (dir, db) = fresh_sqlite().await;
     project_with_agents(&db, "busy", &[]).await;
     let path = dir.path().join("state.db");
     let e = codeframe_persistence::settle_unused(&path).await.unwrap_err();
@@ -1408,7 +1432,7 @@ async fn a_database_in_use_cannot_be_settled_for_replacement() {
 
 #[tokio::test]
 async fn a_database_from_a_newer_codeframe_is_refused_and_left_alone() {
-    let (dir, db) = fresh().await;
+    let (dir, db) = fresh_sqlite().await;
     let future = codeframe_persistence::schema_version() + 1;
     db.close().await;
     let path = dir.path().join("state.db");
@@ -1435,7 +1459,7 @@ async fn migrated_from(files: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("migrations-then");
     std::fs::create_dir_all(&old).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
     for name in files {
         std::fs::copy(all.join(name), old.join(name)).unwrap();
     }

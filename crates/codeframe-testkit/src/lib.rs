@@ -132,3 +132,44 @@ pub mod bench {
         }
     }
 }
+
+/// Which database the suites run on: SQLite files (the default) or, with
+/// `CODEFRAME_TEST_BACKEND=postgres`, fresh databases on the PostgreSQL server at
+/// `CODEFRAME_TEST_POSTGRES_URL` (what `cargo xtask ci` sets for the second pass).
+pub mod database {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// The PostgreSQL server the tests may use (`postgres://user@host:port`, no database).
+    pub fn postgres_server() -> Option<String> {
+        std::env::var("CODEFRAME_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+    }
+
+    /// Whether the suites run on PostgreSQL.
+    pub fn is_postgres() -> bool {
+        std::env::var("CODEFRAME_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+    }
+
+    /// A URL naming a database on `server` that no other test uses (`Db::open` creates it).
+    pub fn fresh_postgres(server: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        format!("{}/cf_{}_{n}_{nanos}", server.trim_end_matches('/'), std::process::id())
+    }
+
+    /// The database a test opens: `dir/state.db` on SQLite, a fresh database on PostgreSQL.
+    ///
+    /// # Panics
+    /// When `CODEFRAME_TEST_BACKEND=postgres` is set without `CODEFRAME_TEST_POSTGRES_URL`.
+    pub fn location(dir: &Path) -> String {
+        if is_postgres() {
+            #[allow(clippy::expect_used)]
+            let server = postgres_server().expect("CODEFRAME_TEST_BACKEND=postgres needs CODEFRAME_TEST_POSTGRES_URL");
+            fresh_postgres(&server)
+        } else {
+            dir.join("state.db").to_string_lossy().into_owned()
+        }
+    }
+}
