@@ -27,7 +27,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("all")),
         Some("postgres") => postgres_shell(),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [{}|all] | cargo xtask postgres", bench_names());
+            eprintln!(
+                "usage: cargo xtask ci | cargo xtask bench [{}|all] | cargo xtask postgres",
+                bench_names()
+            );
             return ExitCode::from(2);
         }
     };
@@ -63,7 +66,9 @@ fn postgres_cluster() -> Result<Option<postgres::Cluster>, String> {
         if required {
             return Err("PostgreSQL (initdb, pg_ctl) is required but not installed".into());
         }
-        eprintln!("xtask: PostgreSQL not found (initdb, pg_ctl): the PostgreSQL half of the tests is skipped");
+        eprintln!(
+            "xtask: PostgreSQL not found (initdb, pg_ctl): the PostgreSQL half of the tests is skipped"
+        );
         return Ok(None);
     };
     match postgres::Cluster::start(&bin) {
@@ -102,7 +107,10 @@ fn ci() -> Result<(), String> {
             // Every suite on SQLite (the two-instance test uses the cluster), then the
             // backend-neutral suites again on PostgreSQL.
             let url = cluster.url.as_str();
-            cargo_with_env(&["test", "--workspace", "--all-features"], &[("CODEFRAME_TEST_POSTGRES_URL", url)])?;
+            cargo_with_env(
+                &["test", "--workspace", "--all-features"],
+                &[("CODEFRAME_TEST_POSTGRES_URL", url)],
+            )?;
             let mut args = vec!["test", "--all-features"];
             for suite in BACKEND_SUITES {
                 args.extend(["-p", suite]);

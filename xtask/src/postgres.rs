@@ -19,7 +19,8 @@ pub struct Cluster {
 
 /// Where `initdb` and `pg_ctl` are: on the PATH, else under Debian's `/usr/lib/postgresql/*/bin`.
 pub fn find_bin() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    let on_path =
+        std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
     let debian = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -53,7 +54,14 @@ impl Cluster {
         cluster.run(
             cluster
                 .pg_command("initdb")
-                .args(["--auth=trust", "--username=postgres", "--no-locale", "--encoding=UTF8", "--no-sync", "-D"])
+                .args([
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--no-locale",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
                 .arg(&data),
             "initdb",
         )?;

@@ -16,11 +16,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let is_json = is_json(&req);
+        let bytes = body_bytes(req, state).await?;
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`",
+            ));
+        }
+        refuse_nul(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(r) => Err(json_rejection(&r)),
         }
     }
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+    })
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+        ApiError::new(status, code, r.body_text())
+    })
+}
+
+/// Text may not hold NUL (U+0000), whatever the field: PostgreSQL cannot store it, and SQL
+/// functions see a SQLite string only up to it. In JSON a NUL is always the escape `\u0000`
+/// (raw control characters are not allowed in strings); one preceded by an even number of
+/// backslashes is that escape, not an escaped backslash followed by `u0000`.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    let nul = bytes.windows(6).enumerate().any(|(i, w)| {
+        w == b"\\u0000" && bytes[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    });
+    if nul {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "invalid body: text may not contain NUL (U+0000)",
+        ));
+    }
+    Ok(())
 }
 
 fn json_rejection(r: &JsonRejection) -> ApiError {
@@ -77,19 +119,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
-            });
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
-            let status = r.status();
-            let code =
-                if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
-            ApiError::new(status, code, r.body_text())
-        })?;
+        let is_json = is_json(&req);
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
@@ -100,6 +131,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
                 "expected `Content-Type: application/json`",
             ));
         }
+        refuse_nul(&bytes)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error(&mut de) {
             Ok(v) => Ok(Self(v)),

@@ -135,7 +135,7 @@ impl Modify for BearerSecurity {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "codeframe", description = "Pause, checkpoint and resume coding-agent projects."),
+    info(title = "codeframe", description = "Pause, checkpoint and resume coding-agent projects. No text in a request may contain NUL (U+0000): such a body is refused with 422."),
     modifiers(&BearerSecurity),
     // Schemas only parameters and the WebSocket name (bodies register theirs themselves).
     components(schemas(routes::ContextState, codeframe_models::Tier, crate::ws::ClientMessage)),

@@ -74,7 +74,7 @@ fn served(tmp: &Path, config: ServiceConfig) -> ServiceConfig {
 
 async fn open_home(tmp: &TempDir) -> Db {
     std::fs::create_dir_all(tmp.path().join("home")).unwrap();
-    Db::open(tmp.path().join("home/state.db").to_str().unwrap()).await.unwrap()
+    Db::open(&codeframe_testkit::database::location(&tmp.path().join("home"))).await.unwrap()
 }
 
 async fn start() -> Srv {

@@ -121,7 +121,7 @@ async fn fx_plain() -> Fx {
 }
 
 async fn fx_at(tmp: TempDir, root: PathBuf) -> Fx {
-    let db = Db::open(tmp.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let db = Db::open(&codeframe_testkit::database::location(tmp.path())).await.unwrap();
     let project = add_project(&db, "p", &root).await;
     let cm = GitCheckpointManager::new(db.clone());
     Fx { _tmp: tmp, root, db, cm, project }

@@ -25,7 +25,7 @@ struct Fixture {
 
 async fn fixture_with(config: ContextConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("state.db").to_str().unwrap()).await.unwrap();
+    let db = Db::open(&codeframe_testkit::database::location(dir.path())).await.unwrap();
     let clock = ManualClock::new(T0);
     let project = add_project(&db, "main", &["a", "b"]).await;
     let cm: Arc<dyn ContextManager> =

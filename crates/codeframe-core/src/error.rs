@@ -315,6 +315,7 @@ impl CoreError {
             Self::FileExists(_) => (Invalid, "exists"),
             Self::Db(DbError::InUse { .. }) => (Conflict, "database_in_use"),
             Self::Db(DbError::TooNew { .. }) => (Conflict, "database_too_new"),
+            Self::Db(DbError::Unrepresentable(_)) => (Invalid, "invalid"),
             Self::Db(_) | Self::Injected(_) | Self::Cancelled(_) | Self::Internal(_) => {
                 (Internal, "internal")
             }

@@ -35,7 +35,10 @@ const T0: OffsetDateTime = datetime!(2026-07-01 08:00 UTC);
 struct Fx {
     _tmp: TempDir,
     root: PathBuf,
+    /// Beside the database (on SQLite, its file): where marker files of child processes go.
     db_path: PathBuf,
+    /// The database (a SQLite file or a PostgreSQL URL), for child processes.
+    db_url: String,
     db: Db,
     clock: ManualClock,
     sink: Arc<CollectingSink>,
@@ -90,7 +93,8 @@ async fn fx_with(ctx: CtxWrap, cp: CpWrap) -> Fx {
     let tmp = tempfile::tempdir().unwrap();
     let root = make_root(tmp.path());
     let db_path = tmp.path().join("state.db");
-    let db = Db::open(db_path.to_str().unwrap()).await.unwrap();
+    let db_url = codeframe_testkit::database::location(tmp.path());
+    let db = Db::open(&db_url).await.unwrap();
     let clock = ManualClock::new(T0);
     let sink = Arc::new(CollectingSink::default());
     let clock_arc: Arc<dyn codeframe_models::Clock> = Arc::new(clock.clone());
@@ -100,7 +104,7 @@ async fn fx_with(ctx: CtxWrap, cp: CpWrap) -> Fx {
         Arc::new(GitCheckpointManager::with_clock(db.clone(), clock_arc));
     let svc = service(&db, &clock, sink.clone(), ctx(&db, &clock, base_ctx), cp(&db, base_cp)).await;
     let project = svc.create("demo", &root).await.unwrap().id;
-    Fx { _tmp: tmp, root, db_path, db, clock, sink, svc, project }
+    Fx { _tmp: tmp, root, db_path, db_url, db, clock, sink, svc, project }
 }
 
 /// Registers agents and gives each `hot`, `warm` and `cold` items (known tiers).
@@ -1247,7 +1251,7 @@ struct GateChild {
 }
 
 impl GateChild {
-    fn spawn(db: &Path, project: ProjectId, lease_ms: u64) -> Self {
+    fn spawn(db: &str, project: ProjectId, lease_ms: u64) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "gate_child", "--ignored", "--test-threads=1", "--nocapture"])
             .env("CF_GATE_DB", db)
@@ -1336,7 +1340,7 @@ async fn gate_child() {
 async fn a_pause_in_one_process_drains_and_closes_the_gate_of_another() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
-    let mut a = GateChild::spawn(&f.db_path, f.project, 30_000);
+    let mut a = GateChild::spawn(&f.db_url, f.project, 30_000);
     assert_eq!(a.ask("enter"), "ok");
 
     // Process B (this one) pauses: it waits for A's permit.
@@ -1376,7 +1380,7 @@ async fn a_pause_in_one_process_drains_and_closes_the_gate_of_another() {
 async fn a_holder_killed_with_kill_9_stops_blocking_once_its_lease_expires() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
-    let mut a = GateChild::spawn(&f.db_path, f.project, 2_000);
+    let mut a = GateChild::spawn(&f.db_url, f.project, 2_000);
     assert_eq!(a.ask("enter"), "ok");
     a.kill();
     // B counts on lease expiry alone, as it must for a holder on another machine.
@@ -1399,7 +1403,7 @@ async fn a_holder_killed_with_kill_9_stops_blocking_once_its_lease_expires() {
 async fn a_dead_holder_on_this_machine_is_reclaimed_without_waiting_for_its_lease() {
     let f = fx().await;
     set_status(&f, ProjectStatus::Active).await;
-    let mut a = GateChild::spawn(&f.db_path, f.project, 600_000);
+    let mut a = GateChild::spawn(&f.db_url, f.project, 600_000);
     assert_eq!(a.ask("enter"), "ok");
     a.kill();
     let out = f
@@ -1491,7 +1495,7 @@ mod crash {
         let mut child = Command::new(std::env::current_exe().unwrap());
         child
             .args(["--exact", "crash::crash_child", "--ignored", "--test-threads=1"])
-            .env("CF_CRASH_DB", &f.db_path)
+            .env("CF_CRASH_DB", &f.db_url)
             .env("CF_CRASH_PROJECT", f.project.to_string())
             .env("CF_CRASH_ACTION", action)
             .env("FAILPOINTS", format!("{point}={spec}"))
@@ -1552,7 +1556,7 @@ mod crash {
         assert!(std::fs::read_to_string(&marker).unwrap().lines().any(|l| l == point), "{point} reached");
 
         // Reopen as a new process would.
-        let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
+        let db = Db::open(&f.db_url).await.unwrap();
         let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
         svc.open(f.project).await.unwrap();
         let p = svc.get(f.project).await.unwrap();
@@ -1795,7 +1799,7 @@ mod crash {
         }
 
         // Open as a new process would.
-        let db = Db::open(f.db_path.to_str().unwrap()).await.unwrap();
+        let db = Db::open(&f.db_url).await.unwrap();
         let svc = service(&db, &f.clock, Arc::new(CollectingSink::default()), None, None).await;
         let opened = svc.open(f.project).await.unwrap();
         let settled = opened.reconcile.interrupted_restore;

@@ -115,8 +115,7 @@ pub async fn insert_missing(ex: &mut impl Executor, agent: &Agent) -> Result<()>
 
 /// The agent with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<Agent> {
-    let row: Option<AgentRow> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1")))
+    let row: Option<AgentRow> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1")))
             .bind(id)
             .fetch_optional(c)
             .await)?;
@@ -125,8 +124,7 @@ pub async fn get(ex: &mut impl Executor, id: &str) -> Result<Agent> {
 
 /// Every agent, by id.
 pub async fn list(ex: &mut impl Executor) -> Result<Vec<Agent>> {
-    let rows: Vec<AgentRow> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")))
+    let rows: Vec<AgentRow> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id")))
             .fetch_all(c)
             .await)?;
     rows.into_iter().map(Agent::try_from).collect()

@@ -189,8 +189,7 @@ pub async fn get(ex: &mut impl Executor, id: CheckpointId) -> Result<Checkpoint>
 
 /// The checkpoint with this id, if any.
 pub async fn find(ex: &mut impl Executor, id: CheckpointId) -> Result<Option<Checkpoint>> {
-    let row: Option<Row> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM checkpoints WHERE id = $1")))
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM checkpoints WHERE id = $1")))
             .bind(id)
             .fetch_optional(c)
             .await)?;

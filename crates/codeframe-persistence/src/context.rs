@@ -248,8 +248,7 @@ async fn refuse_project_moves(ex: &mut impl Executor, chunk: &[ContextItem]) -> 
 
 /// The item with this id.
 pub async fn get(ex: &mut impl Executor, id: &str) -> Result<ContextItem> {
-    let row: Option<Row> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.id = $1")))
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM {ITEM_SOURCE} WHERE i.id = $1")))
             .bind(id)
             .fetch_optional(c)
             .await)?;
@@ -317,8 +316,7 @@ pub async fn ids_written_after(
     project_id: ProjectId,
     revision: i64,
 ) -> Result<Vec<String>> {
-    let mut ids: Vec<String> =
-        on!(ex, c => sqlx::query_scalar("SELECT id FROM context_items WHERE project_id = $1 AND rev > $2")
+    let mut ids: Vec<String> = on!(ex, c => sqlx::query_scalar("SELECT id FROM context_items WHERE project_id = $1 AND rev > $2")
             .bind(project_id)
             .bind(revision)
             .fetch_all(c)

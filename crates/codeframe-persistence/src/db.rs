@@ -113,8 +113,9 @@ async fn refuse_newer_schema(pool: &Pool, location: &str) -> Result<()> {
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(pool).await?
         }
         Pool::Postgres(pool) => {
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(pool)
+                .await?;
             if !exists {
                 return Ok(());
             }
@@ -258,7 +259,10 @@ impl Db {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK_KEY).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
                 TxInner::Postgres(tx)
             }
         };
@@ -316,7 +320,8 @@ impl Db {
 }
 
 async fn open_sqlite(url_or_path: &str, options: &DbOptions) -> Result<(Pool, u32)> {
-    let open_err = |e: sqlx::Error| DbError::Open { location: url_or_path.to_owned(), source: BackendError::new(e) };
+    let open_err =
+        |e: sqlx::Error| DbError::Open { location: url_or_path.to_owned(), source: BackendError::new(e) };
     let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
     let connect = if url_or_path.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(url_or_path).map_err(open_err)?
@@ -328,7 +333,11 @@ async fn open_sqlite(url_or_path: &str, options: &DbOptions) -> Result<(Pool, u3
         .journal_mode(if in_memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout)
-        .synchronous(if options.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal });
+        .synchronous(if options.synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        });
     let max = if in_memory { 1 } else { options.max_connections.max(1) };
     let pool = SqlitePoolOptions::new()
         .max_connections(max)
@@ -341,7 +350,8 @@ async fn open_sqlite(url_or_path: &str, options: &DbOptions) -> Result<(Pool, u3
 
 async fn open_postgres(url: &str, options: &DbOptions) -> Result<(Pool, u32)> {
     let location = redact(url);
-    let open_err = |e: sqlx::Error| DbError::Open { location: location.clone(), source: BackendError::new(e) };
+    let open_err =
+        |e: sqlx::Error| DbError::Open { location: location.clone(), source: BackendError::new(e) };
     let lock_timeout = format!("{}ms", options.busy_timeout.as_millis());
     let connect = PgConnectOptions::from_str(url)
         .map_err(open_err)?
@@ -349,7 +359,9 @@ async fn open_postgres(url: &str, options: &DbOptions) -> Result<(Pool, u32)> {
         .options([("lock_timeout", lock_timeout.as_str())]);
     let max = options.max_connections.max(1);
     let pool_options = || {
-        PgPoolOptions::new().max_connections(max).acquire_timeout(options.busy_timeout + Duration::from_secs(5))
+        PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(options.busy_timeout + Duration::from_secs(5))
     };
     let pool = match pool_options().connect_with(connect.clone()).await {
         Ok(pool) => pool,
@@ -374,9 +386,11 @@ async fn create_postgres_database(connect: &PgConnectOptions) -> std::result::Re
     let name = connect.get_database().unwrap_or_default().to_owned();
     let mut admin = connect.clone().database("postgres").connect().await?;
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-    let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8'")))
-        .execute(&mut admin)
-        .await;
+    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8'"
+    )))
+    .execute(&mut admin)
+    .await;
     admin.close().await?;
     match created {
         Ok(_) => {

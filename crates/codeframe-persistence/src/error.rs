@@ -88,6 +88,9 @@ pub enum DbError {
         /// The database's backend.
         backend: crate::Backend,
     },
+    /// A value the database cannot store (PostgreSQL: text holding NUL); nothing was written.
+    #[error("the database cannot store this value: {0}")]
+    Unrepresentable(String),
     /// Any other database failure (I/O, locking, SQL).
     #[error("database error: {0}")]
     Backend(#[source] BackendError),
@@ -156,6 +159,10 @@ impl BackendError {
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
+            // 22021 character_not_in_repertoire, 22P05 untranslatable_character.
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return Self::Unrepresentable(db.message().to_owned());
+            }
             let kind = match db.kind() {
                 sqlx::error::ErrorKind::UniqueViolation => Some(ConstraintKind::Unique),
                 sqlx::error::ErrorKind::ForeignKeyViolation => Some(ConstraintKind::ForeignKey),

@@ -164,8 +164,7 @@ pub async fn prune_plan(
     for project in projects {
         // By age: the newest expired event, when the oldest one has expired (the usual case,
         // nothing expired, costs one index probe).
-        let oldest: Option<String> =
-            on!(ex, c => sqlx::query_scalar("SELECT created_at FROM events WHERE project_id = $1 ORDER BY seq LIMIT 1")
+        let oldest: Option<String> = on!(ex, c => sqlx::query_scalar("SELECT created_at FROM events WHERE project_id = $1 ORDER BY seq LIMIT 1")
                 .bind(project)
                 .fetch_optional(c)
                 .await)?;

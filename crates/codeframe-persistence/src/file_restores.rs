@@ -28,7 +28,7 @@ pub async fn record(
 
 /// Whether the transaction that recorded `token` committed.
 pub async fn committed(ex: &mut impl Executor, token: &str) -> Result<bool> {
-    let found: Option<i64> = on!(ex, c => sqlx::query_scalar("SELECT 1 FROM file_restores WHERE token = $1")
+    let found: Option<i64> = on!(ex, c => sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM file_restores WHERE token = $1")
         .bind(token)
         .fetch_optional(c)
         .await)?;
@@ -45,8 +45,10 @@ pub async fn forget(ex: &mut impl Executor, token: &str) -> Result<()> {
 /// The tokens recorded for the project and not yet forgotten (restores being settled, or whose
 /// process died between removing the journal and forgetting the token).
 pub async fn list(ex: &mut impl Executor, project_id: ProjectId) -> Result<Vec<String>> {
-    Ok(on!(ex, c => sqlx::query_scalar("SELECT token FROM file_restores WHERE project_id = $1 ORDER BY created_at, token")
+    Ok(
+        on!(ex, c => sqlx::query_scalar("SELECT token FROM file_restores WHERE project_id = $1 ORDER BY created_at, token")
         .bind(project_id)
         .fetch_all(c)
-        .await)?)
+        .await)?,
+    )
 }

@@ -126,8 +126,7 @@ pub async fn set_result(
 
 /// The flash save with this id.
 pub async fn get(ex: &mut impl Executor, id: FlashSaveId) -> Result<FlashSave> {
-    let row: Option<Row> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM flash_saves WHERE id = $1")))
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM flash_saves WHERE id = $1")))
             .bind(id)
             .fetch_optional(c)
             .await)?;

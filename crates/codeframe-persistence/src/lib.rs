@@ -65,8 +65,8 @@ pub mod tasks;
 pub mod token_usage;
 
 pub use db::{
-    Backend, Conn, Db, DbOptions, EVENTS_CHANNEL, EventListener, Executor, PoolUsage, ReadTx, Tx, redact, schema_version,
-    settle_unused,
+    Backend, Conn, Db, DbOptions, EVENTS_CHANNEL, EventListener, Executor, PoolUsage, ReadTx, Tx, redact,
+    schema_version, settle_unused,
 };
 pub use error::{BackendError, ConstraintKind, DbError};
 

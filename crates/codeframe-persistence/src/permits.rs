@@ -84,8 +84,7 @@ struct GateSqlRow {
 
 /// The gate-deciding fields of a project, if it exists.
 pub async fn gate(ex: &mut impl Executor, project_id: ProjectId) -> Result<Option<GateRow>> {
-    let row: Option<GateSqlRow> =
-        on!(ex, c => sqlx::query_as("SELECT status, pausing_holder, pausing_until FROM projects WHERE id = $1")
+    let row: Option<GateSqlRow> = on!(ex, c => sqlx::query_as("SELECT status, pausing_holder, pausing_until FROM projects WHERE id = $1")
             .bind(project_id)
             .fetch_optional(c)
             .await)?;

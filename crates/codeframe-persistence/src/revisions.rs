@@ -37,8 +37,7 @@ pub async fn bump_for_deletion(ex: &mut impl Executor, project_id: ProjectId) ->
 
 /// The revision of the project's last item deletion (0: none).
 pub async fn deleted_revision(ex: &mut impl Executor, project_id: ProjectId) -> Result<i64> {
-    let rev: Option<i64> =
-        on!(ex, c => sqlx::query_scalar("SELECT deleted_revision FROM project_revisions WHERE project_id = $1")
+    let rev: Option<i64> = on!(ex, c => sqlx::query_scalar("SELECT deleted_revision FROM project_revisions WHERE project_id = $1")
             .bind(project_id)
             .fetch_optional(c)
             .await)?;

@@ -54,8 +54,7 @@ pub async fn insert(ex: &mut impl Executor, new: &NewTask, now: OffsetDateTime) 
 
 /// The task with this id.
 pub async fn get(ex: &mut impl Executor, id: i64) -> Result<Task> {
-    let row: Option<Row> =
-        on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE id = $1")))
+    let row: Option<Row> = on!(ex, c => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE id = $1")))
             .bind(id)
             .fetch_optional(c)
             .await)?;

@@ -166,7 +166,8 @@ pub mod database {
     pub fn location(dir: &Path) -> String {
         if is_postgres() {
             #[allow(clippy::expect_used)]
-            let server = postgres_server().expect("CODEFRAME_TEST_BACKEND=postgres needs CODEFRAME_TEST_POSTGRES_URL");
+            let server =
+                postgres_server().expect("CODEFRAME_TEST_BACKEND=postgres needs CODEFRAME_TEST_POSTGRES_URL");
             fresh_postgres(&server)
         } else {
             dir.join("state.db").to_string_lossy().into_owned()

@@ -200,11 +200,12 @@ impl<'a> Doc<'a> {
             let inner = pattern.trim_start_matches('^').trim_end_matches('$');
             proptest::string::string_regex(inner).expect("a pattern the tester can draw from").boxed()
         } else {
-            proptest::string::string_regex(r"[\s\S]{0,40}").unwrap().boxed()
+            // Any text but NUL, which the document's description excludes from every string.
+            proptest::string::string_regex(r"[^\x00]{0,40}").unwrap().boxed()
         };
         let drawn = drawn
-            .prop_filter("length within the schema's limits", move |s| {
-                (min..=max).contains(&s.chars().count())
+            .prop_filter("length within the schema's limits, no NUL (the document's rule)", move |s| {
+                (min..=max).contains(&s.chars().count()) && !s.contains('\0')
             })
             .prop_map(Value::from)
             .boxed();
