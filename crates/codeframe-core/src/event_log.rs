@@ -6,12 +6,17 @@
 //! the log even if the process dies a moment later. After the commit the service feeds its
 //! in-process [`EventSink`](crate::EventSink) and wakes the tails of this process at once;
 //! tails also poll the log (one indexed range read per interval, whatever the number of
-//! subscribers), so events written by other processes arrive within the poll interval.
+//! subscribers), so events written by other processes arrive within the poll interval. On
+//! PostgreSQL, where those processes may run on other machines, the first tail also starts a
+//! listener (`LISTEN codeframe_events`) that wakes the tails as soon as any instance commits an
+//! event; when its connection drops it reconnects and wakes them all, and they catch up from
+//! their cursors (the log, not the notification, is what they read, so nothing is lost).
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use codeframe_models::{EventKind, EventSeq, ProjectEvent, ProjectId};
-use codeframe_persistence::{Tx, events};
+use codeframe_persistence::{EventListener, Tx, events};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -59,15 +64,61 @@ pub struct EventPage {
     pub head: EventSeq,
 }
 
-/// The in-process side of the log: the newest `seq` this process committed, watched by tails.
+/// The in-process side of the log: the newest `seq` this process committed (or heard of from
+/// other processes), watched by tails.
 #[derive(Debug)]
 pub(crate) struct LocalLog {
     committed: watch::Sender<EventSeq>,
+    /// The task listening for other processes' events (PostgreSQL), started by the first tail.
+    listener: tokio::sync::OnceCell<AbortOnDrop>,
 }
 
 impl Default for LocalLog {
     fn default() -> Self {
-        Self { committed: watch::channel(0).0 }
+        Self { committed: watch::channel(0).0, listener: tokio::sync::OnceCell::new() }
+    }
+}
+
+impl LocalLog {
+    /// Wakes every tail: an event up to `seq` committed somewhere (0: something may have).
+    fn wake(&self, seq: EventSeq) {
+        self.committed.send_modify(|newest| *newest = (*newest).max(seq));
+    }
+}
+
+/// A task aborted when its owner (the service's shared state) is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Forwards other processes' events to this one's tails until the service is gone.
+async fn forward_notifications(
+    mut listener: EventListener,
+    weak: Weak<crate::service::Inner>,
+    retry: Duration,
+) {
+    loop {
+        let heard = listener.next().await;
+        let Some(inner) = weak.upgrade() else { return };
+        match heard {
+            Ok(Some(seq)) => inner.log.wake(seq),
+            // Reconnecting: announcements may have been missed; every tail re-reads from its cursor.
+            Ok(None) => inner.log.wake(0),
+            Err(e) => {
+                warn!(error = %e, "event listener failed; retrying");
+                drop(inner);
+                tokio::time::sleep(retry).await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.log.wake(0);
+            }
+        }
     }
 }
 
@@ -165,6 +216,7 @@ impl ProjectService {
             Some(seq) => seq,
             None => self.event_head().await?,
         };
+        self.listen_for_other_processes().await;
         Ok(EventTail {
             service: self.clone(),
             project_id,
@@ -172,6 +224,28 @@ impl ProjectService {
             wake: self.inner.log.committed.subscribe(),
             poll: self.inner.config.poll_interval,
         })
+    }
+
+    /// Starts (once per service) the task that wakes this process's tails when another process
+    /// commits an event, where the database can announce it (PostgreSQL). When it cannot be
+    /// started the tails still poll, and the next tail tries again.
+    async fn listen_for_other_processes(&self) {
+        let started = self
+            .inner
+            .log
+            .listener
+            .get_or_try_init(|| async {
+                let listener = self.inner.db.event_listener().await?;
+                let retry = self.inner.config.poll_interval;
+                let weak = Arc::downgrade(&self.inner);
+                Ok::<_, codeframe_persistence::DbError>(AbortOnDrop(
+                    listener.map(|l| tokio::spawn(forward_notifications(l, weak, retry))),
+                ))
+            })
+            .await;
+        if let Err(e) = started {
+            warn!(error = %e, "cannot listen for other processes' events; tails poll the log");
+        }
     }
 
     /// Applies the retention of [`crate::EventRetention`] to one project's events, or to every

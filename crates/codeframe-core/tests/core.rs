@@ -1954,3 +1954,58 @@ fn the_examples_need_codeframe_core_alone() {
     }
     assert!(seen >= 3);
 }
+
+// ---------------------------------------------------------------- several instances (PostgreSQL)
+
+/// Collects `tail`'s events until one of `kind` arrives, for at most `within`.
+async fn wait_for_event(tail: &mut codeframe_core::EventTail, kind: &str, within: Duration) -> ProjectEvent {
+    tokio::time::timeout(within, async {
+        loop {
+            for e in tail.next_batch().await.unwrap() {
+                if e.kind.name() == kind {
+                    return e;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} event within {within:?}"))
+}
+
+/// On PostgreSQL an instance's tails hear another instance's events when they commit, not at
+/// their next poll (here a minute away); a listener whose connection is killed reconnects, and
+/// neither an event committed while it was down nor one committed after is missed.
+#[tokio::test]
+async fn postgres_tails_hear_other_instances_at_once_and_survive_a_lost_listener() {
+    if !codeframe_testkit::database::is_postgres() {
+        return; // On SQLite, processes on one machine find each other's events by polling.
+    }
+    let f = fx().await;
+    let other = ProjectService::with_config(
+        Db::open(&f.db_url).await.unwrap(),
+        ServiceConfig { poll_interval: Duration::from_secs(60), ..ServiceConfig::default() },
+    );
+    let mut tail = other.tail_events(Some(f.project), None).await.unwrap();
+
+    f.svc.add_agent(f.project, "a1", "worker", None, "worker").await.unwrap();
+    let heard = wait_for_event(&mut tail, "agent_added", Duration::from_secs(5)).await;
+    assert_eq!(heard.project_id, f.project);
+
+    // Kill the listening connection (what a failover or an idle-connection reaper does).
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&f.db_url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(killed >= 1, "a listening connection existed");
+    f.svc.add_agent(f.project, "a2", "worker", None, "worker").await.unwrap();
+    let e = wait_for_event(&mut tail, "agent_added", Duration::from_secs(10)).await;
+    assert!(e.seq > heard.seq);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.svc.add_agent(f.project, "a3", "worker", None, "worker").await.unwrap();
+    let last = wait_for_event(&mut tail, "agent_added", Duration::from_secs(10)).await;
+    assert!(last.seq > e.seq, "the event after the reconnection arrives too");
+}

@@ -482,9 +482,9 @@ pub struct EventListener {
 
 impl EventListener {
     /// Waits for the next announcement. `Some(seq)`: an event with this `seq` committed.
-    /// `None`: the listening connection was lost and is being re-established (the next call
-    /// reconnects); announcements may have been missed meanwhile, so read the log from your
-    /// cursor.
+    /// `None`: the listening connection was lost and has been re-established; announcements
+    /// may have been missed meanwhile, so read the log from your cursor. An error (the server
+    /// unreachable): call again later, which tries to reconnect.
     pub async fn next(&mut self) -> Result<Option<i64>> {
         match self.inner.try_recv().await? {
             Some(n) => match n.payload().parse::<i64>() {
@@ -496,6 +496,10 @@ impl EventListener {
             },
             None => {
                 warn!(channel = EVENTS_CHANNEL, "event listener lost its connection; reconnecting");
+                // Listening again before the caller re-reads the log: an event committed after
+                // that read is announced, one committed before it is read. No gap either way.
+                sqlx::query("SELECT 1").execute(&mut self.inner).await?;
+                debug!(channel = EVENTS_CHANNEL, "event listener reconnected");
                 Ok(None)
             }
         }
