@@ -39,6 +39,10 @@ pub(crate) struct Cli {
     /// `.codeframe/` above the current directory).
     #[arg(long, global = true, env = "CODEFRAME_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// The database, in place of the home's `state.db`: a `postgres://user:pass@host/db` URL
+    /// (several servers share one; the database is created if missing) or a SQLite path.
+    #[arg(long, global = true, env = "CODEFRAME_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// The project to act on, by name or id (needed only when the home holds several).
     #[arg(long, global = true, value_name = "NAME|ID")]
     pub project: Option<String>,

@@ -1556,3 +1556,136 @@ fn raw_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+// ---------------------------------------------------------------- two servers, one PostgreSQL database
+
+/// Two `codeframe serve` processes on one PostgreSQL database, as behind a load balancer:
+/// a pause through A reaches a WebSocket subscriber on B; a permit taken through A holds a
+/// pause through B until A releases it; 16 concurrent pauses spread over both end with exactly
+/// one paused project and fifteen 409s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_database_are_one_service() {
+    let Some(server_url) = codeframe_testkit::database::postgres_server() else {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "two_servers_on_one_postgres_database_are_one_service: skipped (CODEFRAME_TEST_POSTGRES_URL not set)"
+            );
+        }
+        assert!(
+            !std::env::var("CODEFRAME_REQUIRE_POSTGRES").is_ok_and(|v| v == "1"),
+            "CODEFRAME_REQUIRE_POSTGRES=1 but no PostgreSQL server was given"
+        );
+        return;
+    };
+    let url = codeframe_testkit::database::fresh_postgres(&server_url);
+    let r = repo();
+    let d = r.root.clone();
+    let db = ["--database", url.as_str()];
+    let token = blocking(|| {
+        let cli = |args: &[&str]| json(&d, &[&db[..], args].concat());
+        assert_eq!(cli(&["init"])["project_id"], 1);
+        cli(&["start"]);
+        cli(&["agent", "add", "coder-1"]);
+        cli(&["token", "create", "--name", "test"])["token"].as_str().unwrap().to_owned()
+    });
+    assert!(!d.join(".codeframe/state.db").exists(), "no SQLite file: the state is in PostgreSQL");
+    let a = blocking(|| Server::start_with(&d, &db));
+    let b = blocking(|| Server::start_with(&d, &db));
+    let http = reqwest::Client::new();
+    let call = |addr: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = http.request(method, format!("http://{addr}{path}")).bearer_auth(&token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method;
+    let mut ws_b =
+        subscribe(&b.addr, &token, serde_json::json!({"type": "subscribe", "project_id": 1})).await;
+
+    // A pause through A reaches the subscriber on B.
+    let (status, paused) = call(&a.addr, Method::POST, "/api/projects/1/pause", None).await;
+    assert_eq!(status, 200, "{paused}");
+    let got = events_until(&mut ws_b, "project_paused").await;
+    assert_eq!(got.last().unwrap()["checkpoint_id"], paused["checkpoint_id"], "{got:?}");
+    let (status, body) = call(&b.addr, Method::POST, "/api/projects/1/resume", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A permit taken through A holds a pause through B until A releases it.
+    let (status, permit) = call(
+        &a.addr,
+        Method::POST,
+        "/api/projects/1/permits",
+        Some(serde_json::json!({"agent_id": "coder-1", "ttl_seconds": 120})),
+    )
+    .await;
+    assert_eq!(status, 201, "{permit}");
+    let permit_id = permit["permit_id"].as_i64().unwrap();
+    let pause_b = tokio::spawn(call(&b.addr, Method::POST, "/api/projects/1/pause", None));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(!pause_b.is_finished(), "the pause through B waits for the permit taken through A");
+    let (status, refused) = call(
+        &a.addr,
+        Method::POST,
+        "/api/projects/1/permits",
+        Some(serde_json::json!({"agent_id": "coder-1"})),
+    )
+    .await;
+    assert_eq!(status, 409, "the gate is closed on A too: {refused}");
+    let (status, _) =
+        call(&a.addr, Method::DELETE, &format!("/api/projects/1/permits/{permit_id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, drained) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), pause_b).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["interrupted_agents"], serde_json::json!([]), "the permit was released, not revoked");
+    let got = events_until(&mut ws_b, "project_paused").await;
+    assert_eq!(got.last().unwrap()["checkpoint_id"], drained["checkpoint_id"]);
+    let (status, body) = call(&a.addr, Method::POST, "/api/projects/1/resume", None).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Sixteen concurrent pauses, eight through each server: exactly one wins.
+    let pauses: Vec<_> = (0..16)
+        .map(|i| {
+            let addr = if i % 2 == 0 { a.addr.clone() } else { b.addr.clone() };
+            tokio::spawn(call(
+                &addr,
+                Method::POST,
+                "/api/projects/1/pause",
+                Some(serde_json::json!({"reason": format!("racer {i}")})),
+            ))
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut conflicts = 0;
+    for p in pauses {
+        let (status, body) = p.await.unwrap();
+        match status {
+            200 => winners.push(body),
+            409 => conflicts += 1,
+            other => panic!("a pause answered {other}: {body}"),
+        }
+    }
+    assert_eq!((winners.len(), conflicts), (1, 15), "{winners:?}");
+    let winner = &winners[0];
+    for server in [&a, &b] {
+        let (status, project) = call(&server.addr, Method::GET, "/api/projects/1", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(project["status"], "paused", "{project}");
+        assert_eq!(project["pause_checkpoint_id"], winner["checkpoint_id"], "{project}");
+    }
+    let (_, list) = call(&b.addr, Method::GET, "/api/projects/1/checkpoints", None).await;
+    let pause_checkpoints = list["checkpoints"]
+        .as_array()
+        .unwrap_or_else(|| list.as_array().unwrap())
+        .iter()
+        .filter(|c| c["trigger"] == "pause")
+        .count();
+    assert_eq!(pause_checkpoints, 3, "one checkpoint per pause that succeeded: {list}");
+    drop((a, b));
+}

@@ -79,7 +79,7 @@ pub use codeframe_context::{
     ArchiveState, ContextConfig, ContextError, ContextManager, FlashSavePlan, ItemPage, ListQuery,
     SqlContextManager, parse_item_type,
 };
-pub use codeframe_persistence::{Db, DbError, DbOptions, PoolUsage, ReadTx, Tx};
+pub use codeframe_persistence::{Backend, Db, DbError, DbOptions, PoolUsage, ReadTx, Tx};
 // The domain types (ids, requests, outcomes, items, events, the clock) every signature here
 // uses, so an application depends on this crate alone.
 /// The attribute that implementations of [`ContextManager`], [`CheckpointManager`] and

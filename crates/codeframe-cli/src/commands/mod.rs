@@ -37,16 +37,18 @@ type Result<T, E = CliError> = std::result::Result<T, E>;
 
 const DB_FILE: &str = "state.db";
 
-/// The home: `--home`/`$CODEFRAME_HOME`, else the nearest `.codeframe/` holding a database.
-fn find_home(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(h) = explicit {
-        return Ok(h.to_path_buf());
+/// The home: `--home`/`$CODEFRAME_HOME`, else the nearest `.codeframe/` holding a database
+/// (any `.codeframe/` when the database is named by `--database`).
+fn find_home(cli: &Cli) -> Result<PathBuf> {
+    if let Some(h) = &cli.home {
+        return Ok(h.clone());
     }
+    let external = cli.database.is_some();
     let cwd = std::env::current_dir().map_err(|e| CliError::Runtime(format!("current directory: {e}")))?;
     let mut dir = Some(cwd.as_path());
     while let Some(d) = dir {
         let home = d.join(".codeframe");
-        if home.join(DB_FILE).is_file() {
+        if home.join(DB_FILE).is_file() || (external && home.is_dir()) {
             return Ok(home);
         }
         dir = d.parent();
@@ -70,6 +72,35 @@ fn service_config(cli: &Cli) -> ServiceConfig {
     }
 }
 
+/// Where the database is: `--database`, else the home's `state.db`.
+fn database_location(cli: &Cli, home: &Path) -> Result<String> {
+    if let Some(url) = &cli.database {
+        return Ok(url.clone());
+    }
+    let path = home.join(DB_FILE);
+    Ok(path
+        .to_str()
+        .ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?
+        .to_owned())
+}
+
+/// Opens `--database` when given (created if missing), else the home's `state.db` (created
+/// only when `create`).
+async fn open_cli_db(cli: &Cli, home: &Path, create: bool) -> Result<Db> {
+    match &cli.database {
+        Some(url) => open_location(url, cli.durability()).await,
+        None => open_db(home, create, cli.durability()).await,
+    }
+}
+
+async fn open_location(location: &str, durability: codeframe_core::Durability) -> Result<Db> {
+    let options = codeframe_core::DbOptions {
+        synchronous_full: durability == codeframe_core::Durability::Full,
+        ..codeframe_core::DbOptions::default()
+    };
+    Ok(Db::open_with(location, options).await?)
+}
+
 async fn open_db(home: &Path, create: bool, durability: codeframe_core::Durability) -> Result<Db> {
     let path = home.join(DB_FILE);
     if !create && !path.is_file() {
@@ -80,11 +111,7 @@ async fn open_db(home: &Path, create: bool, durability: codeframe_core::Durabili
     }
     let location =
         path.to_str().ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?;
-    let options = codeframe_core::DbOptions {
-        synchronous_full: durability == codeframe_core::Durability::Full,
-        ..codeframe_core::DbOptions::default()
-    };
-    Ok(Db::open_with(location, options).await?)
+    open_location(location, durability).await
 }
 
 /// The project to act on: `--project`, the only one, or the one whose root holds the
@@ -118,9 +145,8 @@ async fn select(svc: &ProjectService, selector: Option<&str>) -> Result<Project>
 
 /// Opens the home's service and the selected project (reconciling its checkpoint store).
 async fn open_project(cli: &Cli) -> Result<(ProjectService, Project)> {
-    let home = find_home(cli.home.as_deref())?;
-    let svc =
-        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
+    let home = find_home(cli)?;
+    let svc = ProjectService::with_config(open_cli_db(cli, &home, false).await?, service_config(cli));
     let project = select(&svc, cli.project.as_deref()).await?;
     let opened = svc.open(project.id).await?;
     if !opened.reconcile.removed_refs.is_empty() {
@@ -204,8 +230,8 @@ async fn server_service(cli: &Cli) -> Result<(PathBuf, ProjectService)> {
                 .map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
             home.clone()
         }
-        None => find_home(None)?,
+        None => find_home(cli)?,
     };
-    let db = open_db(&home, true, cli.durability()).await?;
+    let db = open_cli_db(cli, &home, true).await?;
     Ok((home, ProjectService::with_config(db, service_config(cli))))
 }

@@ -51,9 +51,8 @@ pub(super) async fn token(cli: &Cli, command: &TokenCommand) -> Result<()> {
 
 /// `doctor`: the report on stdout; exit 1 when a finding needs a fix.
 pub(super) async fn doctor(cli: &Cli) -> Result<()> {
-    let home = find_home(cli.home.as_deref())?;
-    let svc =
-        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
+    let home = find_home(cli)?;
+    let svc = ProjectService::with_config(open_cli_db(cli, &home, false).await?, service_config(cli));
     let report = svc.doctor().await?;
     print(cli.json, &report, || {
         let mut lines = vec![format!(
@@ -81,22 +80,41 @@ pub(super) async fn doctor(cli: &Cli) -> Result<()> {
     }
 }
 
+/// `backup` and `restore-backup` copy SQLite files; a PostgreSQL database is backed up with
+/// its own tools.
+fn refuse_postgres(cli: &Cli, command: &str) -> Result<()> {
+    match &cli.database {
+        Some(url) if codeframe_core::Backend::of(url) == codeframe_core::Backend::Postgres => {
+            Err(CliError::Usage(format!(
+                "`{command}` copies a SQLite database file; back a PostgreSQL database up with \
+                 pg_dump and restore it with pg_restore (docs/OPERATIONS.md)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `backup --to FILE`.
 pub(super) async fn backup(cli: &Cli, to: &Path) -> Result<()> {
-    let home = find_home(cli.home.as_deref())?;
-    let svc =
-        ProjectService::with_config(open_db(&home, false, cli.durability()).await?, service_config(cli));
+    refuse_postgres(cli, "backup")?;
+    let home = find_home(cli)?;
+    let svc = ProjectService::with_config(open_cli_db(cli, &home, false).await?, service_config(cli));
     let bytes = svc.backup_to(to).await?;
-    let doc = json!({"backup": to, "bytes": bytes, "database": home.join(DB_FILE)});
-    print(cli.json, &doc, || {
-        format!("backed up {} to {} ({bytes} bytes)", home.join(DB_FILE).display(), to.display())
-    })
+    let database = database_location(cli, &home)?;
+    let doc = json!({"backup": to, "bytes": bytes, "database": database});
+    print(cli.json, &doc, || format!("backed up {database} to {} ({bytes} bytes)", to.display()))
 }
 
 /// `restore-backup FILE --yes`.
 pub(super) async fn restore_backup(cli: &Cli, file: &Path, yes: bool) -> Result<()> {
-    let home = find_home(cli.home.as_deref())?;
-    let database = home.join(DB_FILE);
+    refuse_postgres(cli, "restore-backup")?;
+    let home = find_home(cli)?;
+    let database = match &cli.database {
+        Some(path) => {
+            PathBuf::from(path.strip_prefix("sqlite://").or(path.strip_prefix("sqlite:")).unwrap_or(path))
+        }
+        None => home.join(DB_FILE),
+    };
     if !yes {
         return Err(CliError::Usage(format!(
             "this replaces {} with {} (the current one is kept beside it); run again with --yes",
@@ -135,10 +153,9 @@ pub(super) async fn serve(
     }
     let (home, svc) = server_service(cli).await?;
     drop(svc);
-    let path = home.join(DB_FILE);
     let config = codeframe_api::ServeConfig {
         addr,
-        database: path.to_string_lossy().into_owned(),
+        database: database_location(cli, &home)?,
         service: ServiceConfig { workspace_roots: workspace_roots.to_vec(), ..service_config(cli) },
         home: home.clone(),
         limits,

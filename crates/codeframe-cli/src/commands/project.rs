@@ -15,7 +15,7 @@ pub(super) async fn init(cli: &Cli, dir: Option<&Path>, name: Option<&str>) -> R
     }
     let home = cli.home.clone().unwrap_or_else(|| root.join(".codeframe"));
     std::fs::create_dir_all(&home).map_err(|e| CliError::Runtime(format!("{}: {e}", home.display())))?;
-    let db = open_db(&home, true, cli.durability()).await?;
+    let db = open_cli_db(cli, &home, true).await?;
     let svc = ProjectService::with_config(db, service_config(cli));
     let name = match name {
         Some(n) => n.to_owned(),
