@@ -60,7 +60,7 @@ const BACKEND_SUITES: [&str; 5] =
 
 /// A throwaway PostgreSQL cluster when the binaries are installed; `None` (with one line
 /// saying so) when they are not, unless `CODEFRAME_REQUIRE_POSTGRES=1` makes that an error.
-fn postgres_cluster() -> Result<Option<postgres::Cluster>, String> {
+fn postgres_cluster(durable: bool) -> Result<Option<postgres::Cluster>, String> {
     let required = std::env::var("CODEFRAME_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
     let Some(bin) = postgres::find_bin() else {
         if required {
@@ -71,7 +71,7 @@ fn postgres_cluster() -> Result<Option<postgres::Cluster>, String> {
         );
         return Ok(None);
     };
-    match postgres::Cluster::start(&bin) {
+    match postgres::Cluster::start(&bin, durable) {
         Ok(cluster) => {
             eprintln!("xtask: throwaway PostgreSQL cluster at {}", cluster.url);
             Ok(Some(cluster))
@@ -100,7 +100,7 @@ fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     // All features: the crash tests need the core's fail points compiled in.
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
-    let cluster = postgres_cluster()?;
+    let cluster = postgres_cluster(false)?;
     match &cluster {
         None => cargo(&["test", "--workspace", "--all-features"])?,
         Some(cluster) => {
@@ -157,7 +157,7 @@ fn bench(which: &str) -> Result<(), String> {
     }
     // The pause and API benchmarks also run on PostgreSQL when it is installed.
     let cluster = if selected.iter().any(|(name, _, _)| matches!(*name, "pause" | "api")) {
-        postgres_cluster()?
+        postgres_cluster(true)?
     } else {
         None
     };
@@ -173,7 +173,7 @@ fn bench(which: &str) -> Result<(), String> {
 /// benchmark against PostgreSQL by hand).
 fn postgres_shell() -> Result<(), String> {
     let bin = postgres::find_bin().ok_or("PostgreSQL (initdb, pg_ctl) is not installed")?;
-    let cluster = postgres::Cluster::start(&bin)?;
+    let cluster = postgres::Cluster::start(&bin, false)?;
     println!("{}", cluster.url);
     eprintln!(
         "xtask: e.g. CODEFRAME_TEST_BACKEND=postgres CODEFRAME_TEST_POSTGRES_URL={} cargo test -p codeframe-core",

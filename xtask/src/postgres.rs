@@ -39,8 +39,9 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl Cluster {
-    /// Starts a cluster with the binaries in `bin`.
-    pub fn start(bin: &Path) -> Result<Self, String> {
+    /// Starts a cluster with the binaries in `bin`. Not `durable`: commits skip fsync (for
+    /// tests, whose data is thrown away); `durable`: PostgreSQL's defaults (for benchmarks).
+    pub fn start(bin: &Path, durable: bool) -> Result<Self, String> {
         let as_postgres = is_root();
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("codeframe-pg-{}-{nanos}", std::process::id()));
@@ -65,9 +66,9 @@ impl Cluster {
                 .arg(&data),
             "initdb",
         )?;
+        let fast = if durable { "" } else { " -c fsync=off -c full_page_writes=off -c synchronous_commit=off" };
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off \
-             -c synchronous_commit=off -c max_connections=400 -c shared_buffers=128MB",
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=400 -c shared_buffers=128MB{fast}",
             cluster.dir.display()
         );
         cluster.run(

@@ -47,7 +47,16 @@ fn unix_ms() -> f64 {
     (time::OffsetDateTime::now_utc() - time::OffsetDateTime::UNIX_EPOCH).as_seconds_f64() * 1000.0
 }
 
+/// The backend being measured, named in every line's `params`.
+static BACKEND: std::sync::Mutex<&str> = std::sync::Mutex::new("sqlite");
+
+fn with_backend(mut params: serde_json::Value) -> serde_json::Value {
+    params["backend"] = serde_json::json!(*BACKEND.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    params
+}
+
 fn print_latencies(name: &str, params: serde_json::Value, mut lat: Vec<f64>) {
+    let params = with_backend(params);
     lat.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{}",
@@ -98,7 +107,7 @@ fn load_child(addr: &str, path: &str, token: &str) -> Res<()> {
         let rps = all.len() as f64 / elapsed;
         println!(
             "{}",
-            serde_json::json!({"name": "pause_status", "params": {"connections": CONNECTIONS, "seconds": LOAD_SECONDS, "generator": "separate process"},
+            serde_json::json!({"name": "pause_status", "params": with_backend(serde_json::json!({"connections": CONNECTIONS, "seconds": LOAD_SECONDS, "generator": "separate process"})),
                 "rps": rps.round(), "p50": r(percentile(&all, 0.5)), "p99": r(percentile(&all, 0.99)),
                 "median": r(percentile(&all, 0.5)), "p95": r(percentile(&all, 0.95)), "unit": "ms", "runs": all.len()})
         );
@@ -306,7 +315,7 @@ async fn permit_enter(service: &ProjectService, project: i64) -> Res<()> {
     us.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{}",
-        serde_json::json!({"name": "permit_enter", "params": {"permits": PERMITS, "what": "enter + release"},
+        serde_json::json!({"name": "permit_enter", "params": with_backend(serde_json::json!({"permits": PERMITS, "what": "enter + release"})),
             "median": r(percentile(&us, 0.5)), "p95": r(percentile(&us, 0.95)), "p99": r(percentile(&us, 0.99)),
             "unit": "us", "runs": us.len()})
     );
@@ -333,7 +342,7 @@ async fn permit_http(base: &str, token: &str, project: i64) -> Res<()> {
     ms.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{}",
-        serde_json::json!({"name": "permit_http", "params": {"permits": PERMITS_HTTP, "what": "POST permits + DELETE"},
+        serde_json::json!({"name": "permit_http", "params": with_backend(serde_json::json!({"permits": PERMITS_HTTP, "what": "POST permits + DELETE"})),
             "p50": r(percentile(&ms, 0.5)), "p99": r(percentile(&ms, 0.99)),
             "median": r(percentile(&ms, 0.5)), "p95": r(percentile(&ms, 0.95)), "unit": "ms", "runs": ms.len()})
     );
@@ -350,10 +359,26 @@ fn main() -> Res<()> {
         return load_child(&addr, &path, &token);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
+    // SQLite, then PostgreSQL when `CODEFRAME_BENCH_POSTGRES_URL` names a server.
+    let mut backends = vec![("sqlite", None)];
+    if let Ok(server) = std::env::var("CODEFRAME_BENCH_POSTGRES_URL") {
+        backends.push(("postgres", Some(server)));
+    }
+    for (backend, server) in backends {
+        *BACKEND.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = backend;
+        rt.block_on(run(server))?;
+    }
+    Ok(())
+}
+
+/// Every measure on one backend (`server`: a PostgreSQL server, else a SQLite file).
+async fn run(server: Option<String>) -> Res<()> {
+    {
         let dir = tempfile::tempdir()?;
-        let db_path = dir.path().join("bench.db");
-        let db_path = db_path.to_str().ok_or("path")?.to_owned();
+        let db_path = match &server {
+            Some(server) => format!("{server}/cf_bench_api_{}", std::process::id()),
+            None => dir.path().join("bench.db").to_str().ok_or("path")?.to_owned(),
+        };
         let db = Db::open(&db_path).await?;
         let state = AppState::new(db).await?;
         let token = state.service.create_token("bench", "bench", None).await?;
@@ -382,5 +407,5 @@ fn main() -> Res<()> {
         cross_process(format!("ws://{addr}/ws"), token.clone(), project.into(), &db_path).await?;
         fanout(format!("ws://{addr}/ws"), token, project.into(), state).await?;
         Ok(())
-    })
+    }
 }

@@ -63,13 +63,27 @@ struct Scenario {
     files: usize,
 }
 
-async fn setup(n: usize, a: usize, f: usize) -> Res<Scenario> {
+/// The backends to measure: SQLite, and PostgreSQL when `CODEFRAME_BENCH_POSTGRES_URL` names a
+/// server (`cargo xtask bench` starts a throwaway one when PostgreSQL is installed).
+fn backends() -> Vec<(&'static str, Option<String>)> {
+    let mut all = vec![("sqlite", None)];
+    if let Ok(server) = std::env::var("CODEFRAME_BENCH_POSTGRES_URL") {
+        all.push(("postgres", Some(server)));
+    }
+    all
+}
+
+async fn setup(n: usize, a: usize, f: usize, server: Option<&str>) -> Res<Scenario> {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("project");
     for i in 0..f {
         write_file(&root, i, 0)?;
     }
-    let db = Db::open(dir.path().join("bench.db").to_str().ok_or("path")?).await?;
+    let location = match server {
+        Some(server) => format!("{server}/cf_bench_pause_{}_{n}_{a}_{f}", std::process::id()),
+        None => dir.path().join("bench.db").to_str().ok_or("path")?.to_owned(),
+    };
+    let db = Db::open(&location).await?;
     let svc = ProjectService::with_defaults(db.clone());
     let project = svc.create("bench", &root).await?.id;
     let now = timestamp::now_utc();
@@ -154,9 +168,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LockHeld {
     }
 }
 
-async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld) -> Res<()> {
-    let params = serde_json::json!({"n": n, "a": a, "f": f});
-    let s = setup(n, a, f).await?;
+async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld, backend: &str, server: Option<&str>) -> Res<()> {
+    let params = serde_json::json!({"n": n, "a": a, "f": f, "backend": backend});
+    let s = setup(n, a, f, server).await?;
     let (mut pause, mut incremental, mut resume, mut peak) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut lock_held, mut resume_unchanged) = (Vec::new(), Vec::new());
     let mut version = 1;
@@ -226,7 +240,9 @@ fn main() -> Res<()> {
             if only.as_deref().is_some_and(|o| o != format!("{n},{a},{f}")) {
                 continue;
             }
-            bench(n, a, f, &lock).await?;
+            for (backend, server) in backends() {
+                bench(n, a, f, &lock, backend, server.as_deref()).await?;
+            }
         }
         Ok(())
     })
