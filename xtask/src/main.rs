@@ -54,10 +54,6 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
 }
 
-/// The suites that run twice, once per backend.
-const BACKEND_SUITES: [&str; 5] =
-    ["codeframe-persistence", "codeframe-context", "codeframe-checkpoint", "codeframe-core", "codeframe-api"];
-
 /// A throwaway PostgreSQL cluster when the binaries are installed; `None` (with one line
 /// saying so) when they are not, unless `CODEFRAME_REQUIRE_POSTGRES=1` makes that an error.
 fn postgres_cluster(durable: bool) -> Result<Option<postgres::Cluster>, String> {
@@ -104,19 +100,16 @@ fn ci() -> Result<(), String> {
     match &cluster {
         None => cargo(&["test", "--workspace", "--all-features"])?,
         Some(cluster) => {
-            // Every suite on SQLite (the two-instance test uses the cluster), then the
-            // backend-neutral suites again on PostgreSQL.
+            // Every suite on SQLite (the two-server test uses the cluster), then again with
+            // the persistence, context, checkpoint, core and API suites on PostgreSQL. The
+            // whole workspace both times, so both runs share one build (a narrower package
+            // selection can unify features differently and rebuild); the command line's
+            // suite, whose homes are SQLite files, simply runs twice.
             let url = cluster.url.as_str();
+            let all = ["test", "--workspace", "--all-features"];
+            cargo_with_env(&all, &[("CODEFRAME_TEST_POSTGRES_URL", url)])?;
             cargo_with_env(
-                &["test", "--workspace", "--all-features"],
-                &[("CODEFRAME_TEST_POSTGRES_URL", url)],
-            )?;
-            let mut args = vec!["test", "--all-features"];
-            for suite in BACKEND_SUITES {
-                args.extend(["-p", suite]);
-            }
-            cargo_with_env(
-                &args,
+                &all,
                 &[("CODEFRAME_TEST_POSTGRES_URL", url), ("CODEFRAME_TEST_BACKEND", "postgres")],
             )?;
         }

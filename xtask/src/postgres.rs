@@ -66,7 +66,8 @@ impl Cluster {
                 .arg(&data),
             "initdb",
         )?;
-        let fast = if durable { "" } else { " -c fsync=off -c full_page_writes=off -c synchronous_commit=off" };
+        let fast =
+            if durable { "" } else { " -c fsync=off -c full_page_writes=off -c synchronous_commit=off" };
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=400 -c shared_buffers=128MB{fast}",
             cluster.dir.display()

@@ -38,6 +38,7 @@ const CHILD_PROJECT: &str = "CODEFRAME_BENCH_WRITER_PROJECT";
 const LOAD_ADDR: &str = "CODEFRAME_BENCH_LOAD_ADDR";
 const LOAD_PATH: &str = "CODEFRAME_BENCH_LOAD_PATH";
 const LOAD_TOKEN: &str = "CODEFRAME_BENCH_LOAD_TOKEN";
+const LOAD_BACKEND: &str = "CODEFRAME_BENCH_LOAD_BACKEND";
 
 fn r(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
@@ -73,7 +74,8 @@ async fn load(addr: std::net::SocketAddr, token: String, project: i64) -> Res<()
     child
         .env(LOAD_ADDR, addr.to_string())
         .env(LOAD_PATH, format!("/api/projects/{project}/pause-status"))
-        .env(LOAD_TOKEN, token);
+        .env(LOAD_TOKEN, token)
+        .env(LOAD_BACKEND, *BACKEND.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let status = tokio::task::spawn_blocking(move || child.status()).await??;
     if !status.success() {
         return Err(format!("the load generator failed: {status}").into());
@@ -86,6 +88,11 @@ async fn load(addr: std::net::SocketAddr, token: String, project: i64) -> Res<()
 /// fixed request, responses framed by `Content-Length`), so the generator costs the shared
 /// two cores as little as possible.
 fn load_child(addr: &str, path: &str, token: &str) -> Res<()> {
+    // The measure's line names the parent's backend.
+    if let Ok(backend) = std::env::var(LOAD_BACKEND) {
+        *BACKEND.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            if backend == "postgres" { "postgres" } else { "sqlite" };
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let request = format!(

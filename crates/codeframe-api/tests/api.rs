@@ -1855,3 +1855,38 @@ async fn restoring_a_checkpoint_that_does_not_exist_is_not_found_and_makes_no_sa
     let (_, events) = srv.alice("GET", &format!("/api/projects/{id}/events"), None).await;
     assert!(!events.to_string().contains("checkpoint_restored"), "{events}");
 }
+
+/// Text holding NUL is refused with 422 on every route and both backends (PostgreSQL cannot
+/// store it; SQLite's SQL functions would see the text cut short), changing nothing; an
+/// escaped backslash followed by `u0000` is ordinary text.
+#[tokio::test]
+async fn text_with_nul_is_refused_before_anything_is_written() {
+    let srv = start().await;
+    let root = srv.root("nul");
+    let (s, v) = srv
+        .alice(
+            "POST",
+            "/api/projects",
+            Some(json!({"name": "nul", "description": "a\u{0}b", "root_path": root})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "invalid");
+    assert!(v["error"]["message"].as_str().unwrap().contains("NUL"), "{v}");
+    let (_, list) = srv.alice("GET", "/api/projects", None).await;
+    assert_eq!(list["projects"].as_array().map_or(0, Vec::len), 0, "nothing created: {list}");
+
+    let id = srv.project("plain").await;
+    let (s, v) =
+        srv.alice("POST", &format!("/api/projects/{id}/pause"), Some(json!({"reason": "\u{0}"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an optional body too: {v}");
+    let (s, v) = srv
+        .alice(
+            "POST",
+            "/api/projects",
+            Some(json!({"name": "slash", "description": "C:\\u0000", "root_path": srv.root("slash")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["description"], "C:\\u0000");
+}

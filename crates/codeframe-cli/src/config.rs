@@ -19,6 +19,8 @@ use crate::{Cli, Command, LogFormat};
 pub(crate) struct ServeFile {
     /// The home: `state.db` and the server-kept snapshot stores.
     pub home: Option<PathBuf>,
+    /// The database in place of the home's `state.db` (a `postgres://` URL or a SQLite path).
+    pub database: Option<String>,
     /// Address to listen on.
     pub addr: Option<SocketAddr>,
     /// Directories under which users may create projects over HTTP.
@@ -119,6 +121,11 @@ pub(crate) fn apply(cli: &mut Cli, matches: &ArgMatches, file: &ServeFile) {
         && let Some(home) = &file.home
     {
         cli.home = Some(home.clone());
+    }
+    if !given(matches, "database")
+        && let Some(database) = &file.database
+    {
+        cli.database = Some(database.clone());
     }
     if !given(matches, "log_format")
         && let Some(f) = file.log_format

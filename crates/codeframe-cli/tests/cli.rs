@@ -1689,3 +1689,36 @@ async fn two_servers_on_one_postgres_database_are_one_service() {
     assert_eq!(pause_checkpoints, 3, "one checkpoint per pause that succeeded: {list}");
     drop((a, b));
 }
+
+/// `--database` (or `CODEFRAME_DATABASE_URL`) names the database in place of the home's
+/// `state.db`; the file commands refuse a PostgreSQL URL, pointing at pg_dump.
+#[test]
+fn a_database_named_with_database_is_used_instead_of_the_homes_file() {
+    let r = repo();
+    let d = &r.root;
+    let elsewhere = r._tmp.path().join("elsewhere.db");
+    let elsewhere = elsewhere.to_str().unwrap();
+    assert_eq!(json(d, &["--database", elsewhere, "init"])["project_id"], 1);
+    assert!(std::path::Path::new(elsewhere).is_file(), "the named database holds the state");
+    assert!(!d.join(".codeframe/state.db").exists(), "the home's file is not created");
+    let out = Command::new(BIN)
+        .args(["--json", "status"])
+        .current_dir(d)
+        .env_remove("CODEFRAME_HOME")
+        .env("CODEFRAME_DATABASE_URL", elsewhere)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["name"], "shop", "{status}");
+    // Without it, the home has no database of its own.
+    assert_ne!(code(&run_in(d, &["status"])), 0);
+
+    let pg = "postgres://nobody@127.0.0.1:1/codeframe";
+    for args in [vec!["backup", "--to", "copy.db"], vec!["restore-backup", "copy.db", "--yes"]] {
+        let out = run_in(d, &[&["--database", pg][..], &args].concat());
+        assert_eq!(code(&out), 2, "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"), "{args:?}");
+    }
+    assert!(!d.join("copy.db").exists());
+}

@@ -168,7 +168,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LockHeld {
     }
 }
 
-async fn bench(n: usize, a: usize, f: usize, lock: &LockHeld, backend: &str, server: Option<&str>) -> Res<()> {
+async fn bench(
+    n: usize,
+    a: usize,
+    f: usize,
+    lock: &LockHeld,
+    backend: &str,
+    server: Option<&str>,
+) -> Res<()> {
     let params = serde_json::json!({"n": n, "a": a, "f": f, "backend": backend});
     let s = setup(n, a, f, server).await?;
     let (mut pause, mut incremental, mut resume, mut peak) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

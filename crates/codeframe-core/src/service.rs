@@ -108,7 +108,7 @@ pub struct ProjectService {
 
 impl std::fmt::Debug for ProjectService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectService").field("db", &self.inner.db.location()).finish_non_exhaustive()
+        f.debug_struct("ProjectService").field("db", &self.inner.db).finish_non_exhaustive()
     }
 }
 

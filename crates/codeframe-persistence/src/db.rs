@@ -164,10 +164,20 @@ enum Pool {
 }
 
 /// A handle to the database: a connection pool with the schema migrated. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     pool: Pool,
     location: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password a URL may hold.
+        f.debug_struct("Db")
+            .field("backend", &self.backend())
+            .field("location", &redact(&self.location))
+            .finish()
+    }
 }
 
 impl Db {
@@ -246,7 +256,8 @@ impl Db {
         PoolUsage { open, idle: u32::try_from(idle).unwrap_or(u32::MAX) }
     }
 
-    /// Where the database lives, as given to [`Db::open`].
+    /// Where the database lives, as given to [`Db::open`] (a URL may hold a password: log
+    /// [`redact`]`(location)` instead).
     pub fn location(&self) -> &str {
         &self.location
     }
@@ -405,7 +416,8 @@ async fn create_postgres_database(connect: &PgConnectOptions) -> std::result::Re
 /// A location fit for logs and messages: a URL's password replaced by `***`.
 pub fn redact(url_or_path: &str) -> String {
     let Some((scheme, rest)) = url_or_path.split_once("://") else { return url_or_path.to_owned() };
-    let Some((userinfo, host)) = rest.split_once('@') else { return url_or_path.to_owned() };
+    // The last `@`: a password may hold one (unencoded), and hiding too much is harmless.
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url_or_path.to_owned() };
     match userinfo.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url_or_path.to_owned(),
@@ -595,4 +607,27 @@ pub struct PoolUsage {
     pub open: u32,
     /// Open connections not in use.
     pub idle: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_location_names_the_backend() {
+        assert_eq!(Backend::of("postgres://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::of("postgresql://u@h/db"), Backend::Postgres);
+        assert_eq!(Backend::of("sqlite:/tmp/x.db"), Backend::Sqlite);
+        assert_eq!(Backend::of("/srv/codeframe/state.db"), Backend::Sqlite);
+        // A relative file whose name merely starts like a scheme is a file.
+        assert_eq!(Backend::of("postgres.db"), Backend::Sqlite);
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/cf"), "postgres://app:***@db:5432/cf");
+        assert_eq!(redact("postgres://app@db/cf"), "postgres://app@db/cf");
+        assert_eq!(redact("/srv/state.db"), "/srv/state.db");
+        assert_eq!(redact("postgres://app:p@ss@db/cf"), "postgres://app:***@db/cf");
+    }
 }
