@@ -35,7 +35,9 @@ const T0: OffsetDateTime = datetime!(2026-07-01 08:00 UTC);
 struct Fx {
     _tmp: TempDir,
     root: PathBuf,
-    /// Beside the database (on SQLite, its file): where marker files of child processes go.
+    /// Beside the database (on SQLite, its file): where the crash tests' child processes put
+    /// their marker files.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     db_path: PathBuf,
     /// The database (a SQLite file or a PostgreSQL URL), for child processes.
     db_url: String,
