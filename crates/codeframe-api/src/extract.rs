@@ -18,14 +18,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = is_json(&req);
         let bytes = body_bytes(req, state).await?;
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "expected `Content-Type: application/json`",
-            ));
-        }
-        refuse_nul(&bytes)?;
+        check_json_body(is_json, &bytes)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(r) => Err(json_rejection(&r)),
@@ -45,6 +38,18 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::bod
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
         ApiError::new(status, code, r.body_text())
     })
+}
+
+/// A JSON body's media type, and no NUL in its text.
+fn check_json_body(is_json: bool, bytes: &[u8]) -> Result<(), ApiError> {
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected `Content-Type: application/json`",
+        ));
+    }
+    refuse_nul(bytes)
 }
 
 /// Text may not hold NUL (U+0000), whatever the field: PostgreSQL cannot store it, and SQL
@@ -124,14 +129,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOr
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "expected `Content-Type: application/json`",
-            ));
-        }
-        refuse_nul(&bytes)?;
+        check_json_body(is_json, &bytes)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error(&mut de) {
             Ok(v) => Ok(Self(v)),

@@ -1,21 +1,23 @@
 //! Persistence for codeframe: embedded SQLite (the default) or PostgreSQL, behind one API.
 //!
 //! [`Db`] owns the connection pool and runs the migrations of the workspace's top-level
-//! `migrations/` folder when it opens. Work happens through repository modules
+//! `migrations/<backend>/` folder when it opens; the location picks the [`Backend`]
+//! (`postgres://…` → PostgreSQL, a path or `sqlite:` → SQLite). Work happens through repository modules
 //! ([`projects`], [`agents`], [`context`], [`checkpoints`], [`flash_saves`], [`tasks`],
 //! [`token_usage`], [`auth`], the file restores' commit markers [`file_restores`], the event log [`events`], the run gate's [`permits`] and the
 //! change counters [`revisions`]) whose
 //! functions take any [`Executor`]: a pooled [`Conn`] for a single
 //! statement, or a [`Tx`] (opened by [`Db::begin`]) so several calls commit or roll back
-//! together. No sqlx type appears in this crate's public signatures, so a PostgreSQL backend
-//! can be added behind the same API.
+//! together. No sqlx type appears in this crate's public signatures: callers never know which
+//! backend runs their statements. On PostgreSQL, [`Db::event_listener`] announces events other
+//! processes commit.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), codeframe_persistence::DbError> {
 //! use codeframe_models::NewProject;
 //! use codeframe_persistence::{Db, projects};
 //!
-//! let db = Db::open("state.db").await?;
+//! let db = Db::open("state.db").await?; // or "postgres://user:pass@host/codeframe"
 //! let mut tx = db.begin().await?;
 //! let p = projects::insert(&mut tx, &NewProject {
 //!     name: "demo".into(), description: String::new(), root_path: "/tmp/demo".into(), owner_id: None,
