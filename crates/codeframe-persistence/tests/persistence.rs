@@ -1412,6 +1412,32 @@ async fn postgres_has_no_file_backup_and_says_so() {
     assert_eq!(db.integrity_check().await.unwrap(), ["ok"]);
 }
 
+/// PostgreSQL: a missing database is created on open; one migrated by a newer codeframe is
+/// refused with both versions named, and left as it was.
+#[tokio::test]
+async fn postgres_creates_a_missing_database_and_refuses_a_newer_one() {
+    let Some(server) = codeframe_testkit::database::postgres_server() else { return };
+    let url = codeframe_testkit::database::fresh_postgres(&server);
+    let db = Db::open(&url).await.unwrap();
+    project_with_agents(&db, "kept", &[]).await;
+    db.close().await;
+    let future = codeframe_persistence::schema_version() + 1;
+    let mut raw = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .bind(future)
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    let e = Db::open(&url).await.unwrap_err();
+    assert!(matches!(e, DbError::TooNew { found, .. } if found == future), "{e:?}");
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM projects").fetch_all(&mut raw).await.unwrap();
+    assert_eq!(names, ["kept"], "nothing changed");
+}
+
 #[tokio::test]
 async fn a_database_in_use_cannot_be_settled_for_replacement() {
     let (dir, db) = fresh_sqlite().await;
