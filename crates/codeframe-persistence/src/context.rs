@@ -197,6 +197,14 @@ pub async fn insert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
     Ok(inserted)
 }
 
+/// What `upsert_many` adds to [`insert_values`]: an existing id takes every column given.
+const UPSERT: &str = " ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, \
+     item_type = excluded.item_type, token_count = excluded.token_count, \
+     importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
+     created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
+     archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save, \
+     rev = excluded.rev";
+
 /// Writes items as given, replacing the stored row of any id that exists (every column) and
 /// inserting the others; items not in `items` are left alone.
 pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Result<u64> {
@@ -207,12 +215,6 @@ pub async fn upsert_many(ex: &mut impl Executor, items: &[ContextItem]) -> Resul
     let revs = bump_projects(ex, items).await?;
     let mut written = 0;
     for chunk in items.chunks(INSERT_CHUNK) {
-        const UPSERT: &str = " ON CONFLICT(id) DO UPDATE SET agent_id = excluded.agent_id, \
-             item_type = excluded.item_type, token_count = excluded.token_count, \
-             importance_score = excluded.importance_score, tier = excluded.tier, access_count = excluded.access_count, \
-             created_at = excluded.created_at, last_accessed = excluded.last_accessed, \
-             archived_at = excluded.archived_at, archived_by_flash_save = excluded.archived_by_flash_save, \
-             rev = excluded.rev";
         written += on!(ex, c => {
             let mut qb = insert_values(chunk, &revs);
             qb.push(UPSERT);

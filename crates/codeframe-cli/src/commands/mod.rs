@@ -74,14 +74,18 @@ fn service_config(cli: &Cli) -> ServiceConfig {
 
 /// Where the database is: `--database`, else the home's `state.db`.
 fn database_location(cli: &Cli, home: &Path) -> Result<String> {
-    if let Some(url) = &cli.database {
-        return Ok(url.clone());
+    match &cli.database {
+        Some(url) => Ok(url.clone()),
+        None => home_database(home),
     }
+}
+
+/// The home's `state.db`, as the text `Db::open` takes.
+fn home_database(home: &Path) -> Result<String> {
     let path = home.join(DB_FILE);
-    Ok(path
-        .to_str()
-        .ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?
-        .to_owned())
+    let location =
+        path.to_str().ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?;
+    Ok(location.to_owned())
 }
 
 /// Opens `--database` when given (created if missing), else the home's `state.db` (created
@@ -109,9 +113,7 @@ async fn open_db(home: &Path, create: bool, durability: codeframe_core::Durabili
             path.display()
         )));
     }
-    let location =
-        path.to_str().ok_or_else(|| CliError::Usage(format!("{} is not valid UTF-8", path.display())))?;
-    open_location(location, durability).await
+    open_location(&home_database(home)?, durability).await
 }
 
 /// The project to act on: `--project`, the only one, or the one whose root holds the
